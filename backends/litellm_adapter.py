@@ -1,0 +1,180 @@
+"""External providers (OpenAI, Anthropic, Azure, Bedrock, ...) through litellm.
+
+litellm is imported only when a rules file names a ``litellm`` backend. Every call
+carries its own ``api_base``, ``api_key`` and ``timeout``; no ``litellm.*`` global
+is ever set, so two backends never leak settings into each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from backends.base import Health
+from backends.http_transport import raise_for_status, translated_errors
+from gateway.errors import (
+    BackendBadResponse,
+    BackendError,
+    BackendRateLimited,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+)
+from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
+from gateway.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+
+# litellm exception class name -> our error. Every class in ``litellm.exceptions``
+# has an entry (tests/backends/test_litellm_adapter.py checks it).
+LITELLM_ERRORS: dict[str, type[BackendError]] = {
+    "RateLimitError": BackendRateLimited,
+    "BudgetExceededError": BackendRateLimited,
+    "Timeout": BackendTimeout,
+    "APIConnectionError": BackendUnavailable,
+    "ServiceUnavailableError": BackendUnavailable,
+    "MidStreamFallbackError": BackendBadResponse,
+    "BadGatewayError": BackendBadResponse,
+    "InternalServerError": BackendBadResponse,
+    "APIError": BackendBadResponse,
+    "OpenAIError": BackendBadResponse,
+    "MockException": BackendBadResponse,
+    "APIResponseValidationError": BackendBadResponse,
+    "JSONSchemaValidationError": BackendBadResponse,
+    # The gateway's own credentials, account or model name are wrong: another backend may do.
+    "AuthenticationError": BackendBadResponse,
+    "PermissionDeniedError": BackendBadResponse,
+    "NotFoundError": BackendBadResponse,
+    "PaymentRequiredError": BackendBadResponse,
+    "ModelNotMappedError": BackendBadResponse,
+    "LiteLLMUnknownProvider": BackendBadResponse,
+    # The request itself was refused: the caller must change it.
+    "BadRequestError": BackendRejected,
+    "InvalidRequestError": BackendRejected,
+    "UnprocessableEntityError": BackendRejected,
+    "ContextWindowExceededError": BackendRejected,
+    "ContentPolicyViolationError": BackendRejected,
+    "RejectedRequestError": BackendRejected,
+    "UnsupportedParamsError": BackendRejected,
+    "ImageFetchError": BackendRejected,
+    "VectorStoreSearchError": BackendRejected,
+    "GuardrailRaisedException": BackendRejected,
+    "BlockedPiiEntityError": BackendRejected,
+    "ModifyResponseException": BackendRejected,
+    "SensitiveDataRouteException": BackendRejected,
+}
+
+
+def import_litellm() -> ModuleType:
+    # Without this litellm fetches its price map from the internet at import and waits on retries.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    return litellm
+
+
+def translate(backend: str, exc: BaseException) -> BackendError:
+    for cls in type(exc).__mro__:
+        error = LITELLM_ERRORS.get(cls.__name__) if cls.__module__.startswith("litellm") else None
+        if error is None:
+            continue
+        message = f"backend {backend!r}: {cls.__name__}: {exc}"
+        if error is BackendRejected:
+            return BackendRejected(message, status=_client_status(exc))
+        return error(message)
+    return BackendBadResponse(f"backend {backend!r}: {type(exc).__name__}: {exc}")
+
+
+class LiteLLMBackend:
+    def __init__(self, name: str, spec: LiteLLMBackendSpec, litellm: ModuleType, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self._spec = spec
+        self._litellm = litellm
+        self._client = client
+        self._api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+
+    @classmethod
+    async def open(cls, name: str, spec: LiteLLMBackendSpec, client: httpx.AsyncClient) -> LiteLLMBackend:
+        return cls(name, spec, import_litellm(), client)
+
+    async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
+        with self._translated():
+            response = await self._litellm.acompletion(**self._call(request, timeout_s))
+            return ChatCompletion.model_validate(response.model_dump())
+
+    async def stream(self, request: ChatCompletionRequest, timeout_s: float) -> AsyncIterator[ChatCompletionChunk]:
+        has_finished = False
+        with self._translated():
+            response = await self._litellm.acompletion(**self._call(request, timeout_s), stream=True)
+            async for part in response:
+                chunk = ChatCompletionChunk.model_validate(part.model_dump())
+                has_finished = has_finished or any(c.finish_reason for c in chunk.choices)
+                yield chunk
+        if not has_finished:
+            raise BackendBadResponse(f"backend {self.name!r}: the stream ended before the answer was finished")
+
+    async def embed(self, request: EmbeddingRequest, timeout_s: float) -> EmbeddingResponse:
+        with self._translated():
+            response = await self._litellm.aembedding(
+                model=self._spec.model,
+                input=request.input,
+                api_base=self._spec.api_base,
+                api_key=self._api_key,
+                timeout=timeout_s,
+            )
+            return EmbeddingResponse.model_validate(response.model_dump())
+
+    async def health(self, timeout_s: float) -> Health:
+        """Probes ``api_base`` when set; a paid public API is not called just to check it."""
+        if self._spec.api_base is None:
+            return Health(is_healthy=True, detail="external API, not probed")
+        try:
+            with translated_errors(self.name):
+                headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+                response = await self._client.get(
+                    self._spec.api_base.rstrip("/") + "/models", headers=headers, timeout=timeout_s
+                )
+                raise_for_status(self.name, response)
+        except Exception as exc:  # a health check reports, it never raises
+            return Health(is_healthy=False, detail=str(exc))
+        return Health(is_healthy=True)
+
+    async def aclose(self) -> None:
+        """litellm keeps no per-backend resources."""
+
+    def _call(self, request: ChatCompletionRequest, timeout_s: float) -> dict[str, Any]:
+        params = request.model_dump(exclude_unset=True, exclude={"model", "messages", "stream"})
+        return {
+            **params,
+            "model": self._spec.model,
+            "messages": [m.model_dump(exclude_unset=True) for m in request.messages],
+            "api_base": self._spec.api_base,
+            "api_key": self._api_key,
+            "timeout": timeout_s,
+            "num_retries": 0,
+        }
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("litellm", "openai", "httpx", "aiohttp")):
+                raise
+            raise translate(self.name, exc) from exc
+
+
+def _client_status(exc: BaseException) -> int:
+    status = getattr(exc, "status_code", 400)
+    return status if isinstance(status, int) and 400 <= status < 500 else 400

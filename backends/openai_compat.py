@@ -1,0 +1,98 @@
+"""Any OpenAI-compatible server: vLLM, TGI, SGLang, Triton's OpenAI frontend, llama.cpp, Ollama."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from backends.base import Health
+from backends.http_transport import raise_for_status, translated_errors
+from backends.sse import read_chunks
+from gateway.errors import BackendBadResponse
+from gateway.rules import OpenAIBackend
+from gateway.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+
+Parsed = TypeVar("Parsed", bound=BaseModel)
+
+
+class OpenAICompatBackend:
+    def __init__(self, name: str, endpoint: str, model: str, client: httpx.AsyncClient, api_key: str | None) -> None:
+        self.name = name
+        self.model = model
+        self._base = endpoint.rstrip("/")
+        self._client = client
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    @classmethod
+    async def open(cls, name: str, spec: OpenAIBackend, client: httpx.AsyncClient) -> OpenAICompatBackend:
+        api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        return cls(name, spec.endpoint, spec.model, client, api_key)
+
+    async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
+        response = await self._post("/chat/completions", request.upstream_body(self.model), timeout_s)
+        return self._parse(ChatCompletion, response.content)
+
+    async def stream(self, request: ChatCompletionRequest, timeout_s: float) -> AsyncIterator[ChatCompletionChunk]:
+        body = request.upstream_body(self.model)
+        upstream = self._client.build_request(
+            "POST", self._base + "/chat/completions", content=body, headers=self._headers, timeout=timeout_s
+        )
+        with translated_errors(self.name):
+            async with asyncio.timeout(timeout_s):
+                response = await self._client.send(upstream, stream=True)
+            try:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_status(self.name, response)
+                async for chunk in read_chunks(self.name, response.aiter_lines(), timeout_s):
+                    yield chunk
+            finally:
+                await response.aclose()
+
+    async def embed(self, request: EmbeddingRequest, timeout_s: float) -> EmbeddingResponse:
+        response = await self._post("/embeddings", request.upstream_body(self.model), timeout_s)
+        return self._parse(EmbeddingResponse, response.content)
+
+    async def health(self, timeout_s: float) -> Health:
+        try:
+            with translated_errors(self.name):
+                response = await self._client.get(self._base + "/models", headers=self._headers, timeout=timeout_s)
+                raise_for_status(self.name, response)
+        except Exception as exc:  # a health check reports, it never raises
+            return Health(is_healthy=False, detail=str(exc))
+        return Health(is_healthy=True)
+
+    async def aclose(self) -> None:
+        """The pooled client belongs to the app and is closed by it."""
+
+    async def _post(self, path: str, body: bytes, timeout_s: float) -> httpx.Response:
+        with translated_errors(self.name):
+            async with asyncio.timeout(timeout_s):
+                response = await self._client.post(
+                    self._base + path, content=body, headers=self._headers, timeout=timeout_s
+                )
+        raise_for_status(self.name, response)
+        return response
+
+    def _parse(self, model: type[Parsed], content: bytes) -> Parsed:
+        try:
+            return model.model_validate_json(content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise BackendBadResponse(
+                f"backend {self.name!r} sent a malformed response ({where}: {first['msg']})"
+            ) from exc

@@ -1,0 +1,93 @@
+"""The OpenAI-compatible endpoints: chat completions (JSON and SSE), embeddings, models."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.errors import GatewayError
+from gateway.request_body import parse_body, read_body
+from gateway.schemas import ChatCompletionRequest, EmbeddingRequest, ModelCard, ModelList
+from gateway.sse import sse_events
+from gateway.state import GatewayState, gateway_state
+from routers.decision import RouteDecision
+
+router = APIRouter()
+JSON = "application/json"
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    state = gateway_state(request)
+    started = time.perf_counter()
+    route = backend = "-"
+    try:
+        principal = state.keyring.authenticate(request.headers)
+        chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
+        decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat)
+        route = decision.route
+        principal.require_route(route)
+        if chat.stream:
+            backend, (first, rest) = await state.dispatcher.open_stream(decision, chat)
+            events = sse_events(first, rest, on_close=lambda: _observe(state, "chat", route, backend, 200, started))
+            return StreamingResponse(events, media_type="text/event-stream", headers=route_headers(decision, backend))
+        backend, completion = await state.dispatcher.complete(decision, chat)
+    except GatewayError as exc:
+        _observe(state, "chat", route, backend, exc.status, started)
+        raise
+    body = completion.__pydantic_serializer__.to_json(completion, exclude_unset=True)
+    _observe(state, "chat", route, backend, 200, started)
+    return Response(body, media_type=JSON, headers=route_headers(decision, backend))
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    state = gateway_state(request)
+    started = time.perf_counter()
+    route = backend = "-"
+    try:
+        principal = state.keyring.authenticate(request.headers)
+        embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
+        decision = await state.selector.select(embedding.model, request.headers.get("x-switchyard-route"), None)
+        route = decision.route
+        principal.require_route(route)
+        backend, answer = await state.dispatcher.embed(decision, embedding)
+    except GatewayError as exc:
+        _observe(state, "embeddings", route, backend, exc.status, started)
+        raise
+    _observe(state, "embeddings", route, backend, 200, started)
+    body = answer.__pydantic_serializer__.to_json(answer, exclude_unset=True)
+    return Response(body, media_type=JSON, headers=route_headers(decision, backend))
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> Response:
+    state = gateway_state(request)
+    principal = state.keyring.authenticate(request.headers)
+    rules = state.rules
+    cards = [ModelCard(id="auto", description="the router picks the route")]
+    cards += [
+        ModelCard(id=name, description=spec.description)
+        for name, spec in rules.routes.items()
+        if principal.may_use(name)
+    ]
+    cards += [
+        ModelCard(id=alias, description=f"pinned to backend {backend}")
+        for alias, backend in rules.aliases.items()
+        if principal.may_use(alias)
+    ]
+    return Response(ModelList(data=cards).model_dump_json(), media_type=JSON)
+
+
+def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:
+    headers = {"x-switchyard-route": decision.route, "x-switchyard-backend": backend}
+    if decision.score is not None:
+        headers["x-switchyard-router-score"] = f"{decision.score:.4f}"
+    return headers
+
+
+def _observe(state: GatewayState, endpoint: str, route: str, backend: str, status: int, started: float) -> None:
+    state.metrics.observe_request(endpoint, route, backend, status, time.perf_counter() - started)

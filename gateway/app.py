@@ -1,0 +1,42 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway import api, probes
+from gateway.error_handlers import install_error_handlers
+from gateway.rules import Rules, load_rules
+from gateway.settings import Settings
+from gateway.state import close_state, open_state
+
+
+def create_app(settings: Settings | None = None, rules: Rules | None = None) -> FastAPI:
+    """Build the app; its lifespan loads ``rules`` (or the file in ``settings.config``) and opens every client."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await open_state(settings, rules or load_rules(settings.config))
+        app.state.gateway = state
+        try:
+            yield
+        finally:
+            await close_state(state)
+
+    app = FastAPI(title="Switchyard", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(probes.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(settings)

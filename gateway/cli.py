@@ -1,0 +1,78 @@
+"""The ``switchyard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gateway.rules import RulesInvalid, load_rules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description="An OpenAI-compatible LLM router gateway.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, default=None, help="rules file (default: $SWITCHYARD_CONFIG)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler=serve_command)
+
+    rules = commands.add_parser("rules", help="work with rules files").add_subparsers(required=True, metavar="ACTION")
+    validate = rules.add_parser("validate", help="check a rules file; exit 1 listing every problem")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=validate_command)
+    return parser
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    try:
+        rules = load_rules(args.file)
+    except RulesInvalid as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {exc.source}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok ({len(rules.routes)} routes, {len(rules.backends)} backends)")
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.settings import Settings
+
+    if args.config is not None:
+        os.environ["SWITCHYARD_CONFIG"] = str(args.config)
+    settings = Settings()
+    try:
+        load_rules(settings.config)
+    except RulesInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Every failure leaves the gateway as an OpenAI-style JSON error, never a bare trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import GatewayError, RequestError
+
+log = logging.getLogger("switchyard")
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(error.body(), status_code=error.status, media_type="application/json", headers=error.headers)
+
+
+async def on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = "not_found" if exc.status_code == 404 else None
+    error = RequestError(f"{request.method} {request.url.path}: {exc.detail}", code=code)
+    error.status = exc.status_code
+    return error_response(error)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(GatewayError("internal error in the gateway; it has been logged"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(HTTPException, on_http_exception)
+    app.add_exception_handler(Exception, on_unexpected)

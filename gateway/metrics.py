@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per app (no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._requests = Counter(
+            "switchyard_requests",
+            "Requests answered, by route, backend and HTTP status.",
+            ["endpoint", "route", "backend", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "switchyard_request_duration_seconds",
+            "Time from request to the last byte of the answer.",
+            ["endpoint", "route", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._attempts = Counter(
+            "switchyard_backend_attempts",
+            "Calls to backends, by outcome (ok or the error code).",
+            ["backend", "outcome"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, endpoint: str, route: str, backend: str, status: int, seconds: float) -> None:
+        key = (endpoint, route, backend, str(status))
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the increments: keep the children
+            children = (self._requests.labels(*key), self._latency.labels(endpoint, route, backend))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_attempt(self, backend: str, outcome: str) -> None:
+        self._attempts.labels(backend, outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

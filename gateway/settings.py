@@ -1,0 +1,25 @@
+"""Process settings, read from the environment with the prefix ``SWITCHYARD_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", extra="ignore")
+
+    config: Path = Path("rules.yaml")
+    """The rules file (routes, backends, keys)."""
+    redis_url: str | None = None
+    """Unset: the in-process cache, the embedded default."""
+    admin_key: SecretStr | None = None
+    log_level: str = "info"
+    auth_disabled: bool = False
+    """Serve without API keys. Must be set explicitly; auth is on by default."""
+    api_keys: dict[str, str] = {}
+    """Extra API keys from the environment, as JSON ``{"<key>": "<tenant>"}``; hashed at start-up."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    health_timeout_s: float = 2.0

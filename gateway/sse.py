@@ -1,0 +1,34 @@
+"""Writing chat completion chunks to the client as server-sent events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from gateway.errors import BackendError
+from gateway.schemas import ChatCompletionChunk
+
+log = logging.getLogger("switchyard")
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def encode(chunk: ChatCompletionChunk) -> bytes:
+    return b"data: " + chunk.__pydantic_serializer__.to_json(chunk, exclude_unset=True) + b"\n\n"
+
+
+async def sse_events(
+    first: ChatCompletionChunk, rest: AsyncIterator[ChatCompletionChunk], on_close: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    """The stream as SSE. A failure after the first chunk ends it with an error event and
+    no ``[DONE]``, so no client mistakes a cut answer for a whole one."""
+    try:
+        yield encode(first)
+        async for chunk in rest:
+            yield encode(chunk)
+        yield DONE_EVENT
+    except BackendError as exc:
+        log.warning("stream cut after the first chunk: %s", exc.message)
+        yield b"data: " + exc.body() + b"\n\n"
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+        on_close()

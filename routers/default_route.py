@@ -1,0 +1,21 @@
+"""The router of last resort: every ``auto`` request goes to the default route."""
+
+from __future__ import annotations
+
+from gateway.rules import Rules
+from gateway.schemas import ChatCompletionRequest
+from routers.decision import RouteDecision
+
+
+class DefaultRouteRouter:
+    def __init__(self, rules: Rules) -> None:
+        route = rules.default_route
+        self._decision = RouteDecision(
+            route=route,
+            backends=tuple(rules.routes[route].backends),
+            decided_by="default",
+            reason="no classifier configured; the default route serves every auto request",
+        )
+
+    async def decide(self, request: ChatCompletionRequest) -> RouteDecision:
+        return self._decision

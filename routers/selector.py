@@ -1,0 +1,48 @@
+"""From what the caller asked for to a route: a forced route, a route name, an alias or ``auto``."""
+
+from __future__ import annotations
+
+from gateway.errors import UnknownModel
+from gateway.rules import Rules
+from gateway.schemas import ChatCompletionRequest
+from routers.decision import RouteDecision, Router
+
+AUTO = "auto"
+
+
+class RouteSelector:
+    def __init__(self, rules: Rules, router: Router) -> None:
+        self._router = router
+        self._by_name: dict[str, RouteDecision] = {}
+        for route, spec in rules.routes.items():
+            self._by_name[route] = RouteDecision(route, tuple(spec.backends), "model", f"model names route {route!r}")
+        for alias, backend in rules.aliases.items():
+            self._by_name[alias] = RouteDecision(alias, (backend,), "alias", f"alias pins backend {backend!r}")
+        self._routes = set(rules.routes)
+        default = self._by_name[rules.default_route]
+        self._default = RouteDecision(default.route, default.backends, "default", "auto without a prompt")
+
+    async def select(self, model: str, forced_route: str | None, chat: ChatCompletionRequest | None) -> RouteDecision:
+        """Decide the route; raise ``UnknownModel`` for a name that means nothing here.
+
+        ``chat`` is what an ``auto`` request is routed on; without one (embeddings)
+        ``auto`` means the default route.
+        """
+        if forced_route is not None:
+            if forced_route not in self._routes:
+                message = f"route {forced_route!r} in x-switchyard-route does not exist"
+                raise UnknownModel(message, param="x-switchyard-route")
+            forced = self._by_name[forced_route]
+            return RouteDecision(forced.route, forced.backends, "header", "x-switchyard-route forced it")
+        if model == AUTO:
+            return await self._router.decide(chat) if chat else self._default
+        decision = self._by_name.get(model)
+        if decision is None:
+            raise UnknownModel(
+                f"model {model!r} is neither 'auto', a route nor an alias (GET /v1/models lists them)",
+                param="model",
+            )
+        return decision
+
+    def names(self) -> list[str]:
+        return [AUTO, *self._by_name]
