@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from backends.base import Health
-from backends.http_transport import raise_for_status, translated_errors
+from backends.http_transport import error_class_for, raise_for_status, translated_errors
 from gateway.errors import (
     BackendBadResponse,
     BackendError,
@@ -83,6 +83,9 @@ def import_litellm() -> ModuleType:
 
 
 def translate(backend: str, exc: BaseException) -> BackendError:
+    transport_error = _transport_cause(exc)
+    if transport_error is not None:  # litellm reports a refused connection as InternalServerError
+        return transport_error(f"backend {backend!r}: {exc}")
     for cls in type(exc).__mro__:
         error = LITELLM_ERRORS.get(cls.__name__) if cls.__module__.startswith("litellm") else None
         if error is None:
@@ -101,6 +104,9 @@ class LiteLLMBackend:
         self._litellm = litellm
         self._client = client
         self._api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        if self._api_key is None and spec.api_base is not None:
+            # A keyless self-hosted server; litellm's OpenAI client refuses to send no key at all.
+            self._api_key = "no-key"
 
     @classmethod
     async def open(cls, name: str, spec: LiteLLMBackendSpec, client: httpx.AsyncClient) -> LiteLLMBackend:
@@ -173,6 +179,17 @@ class LiteLLMBackend:
             if not type(exc).__module__.startswith(("litellm", "openai", "httpx", "aiohttp")):
                 raise
             raise translate(self.name, exc) from exc
+
+
+def _transport_cause(exc: BaseException) -> type[BackendError] | None:
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(16):
+        if cause is None:
+            return None
+        if isinstance(cause, httpx.TransportError):
+            return error_class_for(cause)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _client_status(exc: BaseException) -> int:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from gateway import api, probes
@@ -15,13 +16,19 @@ from gateway.settings import Settings
 from gateway.state import close_state, open_state
 
 
-def create_app(settings: Settings | None = None, rules: Rules | None = None) -> FastAPI:
-    """Build the app; its lifespan loads ``rules`` (or the file in ``settings.config``) and opens every client."""
+def create_app(
+    settings: Settings | None = None, rules: Rules | None = None, http_client: httpx.AsyncClient | None = None
+) -> FastAPI:
+    """Build the app; its lifespan loads ``rules`` (or the file in ``settings.config``) and opens every client.
+
+    ``http_client`` replaces the pooled upstream client (tests inject a fault-injecting transport);
+    the app then leaves closing it to the caller.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await open_state(settings, rules or load_rules(settings.config))
+        state = await open_state(settings, rules or load_rules(settings.config), http_client)
         app.state.gateway = state
         try:
             yield
@@ -39,4 +46,6 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every upstream request at INFO: noise, and a cost on the hot path.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     return create_app(settings)

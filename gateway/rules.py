@@ -127,7 +127,7 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         raise RulesInvalid(source, [RuleProblem(path="", message=f"not valid YAML: {exc}", line=line)]) from exc
-    problems = [RuleProblem(path=p, message="duplicate key", line=lines.line_of(p)) for p in duplicates]
+    problems = [RuleProblem(path=path, message="duplicate key", line=line) for path, line in duplicates]
     try:
         rules = Rules.model_validate(data)
     except ValidationError as exc:

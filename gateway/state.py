@@ -33,19 +33,20 @@ class GatewayState:
     metrics: Metrics
     backends: dict[str, Backend]
     http: httpx.AsyncClient
+    owns_http: bool
 
 
-async def open_state(settings: Settings, rules: Rules) -> GatewayState:
+async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None = None) -> GatewayState:
     keyring = KeyRing.from_config(rules, settings)
     max_connections = sum(getattr(spec, "max_connections", 64) for spec in rules.backends.values())
-    http = open_http_client(max_connections)
+    http = http_client or open_http_client(max_connections)
     backends: dict[str, Backend] = {}
     try:
         for name, spec in rules.backends.items():
             backends[name] = await open_backend(name, spec, http)
             log.info("backend %s (%s) ready", name, spec.kind)
     except BaseException:
-        await close_backends(backends, http)
+        await close_backends(backends, http if http_client is None else None)
         raise
     metrics = Metrics()
     timeouts = {name: spec.timeout_s for name, spec in rules.backends.items()}
@@ -58,16 +59,18 @@ async def open_state(settings: Settings, rules: Rules) -> GatewayState:
         metrics=metrics,
         backends=backends,
         http=http,
+        owns_http=http_client is None,
     )
 
 
 async def close_state(state: GatewayState) -> None:
-    await close_backends(state.backends, state.http)
+    await close_backends(state.backends, state.http if state.owns_http else None)
 
 
-async def close_backends(backends: dict[str, Backend], http: httpx.AsyncClient) -> None:
+async def close_backends(backends: dict[str, Backend], http: httpx.AsyncClient | None) -> None:
     await asyncio.gather(*(backend.aclose() for backend in backends.values()), return_exceptions=True)
-    await http.aclose()
+    if http is not None:
+        await http.aclose()
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -28,18 +28,18 @@ class LineIndex:
         return None
 
 
-def load_yaml(text: str) -> tuple[Any, LineIndex, list[str]]:
-    """Parse one YAML document; return the data, its line index and duplicate key paths."""
+def load_yaml(text: str) -> tuple[Any, LineIndex, list[tuple[str, int]]]:
+    """Parse one YAML document; return the data, its line index and each duplicate key's path and line."""
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     lines = LineIndex()
-    duplicates: list[str] = []
+    duplicates: list[tuple[str, int]] = []
     if node is None:
         return {}, lines, duplicates
     _walk(node, "", lines, duplicates)
     return yaml.safe_load(text), lines, duplicates
 
 
-def _walk(node: Node, path: str, lines: LineIndex, duplicates: list[str]) -> None:
+def _walk(node: Node, path: str, lines: LineIndex, duplicates: list[tuple[str, int]]) -> None:
     lines.add(path, node.start_mark.line + 1)
     if isinstance(node, MappingNode):
         seen: set[str] = set()
@@ -47,7 +47,7 @@ def _walk(node: Node, path: str, lines: LineIndex, duplicates: list[str]) -> Non
             key = str(key_node.value) if isinstance(key_node, ScalarNode) else "?"
             child = f"{path}.{key}" if path else key
             if key in seen:
-                duplicates.append(child)
+                duplicates.append((child, key_node.start_mark.line + 1))
             seen.add(key)
             _walk(value_node, child, lines, duplicates)
     elif isinstance(node, SequenceNode):

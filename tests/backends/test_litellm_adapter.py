@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
+from gateway.errors import BackendRateLimited, BackendRejected, BackendTimeout, BackendUnavailable
+from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
+from gateway.schemas import ChatCompletionRequest
+from tests.servers import free_port
+
+
+def litellm_exception_classes() -> list[type[BaseException]]:
+    exceptions = import_litellm().exceptions
+    return [
+        cls
+        for _, cls in inspect.getmembers(exceptions, inspect.isclass)
+        if issubclass(cls, BaseException) and cls.__module__.startswith("litellm")
+    ]
+
+
+def test_every_litellm_exception_class_has_an_explicit_mapping() -> None:
+    classes = litellm_exception_classes()
+    assert len(classes) > 20
+    assert [cls.__name__ for cls in classes if cls.__name__ not in LITELLM_ERRORS] == []
+
+
+def make(cls_name: str, **kwargs: object) -> BaseException:
+    cls = getattr(import_litellm().exceptions, cls_name)
+    return cls(message="m", model="openai/x", llm_provider="openai", **kwargs)  # type: ignore[no-any-return]
+
+
+def test_translate_maps_rate_limit_timeout_and_connection() -> None:
+    assert isinstance(translate("b", make("RateLimitError")), BackendRateLimited)
+    assert isinstance(translate("b", make("Timeout")), BackendTimeout)
+    assert isinstance(translate("b", make("APIConnectionError")), BackendUnavailable)
+
+
+def test_translate_keeps_request_errors_as_not_retryable_4xx() -> None:
+    error = translate("b", make("ContextWindowExceededError"))
+    assert isinstance(error, BackendRejected)
+    assert error.status == 400
+    assert not error.is_retryable
+
+
+def chat(**extra: object) -> ChatCompletionRequest:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8, **extra}
+    return ChatCompletionRequest.model_validate(body)
+
+
+def spec_for(endpoint: str) -> LiteLLMBackendSpec:
+    return LiteLLMBackendSpec(kind="litellm", model="openai/smollm2", api_base=endpoint)
+
+
+@pytest.mark.local_model
+async def test_complete_through_litellm_to_local_openai_server(llama_server: str) -> None:
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    answer = await backend.complete(chat(temperature=0), 60)
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens > 0
+    assert answer.choices[0].model_extra["message"]["content"]  # type: ignore[index]
+
+
+@pytest.mark.local_model
+async def test_stream_through_litellm_to_local_openai_server(llama_server: str) -> None:
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    chunks = [c async for c in backend.stream(chat(), 60)]
+    text = "".join((c.choices[0].model_extra or {}).get("delta", {}).get("content") or "" for c in chunks if c.choices)
+    assert text
+    assert any(c.finish_reason for chunk in chunks for c in chunk.choices)
+
+
+async def test_unreachable_api_base_is_unavailable() -> None:
+    backend = await LiteLLMBackend.open("ext", spec_for(f"http://127.0.0.1:{free_port()}/v1"), client=None)  # type: ignore[arg-type]
+    with pytest.raises(BackendUnavailable):
+        await backend.complete(chat(), 10)

