@@ -48,7 +48,7 @@ def test_unknown_key_is_named_with_its_path_and_line() -> None:
 
 def test_duplicate_keys_are_reported_not_silently_merged() -> None:
     text = VALID.replace("  general: {backends: [ext]}", "  general: {backends: [ext]}\n  code: {backends: [ext]}")
-    assert "9:routes.code: duplicate key" in problems_of(text)
+    assert "8:routes.code: duplicate key" in problems_of(text)
 
 
 def test_cross_check_problems_are_all_reported_together() -> None:
