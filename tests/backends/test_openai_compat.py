@@ -40,7 +40,9 @@ def backend_for(handler: Handler | Callable[[httpx.Request], object]) -> OpenAIC
 
 
 def chat(**extra: object) -> ChatCompletionRequest:
-    return ChatCompletionRequest.model_validate({"model": "auto", "messages": [{"role": "user", "content": "hi"}], **extra})
+    return ChatCompletionRequest.model_validate(
+        {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **extra}
+    )
 
 
 async def collect(chunks: AsyncIterator[object]) -> list[object]:
@@ -135,10 +137,14 @@ async def test_stream_yields_chunks_until_done() -> None:
 
 async def test_stream_cut_midway_raises_bad_response_after_first_chunks() -> None:
     backend = backend_for(lambda r: httpx.Response(200, content=chunk("Hel") + chunk("lo")))
-    received = []
-    with pytest.raises(BackendBadResponse, match="ended before"):
+    received: list[object] = []
+
+    async def drain() -> None:
         async for c in backend.stream(chat(stream=True), 5):
             received.append(c)
+
+    with pytest.raises(BackendBadResponse, match="ended before"):
+        await drain()
     assert len(received) == 2
 
 

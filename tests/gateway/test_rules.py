@@ -87,7 +87,10 @@ def test_cli_validate_exits_1_and_prints_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(VALID.replace("[gpu, ext]", "[gpu, x1]").replace("default_route: general", "default_route: y"))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "rules", "validate", str(path)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "gateway.cli", "rules", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert f"{path}:6: routes.code.backends[1]: unknown backend 'x1'" in result.stderr
