@@ -1,8 +1,8 @@
 """The pooled upstream HTTP client and the translation of its failures.
 
-httpx is the API; aiohttp is the transport underneath (``httpx-aiohttp``). On the
-bench machine a minimal proxy did ~300 req/s over httpx's own pool and ~1,100 over
-this transport with the same httpx API (``bench/results/transport.txt``).
+httpx is the API; aiohttp is the transport underneath (``httpx-aiohttp``) unless
+``SWITCHYARD_UPSTREAM_TRANSPORT=httpx``. ``bench/transport.sh`` measures both through the
+whole gateway; the figures are in ``bench/results/transport.txt``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ HTTPX_ERRORS: dict[type[Exception], type[BackendError]] = {
 BACKEND_FAULT_STATUSES = {401, 403, 404}
 
 
-def open_http_client(max_connections: int) -> httpx.AsyncClient:
+def open_http_client(max_connections: int, transport: str = "aiohttp") -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if transport == "httpx":
+        return httpx.AsyncClient(limits=limits, trust_env=False)
     return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False), trust_env=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,4 +23,7 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] = {}
     """Extra API keys from the environment, as JSON ``{"<key>": "<tenant>"}``; hashed at start-up."""
     max_body_bytes: int = 4 * 1024 * 1024
+    upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """How the pooled client reaches backends: aiohttp under the httpx API (faster, measured in
+    ``bench/results/``), or httpx's own pool (HTTP/2 capable)."""
     health_timeout_s: float = 2.0

@@ -39,7 +39,7 @@ class GatewayState:
 async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None = None) -> GatewayState:
     keyring = KeyRing.from_config(rules, settings)
     max_connections = sum(getattr(spec, "max_connections", 64) for spec in rules.backends.values())
-    http = http_client or open_http_client(max_connections)
+    http = http_client or open_http_client(max_connections, settings.upstream_transport)
     backends: dict[str, Backend] = {}
     try:
         for name, spec in rules.backends.items():

@@ -28,8 +28,9 @@ def test_unknown_exception_is_not_swallowed() -> None:
         raise KeyError("a bug stays a bug")
 
 
-async def test_real_transport_maps_refused_connection_to_503() -> None:
-    client = open_http_client(4)
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_real_transport_maps_refused_connection_to_503(transport: str) -> None:
+    client = open_http_client(4, transport)
     backend = OpenAICompatBackend("down", f"http://127.0.0.1:{free_port()}/v1", "m", client, None)
     try:
         with pytest.raises(BackendUnavailable):
@@ -54,8 +55,9 @@ async def cutting_server() -> AsyncIterator[str]:
     server.close()
 
 
-async def test_real_transport_maps_body_cut_short_to_backend_error(cutting_server: str) -> None:
-    client = open_http_client(4)
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_real_transport_maps_body_cut_short_to_backend_error(cutting_server: str, transport: str) -> None:
+    client = open_http_client(4, transport)
     backend = OpenAICompatBackend("cut", cutting_server, "m", client, None)
     try:
         with pytest.raises(BackendError) as caught:

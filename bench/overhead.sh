@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Gateway overhead on the pinned-backend path, side by side in one run:
+#   direct nginx upstream  vs  LiteLLM proxy  vs  Switchyard (aiohttp transport)  vs  Switchyard (httpx transport)
+# One worker each. Figures go to bench/results/overhead.txt.
+# Needs root for apt (nginx-light, wrk) the first time; LiteLLM goes to /tmp/bench-litellm-venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-$(cd .. && pwd)/shared}
+OUT=${OUT:-bench/results/overhead.txt}
+export DUR=${DUR:-8s} CONNS=${CONNS:-"1 32"}
+command -v nginx >/dev/null && command -v wrk >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
+[ -x .venv/bin/switchyard ] || bash deploy/setup.sh
+pids=""
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+export SWITCHYARD_BENCH_KEY=sk-bench-switchyard-0123456789 SWITCHYARD_LOG_LEVEL=warning
+start() { # port transport
+  SWITCHYARD_UPSTREAM_TRANSPORT=$2 .venv/bin/switchyard serve --config bench/rules.overhead.yaml --port "$1" \
+    >"/tmp/bench-switchyard-$2.log" 2>&1 & pids="$pids $!"
+  for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$1/healthz" && return; sleep 0.5; done
+  echo "switchyard on $1 did not start" >&2; exit 1
+}
+start 8090 aiohttp
+start 8091 httpx
+{
+  echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), cache off, auth on"
+  echo "# gateway = Switchyard, aiohttp transport; gateway-httpx = the same with httpx's own transport"
+  GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$SWITCHYARD_BENCH_KEY GATEWAY_MODEL=upstream-model \
+    bash "$SHARED/bench/peer-overhead.sh"
+  for c in $CONNS; do
+    out=$(KEY=$SWITCHYARD_BENCH_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency http://127.0.0.1:8091 2>&1)
+    printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s\n' gateway-httpx "$c" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
+      "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")"
+  done
+} | tee "$OUT"
