@@ -13,7 +13,7 @@ from gateway.request_body import parse_body, read_body
 from gateway.schemas import ChatCompletionRequest, EmbeddingRequest, ModelCard, ModelList
 from gateway.sse import sse_events
 from gateway.state import GatewayState, gateway_state
-from routers.decision import RouteDecision
+from routers.decision import RouteDecision, RoutingContext
 
 router = APIRouter()
 JSON = "application/json"
@@ -27,7 +27,8 @@ async def chat_completions(request: Request) -> Response:
     try:
         principal = state.keyring.authenticate(request.headers)
         chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
-        decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat)
+        context = RoutingContext(principal.tenant, request.headers)
+        decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
         route = decision.route
         principal.require_route(route)
         if chat.stream:
@@ -51,7 +52,10 @@ async def embeddings(request: Request) -> Response:
     try:
         principal = state.keyring.authenticate(request.headers)
         embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
-        decision = await state.selector.select(embedding.model, request.headers.get("x-switchyard-route"), None)
+        context = RoutingContext(principal.tenant, request.headers)
+        decision = await state.selector.select(
+            embedding.model, request.headers.get("x-switchyard-route"), None, context
+        )
         route = decision.route
         principal.require_route(route)
         backend, answer = await state.dispatcher.embed(decision, embedding)

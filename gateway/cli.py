@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.cli_router import add_commands as add_router_commands
 from gateway.rules import RulesInvalid, load_rules
 
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = rules.add_parser("validate", help="check a rules file; exit 1 listing every problem")
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=validate_command)
+    add_router_commands(commands)
     return parser
 
 

@@ -76,6 +76,58 @@ class RouteSpec(Strict):
     """Primary first, fallbacks after, tried in this order."""
 
 
+class RuleMatch(Strict):
+    """Conditions of a routing rule; all given ones must hold."""
+
+    headers: dict[str, str] = {}
+    """Header name (any case) to exact value."""
+    tenants: list[str] | None = None
+    models: list[str] | None = None
+    """The requested ``model``: ``auto`` or a name that is not a route, e.g. ``gpt-4``."""
+    regex: str | None = None
+    """Searched in the last user message."""
+    min_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+    """Prompt length, estimated as characters / 4 over all messages."""
+    has_tools: bool | None = None
+    has_images: bool | None = None
+
+
+class RuleSpec(Strict):
+    name: str = Field(pattern=NAME)
+    when: RuleMatch
+    route: str
+
+
+class ClassifierRouterSpec(Strict):
+    kind: Literal["classifier"]
+    model: Path | None = None
+    """A directory from ``switchyard router train``; unset: the shipped task classifier."""
+    labels: dict[str, str] = {}
+    """Label to route, by name. Unlisted labels go to the route of the same name, else the default route."""
+    threshold: float = Field(0.5, ge=0, le=1)
+    """Below this confidence the request goes to the default route."""
+    thresholds: dict[str, float] = {}
+    """Per-route thresholds, overriding ``threshold``."""
+
+
+class LLMRouterSpec(Strict):
+    kind: Literal["llm"]
+    backend: str
+    """The backend asked to choose among the routes by their descriptions."""
+    budget_ms: int = Field(1500, ge=10)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    fallback: ClassifierRouterSpec | None = None
+    """Consulted on timeout, bad output or low confidence; unset: the default route."""
+
+
+class DefaultRouterSpec(Strict):
+    kind: Literal["default"]
+
+
+RouterSpec = Annotated[ClassifierRouterSpec | LLMRouterSpec | DefaultRouterSpec, Field(discriminator="kind")]
+
+
 class ApiKeySpec(Strict):
     tenant: str = Field(pattern=NAME)
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
@@ -93,6 +145,10 @@ class Rules(Strict):
     aliases: dict[Annotated[str, Field(pattern=NAME)], str] = {}
     """Model names that pin one backend: ``gpt-4o-mini: openai-fallback``."""
     api_keys: list[ApiKeySpec] = []
+    router: RouterSpec = ClassifierRouterSpec(kind="classifier")
+    """What decides ``auto`` requests after the rules; the shipped classifier unless set."""
+    rules: list[RuleSpec] = []
+    """Evaluated in order before any model; the first match wins."""
 
 
 class RuleProblem(BaseModel):
@@ -158,6 +214,37 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
     for name in RESERVED_MODELS & (set(rules.routes) | set(rules.aliases)):
         problems.append((f"routes.{name}" if name in rules.routes else f"aliases.{name}", f"{name!r} is reserved"))
     problems += _check_api_keys(rules)
+    problems += _check_routing(rules)
+    return problems
+
+
+def _check_routing(rules: Rules) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for i, rule in enumerate(rules.rules):
+        if rule.route not in rules.routes:
+            problems.append((f"rules[{i}].route", f"unknown route {rule.route!r}"))
+        if rule.when.regex is not None:
+            try:
+                re.compile(rule.when.regex)
+            except re.error as exc:
+                problems.append((f"rules[{i}].when.regex", f"not a valid regular expression: {exc}"))
+    if len({rule.name for rule in rules.rules}) != len(rules.rules):
+        problems.append(("rules", "two rules share a name"))
+    classifier: RouterSpec | None = rules.router
+    prefix = "router"
+    if isinstance(rules.router, LLMRouterSpec):
+        if rules.router.backend not in rules.backends:
+            problems.append(("router.backend", f"unknown backend {rules.router.backend!r}"))
+        classifier, prefix = rules.router.fallback, "router.fallback"
+    if isinstance(classifier, ClassifierRouterSpec):
+        for label, route in classifier.labels.items():
+            if route not in rules.routes:
+                problems.append((f"{prefix}.labels.{label}", f"unknown route {route!r}"))
+        problems += [
+            (f"{prefix}.thresholds.{route}", f"unknown route {route!r}")
+            for route in classifier.thresholds
+            if route not in rules.routes
+        ]
     return problems
 
 
@@ -185,7 +272,7 @@ def _problem_from_pydantic(err: object, lines: LineIndex) -> RuleProblem:
     return RuleProblem(path=path, message=message, line=lines.line_of(path))
 
 
-_UNION_TAGS = {"openai", "litellm", "local"}
+_UNION_TAGS = {"openai", "litellm", "local", "classifier", "llm", "default"}
 
 
 def _join_path(loc: list[object]) -> str:

@@ -27,3 +27,7 @@ class Settings(BaseSettings):
     """How the pooled client reaches backends: aiohttp under the httpx API (faster, measured in
     ``bench/results/``), or httpx's own pool (HTTP/2 capable)."""
     health_timeout_s: float = 2.0
+    router_threads: int = 1
+    """ONNX Runtime threads for the classifier, per gateway process."""
+    router_max_batch: int = 16
+    """Most prompts scored in one model call; 1 turns micro-batching off."""

@@ -17,7 +17,7 @@ from gateway.dispatch import Dispatcher
 from gateway.metrics import Metrics
 from gateway.rules import Rules
 from gateway.settings import Settings
-from routers.default_route import DefaultRouteRouter
+from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
 
 log = logging.getLogger("switchyard")
@@ -31,6 +31,7 @@ class GatewayState:
     selector: RouteSelector
     dispatcher: Dispatcher
     metrics: Metrics
+    router: RouterHandle
     backends: dict[str, Backend]
     http: httpx.AsyncClient
     owns_http: bool
@@ -48,13 +49,22 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
     except BaseException:
         await close_backends(backends, http if http_client is None else None)
         raise
+    try:
+        router = await asyncio.to_thread(
+            build_router, rules, backends, settings.router_threads, settings.router_max_batch
+        )
+    except BaseException:
+        await close_backends(backends, http if http_client is None else None)
+        raise
+    log.info("router: %s", router.description)
     metrics = Metrics()
     timeouts = {name: spec.timeout_s for name, spec in rules.backends.items()}
     return GatewayState(
         settings=settings,
         rules=rules,
         keyring=keyring,
-        selector=RouteSelector(rules, DefaultRouteRouter(rules)),
+        selector=RouteSelector(rules, router.router),
+        router=router,
         dispatcher=Dispatcher(backends, timeouts, metrics),
         metrics=metrics,
         backends=backends,
@@ -64,6 +74,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
 
 
 async def close_state(state: GatewayState) -> None:
+    state.router.close()
     await close_backends(state.backends, state.http if state.owns_http else None)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.schemas import ChatCompletionRequest
@@ -14,9 +15,21 @@ class RouteDecision:
     backends: tuple[str, ...]
     """Primary first, fallbacks after."""
     decided_by: str
-    """``header``, ``model``, ``alias`` or the name of the router that chose."""
+    """``header``, ``model``, ``alias``, ``rule:<name>``, ``classifier``, ``llm`` or ``default``."""
     reason: str
     score: float | None = None
+    """Confidence in the chosen label, when a model chose."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Every label's score, when a model scored."""
+
+
+@dataclass(frozen=True)
+class RoutingContext:
+    """What routing may look at besides the body."""
+
+    tenant: str = "anonymous"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Request headers; lookups by lower-case name."""
 
 
 class Router(Protocol):

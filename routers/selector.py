@@ -1,18 +1,24 @@
-"""From what the caller asked for to a route: a forced route, a route name, an alias or ``auto``."""
+"""From what the caller asked for to a route.
+
+Precedence: the ``x-switchyard-route`` header, then a ``model`` naming a route or alias, then
+the rules file's ``rules`` (first match), then the router for ``model: "auto"``.
+"""
 
 from __future__ import annotations
 
 from gateway.errors import UnknownModel
 from gateway.rules import Rules
 from gateway.schemas import ChatCompletionRequest
-from routers.decision import RouteDecision, Router
+from routers.decision import RouteDecision, Router, RoutingContext
+from routers.rules_engine import RuleEngine
 
 AUTO = "auto"
 
 
 class RouteSelector:
     def __init__(self, rules: Rules, router: Router) -> None:
-        self._router = router
+        self.router = router
+        self.rules = RuleEngine(rules)
         self._by_name: dict[str, RouteDecision] = {}
         for route, spec in rules.routes.items():
             self._by_name[route] = RouteDecision(route, tuple(spec.backends), "model", f"model names route {route!r}")
@@ -22,11 +28,13 @@ class RouteSelector:
         default = self._by_name[rules.default_route]
         self._default = RouteDecision(default.route, default.backends, "default", "auto without a prompt")
 
-    async def select(self, model: str, forced_route: str | None, chat: ChatCompletionRequest | None) -> RouteDecision:
+    async def select(
+        self, model: str, forced_route: str | None, chat: ChatCompletionRequest | None, context: RoutingContext
+    ) -> RouteDecision:
         """Decide the route; raise ``UnknownModel`` for a name that means nothing here.
 
-        ``chat`` is what an ``auto`` request is routed on; without one (embeddings)
-        ``auto`` means the default route.
+        ``chat`` is what rules and the router look at; without one (embeddings) ``auto``
+        means the default route.
         """
         if forced_route is not None:
             if forced_route not in self._routes:
@@ -34,15 +42,16 @@ class RouteSelector:
                 raise UnknownModel(message, param="x-switchyard-route")
             forced = self._by_name[forced_route]
             return RouteDecision(forced.route, forced.backends, "header", "x-switchyard-route forced it")
+        named = self._by_name.get(model)
+        if named is not None:
+            return named
+        if chat is not None and (matched := self.rules.match(chat, context)) is not None:
+            return matched
         if model == AUTO:
-            return await self._router.decide(chat) if chat else self._default
-        decision = self._by_name.get(model)
-        if decision is None:
-            raise UnknownModel(
-                f"model {model!r} is neither 'auto', a route nor an alias (GET /v1/models lists them)",
-                param="model",
-            )
-        return decision
+            return await self.router.decide(chat) if chat else self._default
+        raise UnknownModel(
+            f"model {model!r} is neither 'auto', a route nor an alias (GET /v1/models lists them)", param="model"
+        )
 
     def names(self) -> list[str]:
         return [AUTO, *self._by_name]

@@ -24,6 +24,7 @@ routes:
   general: {{backends: [primary, fallback], description: everything}}
   code: {{backends: [primary]}}
 default_route: general
+router: {{kind: default}}
 aliases: {{pinned-fallback: fallback}}
 api_keys:
   - {{tenant: t1, sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"}}

@@ -1,0 +1,122 @@
+"""Training a router head on sentence embeddings, and exporting it to ONNX.
+
+The encoder is fixed (the shipped int8 all-MiniLM-L6-v2); only a multinomial logistic
+regression over its embeddings is trained, so training 20k prompts takes minutes on a
+laptop CPU and operators can train on their own labels (any number of routes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.linear_model import LogisticRegression
+
+from routers.classifier import MODELS_DIR, SHIPPED_PREFIX
+from routers.dataset import OUT_OF_SCOPE, Example
+from routers.encoder import Encoder
+
+log = logging.getLogger("switchyard")
+DEFAULT_ENCODER = "minilm-l6"
+CACHE_DIR = Path(os.environ.get("SWITCHYARD_CACHE_DIR", Path.home() / ".cache" / "switchyard"))
+
+
+def split_by_group(examples: list[Example], test_fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """Hold out whole groups (prompt templates) per label; a label with under 5 groups is split by row."""
+    rng = random.Random(seed)
+    by_label: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
+    for example in examples:
+        by_label[example.label][example.group].append(example)
+    train: list[Example] = []
+    test: list[Example] = []
+    for groups in by_label.values():
+        if len(groups) < 5:
+            groups = {f"row-{i}": [e] for i, e in enumerate(e for rows in groups.values() for e in rows)}
+        names = sorted(groups)
+        rng.shuffle(names)
+        wanted = test_fraction * sum(len(rows) for rows in groups.values())
+        held = 0
+        for name in names:
+            target = test if held < wanted else train
+            target.extend(groups[name])
+            held += len(groups[name]) if target is test else 0
+    return train, test
+
+
+def embed(encoder: Encoder, texts: list[str], batch_size: int = 32) -> NDArray[np.float32]:
+    """Embeddings in input order, cached on disk by content (encoding is the slow part)."""
+    key = hashlib.sha256(f"{encoder.head_tokens}/{encoder.tail_tokens}\0".encode() + "\0".join(texts).encode())
+    cached = CACHE_DIR / f"embeddings-{key.hexdigest()[:24]}.npy"
+    if cached.exists():
+        return np.load(cached)  # type: ignore[no-any-return]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), 384), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        out[chunk] = encoder.encode([texts[i] for i in chunk])
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.save(cached, out)
+    return out
+
+
+def fit_head(embeddings: NDArray[np.float32], labels: list[str], c: float = 4.0) -> LogisticRegression:
+    head = LogisticRegression(C=c, max_iter=2000)
+    head.fit(embeddings, labels)
+    return head
+
+
+def export_head(head: LogisticRegression, path: Path) -> None:
+    from skl2onnx import to_onnx
+
+    sample = np.zeros((1, head.coef_.shape[1]), dtype=np.float32)
+    model = to_onnx(head, sample, options={id(head): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    path.write_bytes(model.SerializeToString())
+
+
+def choose_abstain_threshold(scores: NDArray[np.float32], is_out_of_scope: NDArray[np.bool_]) -> float:
+    """The confidence below which to abstain that best balances in-scope recall and out-of-scope recall."""
+    confidence = scores.max(axis=1)
+    best, best_value = 0.0, -1.0
+    for threshold in np.linspace(0.05, 0.95, 91):
+        kept_in_scope = float(np.mean(confidence[~is_out_of_scope] >= threshold))
+        caught_out_of_scope = float(np.mean(confidence[is_out_of_scope] < threshold))
+        if (value := kept_in_scope + caught_out_of_scope) > best_value:
+            best, best_value = float(threshold), value
+    return round(best, 3)
+
+
+def train(examples: list[Example], out: Path, head_tokens: int, tail_tokens: int, c: float = 4.0) -> None:
+    """Train on ``examples`` and write a model directory.
+
+    Rows labelled ``out_of_scope`` are not a class: they teach the abstain threshold,
+    chosen on a held-out fifth of the data, so that requests fitting no route go to the default one.
+    """
+    encoder = Encoder(MODELS_DIR / DEFAULT_ENCODER, head_tokens=head_tokens, tail_tokens=tail_tokens)
+    in_scope = [e for e in examples if e.label != OUT_OF_SCOPE]
+    out_of_scope = [e for e in examples if e.label == OUT_OF_SCOPE]
+    threshold = None
+    if out_of_scope:
+        fit_part, tune_part = split_by_group(in_scope, 0.2, seed=1)
+        head = fit_head(embed(encoder, [e.prompt for e in fit_part]), [e.label for e in fit_part], c)
+        tune = tune_part + out_of_scope
+        probabilities = head.predict_proba(embed(encoder, [e.prompt for e in tune]))
+        threshold = choose_abstain_threshold(probabilities, np.array([e.label == OUT_OF_SCOPE for e in tune]))
+    head = fit_head(embed(encoder, [e.prompt for e in in_scope]), [e.label for e in in_scope], c)
+    out.mkdir(parents=True, exist_ok=True)
+    export_head(head, out / "head.onnx")
+    manifest = {
+        "labels": [str(label) for label in head.classes_],
+        "encoder": SHIPPED_PREFIX + DEFAULT_ENCODER,
+        "head_tokens": head_tokens,
+        "tail_tokens": tail_tokens,
+        "abstain_threshold": threshold,
+        "trained_on": len(in_scope),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
