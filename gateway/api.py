@@ -29,6 +29,7 @@ async def chat_completions(request: Request) -> Response:
         chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
+        state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         route = decision.route
         principal.require_route(route)
         if chat.stream:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from gateway import api, probes
+from gateway import admin, api, probes
 from gateway.error_handlers import install_error_handlers
 from gateway.rules import Rules, load_rules
 from gateway.settings import Settings
@@ -39,6 +39,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(probes.router)
+    app.include_router(admin.router)
     return app
 
 

@@ -16,14 +16,14 @@ def add_commands(commands: Any) -> None:
     router = commands.add_parser("router", help="train and evaluate route classifiers")
     actions = router.add_subparsers(required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a classifier on JSONL rows {prompt, label} or {text, intent}")
-    train.add_argument("--data", type=Path, required=True)
+    train.add_argument("--data", type=Path, required=True, action="append", help="JSONL file (repeatable)")
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--head-tokens", type=int, default=24, help="prompt tokens read from the start")
     train.add_argument("--tail-tokens", type=int, default=23, help="prompt tokens read from the end")
     train.set_defaults(handler=train_command)
     evaluate = actions.add_parser("eval", help="measure a classifier on labelled JSONL")
     evaluate.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped one)")
-    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--data", type=Path, required=True, action="append", help="JSONL file (repeatable)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=eval_command)
 
@@ -43,7 +43,7 @@ def train_command(args: argparse.Namespace) -> int:
     from routers.training import train
 
     try:
-        examples = load_examples(args.data)
+        examples = [e for path in args.data for e in load_examples(path)]
     except (DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -59,7 +59,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from routers.evaluation import evaluate
 
     try:
-        examples = load_examples(args.data)
+        examples = [e for path in args.data for e in load_examples(path)]
     except (DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -29,6 +29,19 @@ class Metrics:
             ["backend", "outcome"],
             registry=self.registry,
         )
+        self._decisions = Counter(
+            "switchyard_router_decisions",
+            "Routing decisions, by route and what decided.",
+            ["route", "decided_by"],
+            registry=self.registry,
+        )
+        self._confidence = Histogram(
+            "switchyard_router_confidence",
+            "The router's confidence in the label it chose.",
+            ["route"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, endpoint: str, route: str, backend: str, status: int, seconds: float) -> None:
@@ -39,6 +52,11 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_decision(self, route: str, decided_by: str, score: float | None) -> None:
+        self._decisions.labels(route, decided_by.partition(":")[0]).inc()
+        if score is not None:
+            self._confidence.labels(route).observe(score)
 
     def observe_attempt(self, backend: str, outcome: str) -> None:
         self._attempts.labels(backend, outcome).inc()

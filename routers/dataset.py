@@ -15,6 +15,8 @@ class Example:
     label: str
     group: str
     """Rows of one group (a prompt template) stay on the same side of a split."""
+    weight: float = 1.0
+    """How much the row counts in training, from an optional ``weight`` field."""
 
 
 class DatasetError(ValueError):
@@ -22,7 +24,8 @@ class DatasetError(ValueError):
 
 
 def load_examples(path: Path) -> list[Example]:
-    """Rows ``{"prompt", "label"}`` or ``{"text", "intent"}``; ``source`` (if any) is the group."""
+    """Rows ``{"prompt", "label"}`` or ``{"text", "intent"}``; ``source`` (if any) is the group,
+    ``weight`` (if any) the row's weight in training."""
     examples = []
     with path.open() as lines:
         for number, line in enumerate(lines, 1):
@@ -33,7 +36,8 @@ def load_examples(path: Path) -> list[Example]:
                 prompt, label = _fields(row)
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise DatasetError(f"{path}:{number}: want {{'prompt', 'label'}} or {{'text', 'intent'}}") from exc
-            examples.append(Example(prompt, label, str(row.get("source") or f"row-{number}")))
+            weight = float(row.get("weight", 1.0))
+            examples.append(Example(prompt, label, str(row.get("source") or f"row-{number}"), weight))
     if not examples:
         raise DatasetError(f"{path}: no rows")
     return examples

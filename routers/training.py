@@ -66,9 +66,10 @@ def embed(encoder: Encoder, texts: list[str], batch_size: int = 32) -> NDArray[n
     return out
 
 
-def fit_head(embeddings: NDArray[np.float32], labels: list[str], c: float = 4.0) -> LogisticRegression:
-    head = LogisticRegression(C=c, max_iter=2000)
-    head.fit(embeddings, labels)
+def fit_head(examples: list[Example], embeddings: NDArray[np.float32], c: float = 4.0) -> LogisticRegression:
+    """Classes weighted to balance: the training mix of labels says nothing about production traffic."""
+    head = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    head.fit(embeddings, [e.label for e in examples], sample_weight=[e.weight for e in examples])
     return head
 
 
@@ -104,11 +105,11 @@ def train(examples: list[Example], out: Path, head_tokens: int, tail_tokens: int
     threshold = None
     if out_of_scope:
         fit_part, tune_part = split_by_group(in_scope, 0.2, seed=1)
-        head = fit_head(embed(encoder, [e.prompt for e in fit_part]), [e.label for e in fit_part], c)
+        head = fit_head(fit_part, embed(encoder, [e.prompt for e in fit_part]), c)
         tune = tune_part + out_of_scope
         probabilities = head.predict_proba(embed(encoder, [e.prompt for e in tune]))
         threshold = choose_abstain_threshold(probabilities, np.array([e.label == OUT_OF_SCOPE for e in tune]))
-    head = fit_head(embed(encoder, [e.prompt for e in in_scope]), [e.label for e in in_scope], c)
+    head = fit_head(in_scope, embed(encoder, [e.prompt for e in in_scope]), c)
     out.mkdir(parents=True, exist_ok=True)
     export_head(head, out / "head.onnx")
     manifest = {

@@ -1,0 +1,48 @@
+"""The admin API, behind its own key (``SWITCHYARD_ADMIN_KEY``): for ops, not for callers."""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.explain import explain
+from gateway.request_body import parse_body, read_body
+from gateway.schemas import ChatCompletionRequest
+from gateway.state import GatewayState, gateway_state
+from routers.decision import RoutingContext
+
+router = APIRouter(prefix="/admin")
+
+
+def require_admin(state: GatewayState, request: Request) -> None:
+    if state.settings.admin_key is None:
+        raise PermissionDenied("the admin API is off: set SWITCHYARD_ADMIN_KEY", code="admin_disabled")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = state.settings.admin_key.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise AuthenticationFailed("missing or wrong admin key", code="invalid_admin_key")
+
+
+@router.post("/route/explain")
+async def route_explain(request: Request) -> Response:
+    """Where a chat request (``model`` defaults to ``auto``) would go, and why. Nothing is sent to a backend.
+
+    ``x-switchyard-tenant`` sets the tenant that rules see; other headers are seen as sent.
+    """
+    state = gateway_state(request)
+    require_admin(state, request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    payload = orjson.loads(body) if body.strip().startswith(b"{") else None
+    if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload:
+        payload = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
+        body = orjson.dumps(payload)
+    elif isinstance(payload, dict) and "model" not in payload:
+        body = orjson.dumps({**payload, "model": "auto"})
+    chat = parse_body(ChatCompletionRequest, body)
+    context = RoutingContext(request.headers.get("x-switchyard-tenant", "anonymous"), request.headers)
+    return Response(orjson.dumps(await explain(state, chat, context)), media_type="application/json")

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.routers.test_classifier import PROMPTS
+
+
+def switchyard(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def intents(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Operator data in CLINC's shape: {text, intent}, with out_of_scope rows."""
+    path = tmp_path_factory.mktemp("data") / "intents.jsonl"
+    rows = [{"text": p, "intent": label} for label, prompts in PROMPTS.items() for p in prompts * 3]
+    rows += [{"text": t, "intent": "out_of_scope"} for t in ["asdf qwer", "play jazz", "tell me a joke", "xyz"] * 2]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(intents: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    result = switchyard("router", "train", "--data", str(intents), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_train_writes_a_model_with_the_operators_labels(trained: Path) -> None:
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["labels"] == ["code", "math", "qa"]
+    assert 0 < manifest["abstain_threshold"] < 1
+    assert (trained / "head.onnx").stat().st_size > 0
+
+
+def test_eval_json_has_the_documented_schema(trained: Path, intents: Path) -> None:
+    result = switchyard("router", "eval", "--model", str(trained), "--data", str(intents), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"accuracy", "macro_f1", "per_label", "confusion", "p50_ms", "p99_ms"} <= set(report)
+    assert set(report["per_label"]["code"]) == {"precision", "recall", "f1", "support"}
+    assert report["confusion"]["labels"] == sorted(report["per_label"])
+    assert {"in_scope_accuracy", "out_of_scope_recall"} <= set(report)
+    assert report["p99_ms"] >= report["p50_ms"] > 0
+
+
+def test_eval_without_model_uses_the_shipped_one(intents: Path) -> None:
+    result = switchyard("router", "eval", "--data", str(intents), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] == 44
+    shipped = {"classification", "code", "creative", "extraction", "math", "qa", "summarization"}
+    assert set(report["per_label"]) <= shipped | {"out_of_scope"}
+    assert report["per_label"]["math"]["recall"] > 0.5
+
+
+def test_train_rejects_rows_without_label(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    result = switchyard("router", "train", "--data", str(bad), "--out", str(tmp_path / "m"))
+    assert result.returncode == 1
+    assert "bad.jsonl:1" in result.stderr
+
+
+def test_route_explain_prints_route_scores_and_rules(tmp_path: Path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text(
+        """
+backends: {b: {kind: openai, endpoint: "http://127.0.0.1:9/v1", model: m}}
+routes: {general: {backends: [b]}, code: {backends: [b]}, math: {backends: [b]}}
+default_route: general
+rules: [{name: sql, when: {regex: "(?i)select .* from"}, route: code}]
+"""
+    )
+    result = switchyard("route", "explain", "--config", str(config), "What is 12 times 12?")
+    assert result.returncode == 0, result.stderr
+    explained = json.loads(result.stdout)
+    assert explained["route"] == "math"
+    assert explained["decided_by"] == "classifier"
+    assert set(explained["scores"]) == {"classification", "code", "creative", "extraction", "math", "qa", "summarization"}
+    assert explained["rules"] == [{"rule": "sql", "matched": False, "failed": "regex"}]
+    by_rule = json.loads(switchyard("route", "explain", "--config", str(config), "SELECT a FROM t").stdout)
+    assert by_rule["decided_by"] == "rule:sql"
