@@ -28,6 +28,7 @@ routes:
   general: {{backends: [dead, llama]}}
   external: {{backends: [external]}}
   embedded: {{backends: [embedded]}}
+  math: {{backends: [llama], description: arithmetic}}
 default_route: general
 api_keys:
   - {{tenant: it, sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"}}
@@ -90,6 +91,16 @@ async def test_streamed_chat_completion_through_gateway(client: openai.AsyncOpen
     assert raw.headers["x-switchyard-backend"] in {"llama", "external", "embedded"}
 
 
+async def test_auto_is_routed_by_the_shipped_classifier(client: openai.AsyncOpenAI) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "What is 12 times 12?"}],
+        max_tokens=8,
+    )
+    assert raw.headers["x-switchyard-route"] == "math"
+    assert 0.5 < float(raw.headers["x-switchyard-router-score"]) <= 1
+
+
 async def test_embeddings_through_gateway(client: openai.AsyncOpenAI) -> None:
     result = await client.embeddings.create(model="embedded", input=["hello", "world"])
     assert len(result.data) == 2
@@ -106,4 +117,4 @@ async def test_sdk_sees_openai_errors(client: openai.AsyncOpenAI, gateway_url: s
 
 async def test_models_lists_routes(client: openai.AsyncOpenAI) -> None:
     ids = [m.id async for m in client.models.list()]
-    assert ids == ["auto", "general", "external", "embedded"]
+    assert ids == ["auto", "general", "external", "embedded", "math"]

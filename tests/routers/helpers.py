@@ -30,4 +30,6 @@ def rules(text: str = RULES) -> Rules:
 
 
 def chat(content: object = "hello", model: str = "auto", **extra: object) -> ChatCompletionRequest:
-    return ChatCompletionRequest.model_validate({"model": model, "messages": [{"role": "user", "content": content}], **extra})
+    return ChatCompletionRequest.model_validate(
+        {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    )

@@ -14,7 +14,12 @@ from routers.encoder import Encoder
 from routers.training import embed, export_head, fit_head
 
 PROMPTS = {
-    "code": ["Write a function that sorts a list", "Fix this Python error", "def add(a, b): implement it", "SQL query for users"],
+    "code": [
+        "Write a function that sorts a list",
+        "Fix this Python error",
+        "def add(a, b): implement it",
+        "SQL query for users",
+    ],
     "math": ["What is 7 times 8?", "Solve 2x + 3 = 9", "Compute 15% of 200", "What is the square root of 81?"],
     "qa": ["Who wrote Hamlet?", "Why is the sea salty?", "What is the capital of Peru?", "When did WW2 end?"],
 }

@@ -14,7 +14,9 @@ def fixed_scores(labels: list[str], scores: dict[str, float]) -> MicroBatcher:
     return MicroBatcher(lambda texts: np.stack([row] * len(texts)))
 
 
-def router_for(order: list[str], scores: dict[str, float], abstain: float | None = None, **spec: object) -> ClassifierRouter:
+def router_for(
+    order: list[str], scores: dict[str, float], abstain: float | None = None, **spec: object
+) -> ClassifierRouter:
     config = ClassifierRouterSpec.model_validate({"kind": "classifier", **spec})
     return ClassifierRouter(config, rules(), order, fixed_scores(order, scores), abstain)
 

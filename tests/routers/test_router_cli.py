@@ -83,7 +83,15 @@ rules: [{name: sql, when: {regex: "(?i)select .* from"}, route: code}]
     explained = json.loads(result.stdout)
     assert explained["route"] == "math"
     assert explained["decided_by"] == "classifier"
-    assert set(explained["scores"]) == {"classification", "code", "creative", "extraction", "math", "qa", "summarization"}
+    assert set(explained["scores"]) == {
+        "classification",
+        "code",
+        "creative",
+        "extraction",
+        "math",
+        "qa",
+        "summarization",
+    }
     assert explained["rules"] == [{"rule": "sql", "matched": False, "failed": "regex"}]
     by_rule = json.loads(switchyard("route", "explain", "--config", str(config), "SELECT a FROM t").stdout)
     assert by_rule["decided_by"] == "rule:sql"
