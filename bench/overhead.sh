@@ -26,11 +26,16 @@ start 8091 httpx
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), cache off, auth on"
   echo "# gateway = Switchyard, aiohttp transport; gateway-httpx = the same with httpx's own transport"
+  echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
   GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$SWITCHYARD_BENCH_KEY GATEWAY_MODEL=upstream-model \
     bash "$SHARED/bench/peer-overhead.sh"
-  for c in $CONNS; do
-    out=$(KEY=$SWITCHYARD_BENCH_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency http://127.0.0.1:8091 2>&1)
-    printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s\n' gateway-httpx "$c" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
+  gateway_run() { # name port model conns
+    out=$(KEY=$SWITCHYARD_BENCH_KEY MODEL=$3 wrk -t1 -c"$4" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$2" 2>&1)
+    printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s\n' "$1" "$4" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
       "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")"
+  }
+  for c in $CONNS; do
+    gateway_run gateway-httpx 8091 upstream-model "$c"
+    gateway_run gateway-auto 8090 auto "$c"
   done
 } | tee "$OUT"

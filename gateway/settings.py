@@ -29,5 +29,6 @@ class Settings(BaseSettings):
     health_timeout_s: float = 2.0
     router_threads: int = 1
     """ONNX Runtime threads for the classifier, per gateway process."""
-    router_max_batch: int = 16
-    """Most prompts scored in one model call; 1 turns micro-batching off."""
+    router_max_batch: int | None = None
+    """Most prompts scored in one model call; 1 turns micro-batching off. Unset: 16 on a GPU,
+    1 on the CPU, where batching measured slower (``bench/results/router-latency.txt``)."""

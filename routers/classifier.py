@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from routers.encoder import Encoder, session_for
+from routers.ngram import NgramScorer
 
 MODELS_DIR = Path(__file__).parent / "models"
 SHIPPED_MODEL = MODELS_DIR / "taskmix"
@@ -29,6 +30,8 @@ class Manifest:
     tail_tokens: int
     abstain_threshold: float | None = None
     """Chosen at training when the data had out-of-scope rows."""
+    ngram_accept: float | None = None
+    """Confidence at which the n-gram stage answers alone; ``None``: no n-gram stage."""
 
     @classmethod
     def read(cls, model_dir: Path) -> Manifest:
@@ -52,10 +55,26 @@ class TaskClassifier:
         self._head = session_for(model_dir / "head.onnx", threads)
         self._head_input = self._head.get_inputs()[0].name
         self._probability_output = self._head.get_outputs()[1].name
+        accept = self.manifest.ngram_accept
+        self._ngram = NgramScorer.load(model_dir / "ngram.npz") if accept is not None else None
+
+    def fast_scores(self, text: str) -> NDArray[np.float32] | None:
+        """The n-gram stage's scores when it is confident enough to answer alone, else ``None``."""
+        if self._ngram is None:
+            return None
+        row = self._ngram.scores(text)
+        return row if float(row.max()) >= (self.manifest.ngram_accept or 1.0) else None
+
+    def encoder_scores(self, texts: list[str]) -> NDArray[np.float32]:
+        """One row per text from the sentence encoder and its head, in ``self.labels`` order."""
+        return self.scores_of_embeddings(self.encoder.encode(texts))
 
     def scores(self, texts: list[str]) -> NDArray[np.float32]:
-        """One row per text: the probability of each label, in ``self.labels`` order."""
-        return self.scores_of_embeddings(self.encoder.encode(texts))
+        """The cascade: the n-gram stage where it is confident, the encoder for the rest."""
+        fast = [self.fast_scores(t) for t in texts]
+        slow = [t for t, row in zip(texts, fast, strict=True) if row is None]
+        slow_rows = iter(self.encoder_scores(slow)) if slow else iter(())
+        return np.stack([row if row is not None else next(slow_rows) for row in fast])
 
     def scores_of_embeddings(self, embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
         (probabilities,) = self._head.run([self._probability_output], {self._head_input: embeddings})

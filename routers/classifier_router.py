@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
 from gateway.rules import ClassifierRouterSpec, Rules
 from gateway.schemas import ChatCompletionRequest
 from routers.batcher import MicroBatcher
@@ -14,12 +19,26 @@ def routing_text(request: ChatCompletionRequest) -> str:
     return request.last_user_text() or " ".join(text_of_message(m.content) for m in request.messages)
 
 
+FastScore = Callable[[str], NDArray[np.float32] | None]
+
+
+def no_fast_stage(text: str) -> None:
+    return None
+
+
 class ClassifierRouter:
     def __init__(
-        self, spec: ClassifierRouterSpec, rules: Rules, labels: list[str], batcher: MicroBatcher, abstain: float | None
+        self,
+        spec: ClassifierRouterSpec,
+        rules: Rules,
+        labels: list[str],
+        batcher: MicroBatcher,
+        abstain: float | None,
+        fast: FastScore = no_fast_stage,
     ) -> None:
         self._labels = labels
         self._batcher = batcher
+        self._fast = fast
         self._routes = {name: tuple(route.backends) for name, route in rules.routes.items()}
         self._default = rules.default_route
         self._route_of_label = {
@@ -30,7 +49,10 @@ class ClassifierRouter:
         self._thresholds = {route: spec.thresholds.get(route, base) for route in rules.routes}
 
     async def decide(self, request: ChatCompletionRequest) -> RouteDecision:
-        row = await self._batcher.score(routing_text(request))
+        text = routing_text(request)
+        row = self._fast(text)  # microseconds: on the event loop
+        if row is None:
+            row = await self._batcher.score(text)
         scores = {label: round(float(p), 4) for label, p in zip(self._labels, row, strict=True)}
         label = max(scores, key=scores.__getitem__)
         confidence = scores[label]

@@ -22,7 +22,9 @@ class RouterHandle:
             batcher.close()  # type: ignore[attr-defined]
 
 
-def build_router(rules: Rules, backends: Mapping[str, Backend], threads: int | None, max_batch: int) -> RouterHandle:
+def build_router(
+    rules: Rules, backends: Mapping[str, Backend], threads: int | None, max_batch: int | None
+) -> RouterHandle:
     spec = rules.router
     if isinstance(spec, DefaultRouterSpec):
         return RouterHandle(DefaultRouteRouter(rules), "default route")
@@ -31,20 +33,23 @@ def build_router(rules: Rules, backends: Mapping[str, Backend], threads: int | N
     return _llm(spec, rules, backends, threads, max_batch)
 
 
-def _classifier(spec: ClassifierRouterSpec, rules: Rules, threads: int | None, max_batch: int) -> RouterHandle:
+def _classifier(spec: ClassifierRouterSpec, rules: Rules, threads: int | None, max_batch: int | None) -> RouterHandle:
     from routers.batcher import MicroBatcher
     from routers.classifier import SHIPPED_MODEL, TaskClassifier
     from routers.classifier_router import ClassifierRouter
 
     classifier = TaskClassifier(spec.model or SHIPPED_MODEL, threads)
-    batcher = MicroBatcher(classifier.scores, max_batch)
-    router = ClassifierRouter(spec, rules, classifier.labels, batcher, classifier.manifest.abstain_threshold)
+    if max_batch is None:
+        max_batch = 16 if classifier.encoder.provider == "CUDAExecutionProvider" else 1
+    batcher = MicroBatcher(classifier.encoder_scores, max_batch)
+    abstain = classifier.manifest.abstain_threshold
+    router = ClassifierRouter(spec, rules, classifier.labels, batcher, abstain, classifier.fast_scores)
     description = f"classifier {classifier.model_dir.name} on {classifier.encoder.provider}"
     return RouterHandle(router, description, [batcher])
 
 
 def _llm(
-    spec: LLMRouterSpec, rules: Rules, backends: Mapping[str, Backend], threads: int | None, max_batch: int
+    spec: LLMRouterSpec, rules: Rules, backends: Mapping[str, Backend], threads: int | None, max_batch: int | None
 ) -> RouterHandle:
     from routers.llm_router import LLMRouter
 

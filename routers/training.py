@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from routers.classifier import MODELS_DIR, SHIPPED_PREFIX
 from routers.dataset import OUT_OF_SCOPE, Example
 from routers.encoder import Encoder
+from routers.ngram import NgramScorer
 
 log = logging.getLogger("switchyard")
 DEFAULT_ENCODER = "minilm-l6"
@@ -93,31 +94,79 @@ def choose_abstain_threshold(scores: NDArray[np.float32], is_out_of_scope: NDArr
     return round(best, 3)
 
 
-def train(examples: list[Example], out: Path, head_tokens: int, tail_tokens: int, c: float = 4.0) -> None:
+def choose_ngram_acceptance(scores: NDArray[np.float32], correct: NDArray[np.bool_], precision: float) -> float | None:
+    """The lowest confidence at which the n-gram stage's accepted answers are still ``precision`` right."""
+    confidence = scores.max(axis=1)
+    for bar in np.linspace(0.5, 0.99, 50):
+        accepted = confidence >= bar
+        if accepted.sum() >= 20 and correct[accepted].mean() >= precision:
+            return round(float(bar), 3)
+    return None
+
+
+def train(
+    examples: list[Example],
+    out: Path,
+    head_tokens: int,
+    tail_tokens: int,
+    c: float = 4.0,
+    ngram_precision: float | None = 0.97,
+) -> None:
     """Train on ``examples`` and write a model directory.
 
-    Rows labelled ``out_of_scope`` are not a class: they teach the abstain threshold,
-    chosen on a held-out fifth of the data, so that requests fitting no route go to the default one.
+    Rows labelled ``out_of_scope`` are not a class: they teach the abstain threshold, chosen on
+    a held-out fifth of the templates, so that requests fitting no route go to the default one.
+    With ``ngram_precision`` a first cascade stage is trained too, answering alone only above the
+    confidence at which it was that precise on the held-out fifth (out-of-scope rows count as wrong).
     """
     encoder = Encoder(MODELS_DIR / DEFAULT_ENCODER, head_tokens=head_tokens, tail_tokens=tail_tokens)
     in_scope = [e for e in examples if e.label != OUT_OF_SCOPE]
     out_of_scope = [e for e in examples if e.label == OUT_OF_SCOPE]
+    fit_part, tune_part = split_by_group(in_scope, 0.2, seed=1)
+    tune = tune_part + out_of_scope
+    is_out_of_scope = np.array([e.label == OUT_OF_SCOPE for e in tune])
     threshold = None
     if out_of_scope:
-        fit_part, tune_part = split_by_group(in_scope, 0.2, seed=1)
         head = fit_head(fit_part, embed(encoder, [e.prompt for e in fit_part]), c)
-        tune = tune_part + out_of_scope
         probabilities = head.predict_proba(embed(encoder, [e.prompt for e in tune]))
-        threshold = choose_abstain_threshold(probabilities, np.array([e.label == OUT_OF_SCOPE for e in tune]))
+        threshold = choose_abstain_threshold(probabilities, is_out_of_scope)
     head = fit_head(in_scope, embed(encoder, [e.prompt for e in in_scope]), c)
+    labels = [str(label) for label in head.classes_]
     out.mkdir(parents=True, exist_ok=True)
     export_head(head, out / "head.onnx")
+    ngram = train_ngram(fit_part, tune, in_scope, labels, ngram_precision, out) if ngram_precision else None
     manifest = {
-        "labels": [str(label) for label in head.classes_],
+        "labels": labels,
         "encoder": SHIPPED_PREFIX + DEFAULT_ENCODER,
         "head_tokens": head_tokens,
         "tail_tokens": tail_tokens,
         "abstain_threshold": threshold,
+        "ngram_accept": ngram,
         "trained_on": len(in_scope),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def train_ngram(
+    fit_part: list[Example],
+    tune: list[Example],
+    everything: list[Example],
+    labels: list[str],
+    precision: float,
+    out: Path,
+) -> float | None:
+    """Fit the n-gram stage on ``fit_part``, learn its acceptance bar on ``tune``, refit on everything."""
+    trial = NgramScorer.fit(
+        [e.prompt for e in fit_part], [e.label for e in fit_part], [e.weight for e in fit_part], labels
+    )
+    scores = np.stack([trial.scores(e.prompt) for e in tune])
+    correct = np.array([labels[int(i)] == e.label for i, e in zip(scores.argmax(axis=1), tune, strict=True)])
+    bar = choose_ngram_acceptance(scores, correct, precision)
+    if bar is None:
+        log.info("the n-gram stage never reached %.2f precision: the encoder decides everything", precision)
+        return None
+    final = NgramScorer.fit(
+        [e.prompt for e in everything], [e.label for e in everything], [e.weight for e in everything], labels
+    )
+    final.save(out / "ngram.npz")
+    return bar

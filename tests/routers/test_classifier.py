@@ -61,12 +61,19 @@ def test_shipped_model_routes_clear_prompts() -> None:
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_classifier_serves_without_torch_installed() -> None:
+def test_classifier_serves_without_torch_or_sklearn() -> None:
     script = (
-        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import sys\n"
+        "class Blocker:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'torch', 'transformers', 'sklearn', 'scipy'}:\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Blocker())\n"
         "from routers.classifier import TaskClassifier\n"
         "c = TaskClassifier(threads=1)\n"
-        "print(c.labels[int(c.scores(['What is 2 + 2?']).argmax())])\n"
+        "rows = c.scores(['What is 2 + 2?', 'Please explain, in a few words, ' * 20])\n"
+        "print(c.labels[int(rows.argmax(axis=1)[0])])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "math"
