@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.errors import AuthenticationFailed, MalformedJSON, PermissionDenied
 from gateway.explain import explain
 from gateway.request_body import parse_body, read_body
 from gateway.schemas import ChatCompletionRequest
@@ -37,7 +37,10 @@ async def route_explain(request: Request) -> Response:
     state = gateway_state(request)
     require_admin(state, request)
     body = await read_body(request, state.settings.max_body_bytes)
-    payload = orjson.loads(body) if body.strip().startswith(b"{") else None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"request body is not valid JSON: {exc}") from exc
     if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload:
         payload = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
         body = orjson.dumps(payload)
