@@ -38,14 +38,22 @@ def add_commands(commands: Any) -> None:
     explain.set_defaults(handler=explain_command)
 
 
-def train_command(args: argparse.Namespace) -> int:
+def load_all(paths: list[Path]) -> list[Any] | None:
+    """Every row of every file, or ``None`` after saying what is wrong."""
     from routers.dataset import DatasetError, load_examples
-    from routers.training import train
 
     try:
-        examples = [e for path in args.data for e in load_examples(path)]
+        return [e for path in paths for e in load_examples(path)]
     except (DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from routers.training import train
+
+    examples = load_all(args.data)
+    if examples is None:
         return 1
     train(examples, args.out, args.head_tokens, args.tail_tokens)
     manifest = json.loads((args.out / "manifest.json").read_text())
@@ -55,13 +63,10 @@ def train_command(args: argparse.Namespace) -> int:
 
 def eval_command(args: argparse.Namespace) -> int:
     from routers.classifier import SHIPPED_MODEL, TaskClassifier
-    from routers.dataset import DatasetError, load_examples
     from routers.evaluation import evaluate
 
-    try:
-        examples = [e for path in args.data for e in load_examples(path)]
-    except (DatasetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    examples = load_all(args.data)
+    if examples is None:
         return 1
     report = evaluate(TaskClassifier(args.model or SHIPPED_MODEL, threads=1), examples)
     if args.json:
