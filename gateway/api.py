@@ -6,12 +6,12 @@ import time
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from gateway.chat import ChatCall
 from gateway.errors import GatewayError
 from gateway.request_body import parse_body, read_body
-from gateway.schemas import ChatCompletionRequest, EmbeddingRequest, ModelCard, ModelList
-from gateway.sse import sse_events
+from gateway.schemas import EmbeddingRequest, ModelCard, ModelList
 from gateway.state import GatewayState, gateway_state
 from routers.decision import RouteDecision, RoutingContext
 
@@ -21,28 +21,12 @@ JSON = "application/json"
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    state = gateway_state(request)
-    started = time.perf_counter()
-    route = backend = "-"
+    call = ChatCall(gateway_state(request), request)
     try:
-        principal = state.keyring.authenticate(request.headers)
-        chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
-        context = RoutingContext(principal.tenant, request.headers)
-        decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
-        state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
-        route = decision.route
-        principal.require_route(route)
-        if chat.stream:
-            backend, (first, rest) = await state.dispatcher.open_stream(decision, chat)
-            events = sse_events(first, rest, on_close=lambda: _observe(state, "chat", route, backend, 200, started))
-            return StreamingResponse(events, media_type="text/event-stream", headers=route_headers(decision, backend))
-        backend, completion = await state.dispatcher.complete(decision, chat)
+        return await call.respond()
     except GatewayError as exc:
-        _observe(state, "chat", route, backend, exc.status, started)
+        call.observe(exc.status)
         raise
-    body = completion.__pydantic_serializer__.to_json(completion, exclude_unset=True)
-    _observe(state, "chat", route, backend, 200, started)
-    return Response(body, media_type=JSON, headers=route_headers(decision, backend))
 
 
 @router.post("/v1/embeddings")

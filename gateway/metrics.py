@@ -42,6 +42,24 @@ class Metrics:
             buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
             registry=self.registry,
         )
+        self._cache = Counter(
+            "switchyard_cache_requests",
+            "Cache outcomes (hit, miss, bypass, off) by route.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self._cache_errors = Counter(
+            "switchyard_cache_errors", "Failed calls to the cache store.", registry=self.registry
+        )
+        self._saved_tokens = Counter(
+            "switchyard_cache_saved_tokens",
+            "Tokens not generated thanks to cache hits.",
+            ["route"],
+            registry=self.registry,
+        )
+        self._saved_usd = Counter(
+            "switchyard_cache_saved_usd", "Dollars not spent thanks to cache hits.", ["route"], registry=self.registry
+        )
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, endpoint: str, route: str, backend: str, status: int, seconds: float) -> None:
@@ -57,6 +75,15 @@ class Metrics:
         self._decisions.labels(route, decided_by.partition(":")[0]).inc()
         if score is not None:
             self._confidence.labels(route).observe(score)
+
+    def observe_cache(self, route: str, status: str, saved_tokens: int = 0, saved_usd: float = 0.0) -> None:
+        self._cache.labels(route, status).inc()
+        if saved_tokens:
+            self._saved_tokens.labels(route).inc(saved_tokens)
+            self._saved_usd.labels(route).inc(saved_usd)
+
+    def observe_cache_error(self) -> None:
+        self._cache_errors.inc()
 
     def observe_attempt(self, backend: str, outcome: str) -> None:
         self._attempts.labels(backend, outcome).inc()

@@ -70,10 +70,26 @@ class LocalBackend(BackendBase):
 BackendSpec = Annotated[OpenAIBackend | LiteLLMBackend | LocalBackend, Field(discriminator="kind")]
 
 
+class CachePolicy(Strict):
+    enabled: bool = True
+    ttl_s: int = Field(3600, ge=1)
+    """Entries expire this long after they were written; hits do not refresh it."""
+    mode: Literal["deterministic", "always"] = "deterministic"
+    """``deterministic``: only requests with temperature 0 or a seed; ``always``: every request."""
+    max_entry_bytes: int = Field(256 * 1024, ge=1024)
+    fallback_fills: bool = False
+    """Whether an answer from a fallback backend may be stored for the route."""
+    shared: bool = False
+    """Tenants share this route's entries (otherwise each tenant has its own)."""
+    tool_calls: bool = False
+    """Whether answers that call tools may be cached (they often depend on outside state)."""
+
+
 class RouteSpec(Strict):
     description: str = ""
     backends: list[str] = Field(min_length=1)
     """Primary first, fallbacks after, tried in this order."""
+    cache: CachePolicy = CachePolicy()
 
 
 class RuleMatch(Strict):

@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     """The rules file (routes, backends, keys)."""
     redis_url: str | None = None
     """Unset: the in-process cache, the embedded default."""
+    cache_timeout_ms: int = 25
+    """Longest a cache store call may take before the request is served uncached."""
     admin_key: SecretStr | None = None
     log_level: str = "info"
     auth_disabled: bool = False

@@ -13,14 +13,22 @@ from backends.base import Backend
 from backends.http_transport import open_http_client
 from backends.registry import open_backend
 from gateway.auth import KeyRing
+from gateway.cache_store import open_store
 from gateway.dispatch import Dispatcher
 from gateway.metrics import Metrics
-from gateway.rules import Rules
+from gateway.response_cache import ResponseCache
+from gateway.rules import BackendSpec, Rules
 from gateway.settings import Settings
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
 
 log = logging.getLogger("switchyard")
+
+
+def model_identity(spec: BackendSpec) -> str:
+    """What answers a request on this backend: a change of model or server changes cache keys."""
+    where = getattr(spec, "endpoint", None) or getattr(spec, "api_base", None) or getattr(spec, "gguf", None)
+    return f"{spec.kind}|{where}|{spec.model}"
 
 
 @dataclass
@@ -35,6 +43,14 @@ class GatewayState:
     backends: dict[str, Backend]
     http: httpx.AsyncClient
     owns_http: bool
+    cache: ResponseCache
+    timeouts: dict[str, float]
+
+    def price(self, backend: str, prompt_tokens: int, completion_tokens: int) -> float:
+        spec = self.rules.backends.get(backend)
+        if spec is None:
+            return 0.0
+        return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
 
 
 async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None = None) -> GatewayState:
@@ -65,6 +81,13 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
         keyring=keyring,
         selector=RouteSelector(rules, router.router),
         router=router,
+        cache=ResponseCache(
+            open_store(settings.redis_url, settings.cache_timeout_ms / 1000),
+            {name: model_identity(spec) for name, spec in rules.backends.items()},
+            metrics,
+            settings.cache_timeout_ms / 1000,
+        ),
+        timeouts=timeouts,
         dispatcher=Dispatcher(backends, timeouts, metrics),
         metrics=metrics,
         backends=backends,
@@ -75,6 +98,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
 
 async def close_state(state: GatewayState) -> None:
     state.router.close()
+    await state.cache.store.aclose()
     await close_backends(state.backends, state.http if state.owns_http else None)
 
 

@@ -98,7 +98,7 @@ async def test_backend_error_falls_back() -> None:
 @pytest.mark.local_model
 async def test_real_local_model_routes_or_falls_back_cleanly(llama_server: str) -> None:
     """SmolLM2-135M routes badly; this proves the mechanism: a route of the rules file, always."""
-    router = llm_router(httpx.AsyncHTTPTransport(), endpoint=llama_server, budget_ms=20000, min_confidence=0.0)
+    router = llm_router(httpx.AsyncHTTPTransport(), endpoint=llama_server, budget_ms=60000, min_confidence=0.0)
     decisions = [
         await router.decide(chat(p)) for p in ["What is 12 times 12?", "Write a Python function to sort a list."]
     ]

@@ -1,0 +1,171 @@
+"""One chat completion through the gateway: route, cache, dispatch, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.request_body import parse_body, read_body
+from gateway.response_cache import CacheEntry, CachePlan, CacheUnavailable
+from gateway.rules import CachePolicy
+from gateway.schemas import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from gateway.sse import sse_events
+from gateway.state import GatewayState
+from gateway.stream_assembly import StreamAssembler, replay_chunks
+from routers.decision import RouteDecision, RoutingContext
+
+JSON = "application/json"
+PINNED_POLICY = CachePolicy()
+_background: set[asyncio.Task[None]] = set()  # finishing streams: kept so they are not collected mid-flight
+
+
+class ChatCall:
+    def __init__(self, state: GatewayState, request: Request) -> None:
+        self.state = state
+        self.request = request
+        self.started = time.perf_counter()
+        self.route = self.backend = "-"
+        self.cache_status = "bypass"
+
+    async def respond(self) -> Response:
+        state, request = self.state, self.request
+        principal = state.keyring.authenticate(request.headers)
+        chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
+        context = RoutingContext(principal.tenant, request.headers)
+        decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
+        state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
+        self.route = decision.route
+        principal.require_route(decision.route)
+        plan = self._plan(decision, chat, principal.tenant)
+        is_leader = False
+        if plan.can_read:
+            entry, is_leader = await self._lookup(plan)
+            if entry is not None:
+                return self._hit(entry, chat, decision)
+        try:
+            if chat.stream:
+                response = await self._stream(decision, chat, plan, is_leader)
+                is_leader = False  # the stream releases the flight when it ends
+                return response
+            self.backend, completion = await state.dispatcher.complete(decision, chat)
+            await self._store(plan, completion)
+        finally:
+            if is_leader:
+                await state.cache.release(plan)
+        self.observe(200)
+        body = completion.__pydantic_serializer__.to_json(completion, exclude_unset=True)
+        return Response(body, media_type=JSON, headers=self._headers(decision))
+
+    def observe(self, status: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.state.metrics.observe_request("chat", self.route, self.backend, status, elapsed)
+
+    def _plan(self, decision: RouteDecision, chat: ChatCompletionRequest, tenant: str) -> CachePlan:
+        route = self.state.rules.routes.get(decision.route)
+        policy = route.cache if route is not None else PINNED_POLICY
+        cache_control = self.request.headers.get("cache-control", "")
+        plan = self.state.cache.plan(decision.route, policy, decision.backends[0], chat, tenant, cache_control)
+        self.cache_status = plan.status_if_unserved
+        return plan
+
+    async def _lookup(self, plan: CachePlan) -> tuple[CacheEntry | None, bool]:
+        try:
+            entry = await self.state.cache.read(plan)
+        except CacheUnavailable:
+            self.cache_status = "off"
+            return None, False
+        if entry is not None:
+            return entry, False
+        wait_s = self.state.timeouts[plan.primary]
+        return await self.state.cache.coalesce(plan, wait_s)
+
+    def _hit(self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision) -> Response:
+        self.backend, self.cache_status = entry.backend, "hit"
+        self.state.metrics.observe_cache(
+            self.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
+        )
+        self.observe(200)
+        headers = self._headers(decision)
+        if not chat.stream:
+            return Response(entry.completion, media_type=JSON, headers=headers)
+        include_usage = bool((getattr(chat, "stream_options", None) or {}).get("include_usage"))
+        chunks = replay_chunks(entry.answer(), include_usage)
+        return StreamingResponse(
+            sse_events(chunks[0], _iterate(chunks[1:]), lambda: None), media_type="text/event-stream", headers=headers
+        )
+
+    async def _stream(
+        self, decision: RouteDecision, chat: ChatCompletionRequest, plan: CachePlan, is_leader: bool
+    ) -> Response:
+        self.backend, (first, rest) = await self.state.dispatcher.open_stream(decision, chat)
+        assembler = StreamAssembler()
+        assembler.add(first)
+
+        def finished() -> None:
+            self.observe(200)
+            task = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+        events = sse_events(first, _teed(rest, assembler), on_close=finished)
+        return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
+
+    async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool) -> None:
+        completion = assembler.completion()
+        if completion is not None:
+            await self._store(plan, completion)
+        if is_leader:
+            await self.state.cache.release(plan)
+
+    async def _store(self, plan: CachePlan, completion: ChatCompletion) -> None:
+        self.state.metrics.observe_cache(self.route, self.cache_status)
+        if not plan.can_write or self.cache_status == "off":
+            return
+        usage = completion.usage
+        prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        entry = CacheEntry(
+            completion=completion.__pydantic_serializer__.to_json(completion, exclude_unset=True).decode(),
+            backend=self.backend,
+            created=time.time(),
+            prompt_tokens=prompt,
+            completion_tokens=generated,
+            cost_usd=self.state.price(self.backend, prompt, generated),
+        )
+        await self.state.cache.write(plan, entry, self.backend, has_tool_calls(completion))
+
+    def _headers(self, decision: RouteDecision) -> dict[str, str]:
+        headers = {
+            "x-switchyard-route": decision.route,
+            "x-switchyard-backend": self.backend,
+            "x-switchyard-cache": self.cache_status,
+        }
+        if decision.score is not None:
+            headers["x-switchyard-router-score"] = f"{decision.score:.4f}"
+        return headers
+
+
+def has_tool_calls(completion: ChatCompletion) -> bool:
+    return any(
+        c.finish_reason == "tool_calls" or ((c.model_extra or {}).get("message") or {}).get("tool_calls")
+        for c in completion.choices
+    )
+
+
+async def _teed(
+    chunks: AsyncIterator[ChatCompletionChunk], assembler: StreamAssembler
+) -> AsyncIterator[ChatCompletionChunk]:
+    try:
+        async for chunk in chunks:
+            assembler.add(chunk)
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _iterate(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+    for chunk in chunks:
+        yield chunk
