@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.request_body import parse_body, read_body
-from gateway.response_cache import CacheEntry, CachePlan, CacheUnavailable
+from gateway.response_cache import CacheEntry, CachePlan
 from gateway.rules import CachePolicy
 from gateway.schemas import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.sse import sse_events
@@ -43,19 +43,22 @@ class ChatCall:
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
         if plan.can_read:
-            entry, is_leader = await self._lookup(plan)
-            if entry is not None:
-                return self._hit(entry, chat, decision)
+            lookup = await state.cache.lookup(plan, state.timeouts[plan.primary])
+            if lookup.entry is not None:
+                return self._hit(lookup.entry, chat, decision)
+            is_leader = lookup.is_leader
+            self.cache_status = "off" if lookup.is_store_down else "miss"
         try:
             if chat.stream:
                 response = await self._stream(decision, chat, plan, is_leader)
-                is_leader = False  # the stream releases the flight when it ends
+                is_leader = False  # the stream finishes the flight when it ends
                 return response
             self.backend, completion = await state.dispatcher.complete(decision, chat)
-            await self._store(plan, completion)
-        finally:
+        except BaseException:
             if is_leader:
-                await state.cache.release(plan)
+                await state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
+            raise
+        await self._store(plan, completion, is_leader)
         self.observe(200)
         body = completion.__pydantic_serializer__.to_json(completion, exclude_unset=True)
         return Response(body, media_type=JSON, headers=self._headers(decision))
@@ -69,19 +72,8 @@ class ChatCall:
         policy = route.cache if route is not None else PINNED_POLICY
         cache_control = self.request.headers.get("cache-control", "")
         plan = self.state.cache.plan(decision.route, policy, decision.backends[0], chat, tenant, cache_control)
-        self.cache_status = plan.status_if_unserved
+        self.cache_status = "bypass"
         return plan
-
-    async def _lookup(self, plan: CachePlan) -> tuple[CacheEntry | None, bool]:
-        try:
-            entry = await self.state.cache.read(plan)
-        except CacheUnavailable:
-            self.cache_status = "off"
-            return None, False
-        if entry is not None:
-            return entry, False
-        wait_s = self.state.timeouts[plan.primary]
-        return await self.state.cache.coalesce(plan, wait_s)
 
     def _hit(self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision) -> Response:
         self.backend, self.cache_status = entry.backend, "hit"
@@ -117,14 +109,12 @@ class ChatCall:
     async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool) -> None:
         completion = assembler.completion()
         if completion is not None:
-            await self._store(plan, completion)
-        if is_leader:
-            await self.state.cache.release(plan)
+            await self._store(plan, completion, is_leader)
+        elif is_leader:
+            await self.state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
 
-    async def _store(self, plan: CachePlan, completion: ChatCompletion) -> None:
+    async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
         self.state.metrics.observe_cache(self.route, self.cache_status)
-        if not plan.can_write or self.cache_status == "off":
-            return
         usage = completion.usage
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         entry = CacheEntry(
@@ -135,7 +125,7 @@ class ChatCall:
             completion_tokens=generated,
             cost_usd=self.state.price(self.backend, prompt, generated),
         )
-        await self.state.cache.write(plan, entry, self.backend, has_tool_calls(completion))
+        await self.state.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
 
     def _headers(self, decision: RouteDecision) -> dict[str, str]:
         headers = {

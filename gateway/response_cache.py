@@ -1,8 +1,9 @@
 """The response cache: who may read and write which entry, single flight, and failing open.
 
 A store that errors or is slow never fails a request: the call is abandoned after a few
-milliseconds, the request is served uncached (``x-switchyard-cache: off``), the store is left
-alone for a growing back-off, and the incident is logged once, not per request.
+milliseconds and the request is served uncached (``x-switchyard-cache: off``). After a few
+failures in a row the store is left alone for a growing back-off, and the incident is logged
+once, not per request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from gateway.schemas import ChatCompletion, ChatCompletionRequest
 log = logging.getLogger("switchyard")
 T = TypeVar("T")
 POLL_S = 0.02
+LOCK = ":lock"
+FAILURES_TO_TRIP = 3
 
 
 class CacheUnavailable(Exception):
@@ -46,6 +49,14 @@ class CacheEntry(BaseModel):
 
 
 @dataclass(frozen=True)
+class Lookup:
+    entry: CacheEntry | None
+    is_leader: bool
+    """This request must call the backend and then ``finish`` (also on failure)."""
+    is_store_down: bool = False
+
+
+@dataclass(frozen=True)
 class CachePlan:
     key: str
     policy: CachePolicy
@@ -53,19 +64,16 @@ class CachePlan:
     can_read: bool
     can_write: bool
 
-    @property
-    def status_if_unserved(self) -> str:
-        return "miss" if self.can_read else "bypass"
-
 
 class StoreGuard:
-    """Calls the store with a deadline; after a failure, skips it for a doubling back-off."""
+    """Calls the store with a deadline; after failures in a row, skips it for a doubling back-off."""
 
     def __init__(self, timeout_s: float, metrics: Metrics) -> None:
         self._timeout_s = timeout_s
         self._metrics = metrics
         self._retry_at = 0.0
         self._backoff_s = 0.5
+        self._failures = 0
         self._is_down = False
 
     async def call(self, operation: Awaitable[T]) -> T:
@@ -79,6 +87,7 @@ class StoreGuard:
         except Exception as exc:
             self._failed(exc)
             raise CacheUnavailable from exc
+        self._failures = 0
         if self._is_down:
             log.warning("cache store is back; serving from cache again")
             self._is_down, self._backoff_s = False, 0.5
@@ -86,6 +95,9 @@ class StoreGuard:
 
     def _failed(self, exc: Exception) -> None:
         self._metrics.observe_cache_error()
+        self._failures += 1
+        if self._failures < FAILURES_TO_TRIP:
+            return
         self._retry_at = time.monotonic() + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2, 30.0)
         if not self._is_down:
@@ -100,7 +112,7 @@ class ResponseCache:
         self.store = store
         self._identities = identities
         self._guard = StoreGuard(timeout_s, metrics)
-        self._inflight: dict[str, asyncio.Event] = {}
+        self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
 
     def plan(
         self,
@@ -133,51 +145,52 @@ class ResponseCache:
             log.warning("dropping an unreadable cache entry %s", plan.key)
             return None
 
-    async def write(self, plan: CachePlan, entry: CacheEntry, backend: str, has_tool_calls: bool) -> bool:
-        """Store the answer if the policy allows it; never raises."""
-        if not plan.can_write or (backend != plan.primary and not plan.policy.fallback_fills):
+    async def lookup(self, plan: CachePlan, wait_s: float) -> Lookup:
+        """Read the entry, with single flight: among identical concurrent misses one leads (calls the
+        backend, then ``finish``) and the others wait for its answer, in this process directly and
+        across replicas through the store (a short lock, then polling), at most ``wait_s``."""
+        waiting = self._inflight.get(plan.key)
+        if waiting is not None:
+            try:
+                async with asyncio.timeout(wait_s):
+                    return Lookup(await asyncio.shield(waiting), is_leader=False)
+            except TimeoutError:
+                return Lookup(None, is_leader=False)
+        self._inflight[plan.key] = asyncio.get_running_loop().create_future()
+        try:
+            entry = await self.read(plan)
+            if entry is None and not await self._guard.call(self.store.lock(plan.key + LOCK, int(wait_s * 1000))):
+                entry = await self._poll(plan, wait_s)  # another replica leads
+        except CacheUnavailable:
+            return Lookup(None, is_leader=True, is_store_down=True)
+        if entry is not None:
+            self._settle(plan, entry)
+            return Lookup(entry, is_leader=False)
+        return Lookup(None, is_leader=True)
+
+    async def finish(self, plan: CachePlan, entry: CacheEntry | None, is_leader: bool, has_tool_calls: bool) -> None:
+        """Store the answer if the policy allows it and hand it to waiting identical requests; never raises."""
+        storable = entry is not None and self._may_store(plan, entry, has_tool_calls)
+        if is_leader:
+            self._settle(plan, entry if storable else None)
+        if storable and entry is not None:
+            with contextlib.suppress(CacheUnavailable):
+                await self._guard.call(self.store.set(plan.key, entry.model_dump_json().encode(), plan.policy.ttl_s))
+        if is_leader:
+            with contextlib.suppress(CacheUnavailable):
+                await self._guard.call(self.store.unlock(plan.key + LOCK))
+
+    def _may_store(self, plan: CachePlan, entry: CacheEntry, has_tool_calls: bool) -> bool:
+        if not plan.can_write or (entry.backend != plan.primary and not plan.policy.fallback_fills):
             return False
         if has_tool_calls and not plan.policy.tool_calls:
             return False
-        raw = entry.model_dump_json().encode()
-        if len(raw) > plan.policy.max_entry_bytes:
-            return False
-        try:
-            await self._guard.call(self.store.set(plan.key, raw, plan.policy.ttl_s))
-        except CacheUnavailable:
-            return False
-        return True
+        return len(entry.completion) <= plan.policy.max_entry_bytes
 
-    async def coalesce(self, plan: CachePlan, wait_s: float) -> tuple[CacheEntry | None, bool]:
-        """Single flight. Returns ``(entry, False)`` when an identical request, here or on another
-        replica, produced an answer while this one waited; ``(None, True)`` when this request leads
-        and must call ``release`` when done; ``(None, False)`` when waiting ran out."""
-        event = self._inflight.get(plan.key)
-        if event is not None:
-            try:
-                async with asyncio.timeout(wait_s):
-                    await event.wait()
-            except TimeoutError:
-                return None, False
-            return await self._read_quietly(plan), False
-        self._inflight[plan.key] = asyncio.Event()
-        try:
-            is_ours = await self._guard.call(self.store.lock(plan.key + ":lock", int(wait_s * 1000)))
-        except CacheUnavailable:
-            is_ours = True
-        if is_ours:
-            return None, True
-        entry = await self._poll(plan, wait_s)
-        await self.release(plan, is_leader=False)
-        return entry, False
-
-    async def release(self, plan: CachePlan, is_leader: bool = True) -> None:
-        event = self._inflight.pop(plan.key, None)
-        if event is not None:
-            event.set()
-        if is_leader:
-            with contextlib.suppress(CacheUnavailable):
-                await self._guard.call(self.store.unlock(plan.key + ":lock"))
+    def _settle(self, plan: CachePlan, entry: CacheEntry | None) -> None:
+        waiting = self._inflight.pop(plan.key, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(entry)
 
     async def _poll(self, plan: CachePlan, wait_s: float) -> CacheEntry | None:
         deadline = time.monotonic() + wait_s

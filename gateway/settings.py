@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     """The rules file (routes, backends, keys)."""
     redis_url: str | None = None
     """Unset: the in-process cache, the embedded default."""
-    cache_timeout_ms: int = 25
+    cache_timeout_ms: int = 50
     """Longest a cache store call may take before the request is served uncached."""
     admin_key: SecretStr | None = None
     log_level: str = "info"

