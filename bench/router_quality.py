@@ -48,7 +48,7 @@ def majority(train_rows: list[Example], test_rows: list[Example]) -> dict[str, o
 
 
 def compare(train_rows: list[Example], test_sets: dict[str, list[Example]], work: Path) -> dict[str, object]:
-    train(train_rows, work, head_tokens=24, tail_tokens=23)
+    train(train_rows, work, head_tokens=20, tail_tokens=19)
     model = TaskClassifier(work, threads=1)
     results: dict[str, object] = {}
     for name, rows in test_sets.items():

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 
 import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import AuthenticationFailed, MalformedJSON, PermissionDenied
+from gateway.errors import AuthenticationFailed, InvalidRequest, MalformedJSON, PermissionDenied
 from gateway.explain import explain
+from gateway.report_format import parse_by, parse_since, to_csv
+from gateway.reports import group
 from gateway.request_body import parse_body, read_body
 from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState, gateway_state
 from routers.decision import RoutingContext
 
 router = APIRouter(prefix="/admin")
+ADMIN_PAGE = Path(__file__).parent / "static" / "admin.html"
 
 
 def require_admin(state: GatewayState, request: Request) -> None:
@@ -49,3 +53,26 @@ async def route_explain(request: Request) -> Response:
     chat = parse_body(ChatCompletionRequest, body)
     context = RoutingContext(request.headers.get("x-switchyard-tenant", "anonymous"), request.headers)
     return Response(orjson.dumps(await explain(state, chat, context)), media_type="application/json")
+
+
+@router.get("/reports/cache")
+async def cache_report(request: Request, since: str = "24h", by: str = "route", format: str = "json") -> Response:
+    """Requests, hits, tokens and dollars (spent, saved by the cache, saved by routing), grouped ``by``
+    any of hour, route, backend, tenant; ``format`` json or csv."""
+    state = gateway_state(request)
+    require_admin(state, request)
+    dimensions = parse_by(by)
+    rows = group(await state.reports.totals(parse_since(since)), dimensions)
+    if format == "csv":
+        return Response(to_csv(rows, dimensions), media_type="text/csv")
+    if format != "json":
+        raise InvalidRequest(f"format={format!r}: choose json or csv", param="format")
+    totals = group(await state.reports.totals(parse_since(since)), [])
+    body = {"since": since, "by": dimensions, "rows": rows, "totals": totals[0] if totals else {}}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("")
+async def admin_page() -> Response:
+    """The ops page: charts of hit ratio and dollars saved per route over time (data needs the admin key)."""
+    return Response(ADMIN_PAGE.read_bytes(), media_type="text/html")

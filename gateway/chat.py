@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.reports import Outcome
 from gateway.request_body import parse_body, read_body
 from gateway.response_cache import CacheEntry, CachePlan
 from gateway.rules import CachePolicy
@@ -28,12 +29,15 @@ class ChatCall:
         self.state = state
         self.request = request
         self.started = time.perf_counter()
-        self.route = self.backend = "-"
+        self.route = self.backend = self.tenant = "-"
         self.cache_status = "bypass"
+        self.prompt_tokens = self.completion_tokens = 0
+        self.cost_usd = 0.0
 
     async def respond(self) -> Response:
         state, request = self.state, self.request
         principal = state.keyring.authenticate(request.headers)
+        self.tenant = principal.tenant
         chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
@@ -66,6 +70,17 @@ class ChatCall:
     def observe(self, status: int) -> None:
         elapsed = time.perf_counter() - self.started
         self.state.metrics.observe_request("chat", self.route, self.backend, status, elapsed)
+        outcome = Outcome(
+            route=self.route,
+            backend=self.backend,
+            tenant=self.tenant,
+            cache=self.cache_status if status == 200 else "error",
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
+            reference_cost_usd=self.state.reference_price(self.prompt_tokens, self.completion_tokens),
+        )
+        self.state.reports.record(outcome)
 
     def _plan(self, decision: RouteDecision, chat: ChatCompletionRequest, tenant: str) -> CachePlan:
         route = self.state.rules.routes.get(decision.route)
@@ -98,7 +113,6 @@ class ChatCall:
         assembler.add(first)
 
         def finished() -> None:
-            self.observe(200)
             task = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader))
             _background.add(task)
             task.add_done_callback(_background.discard)
@@ -112,18 +126,21 @@ class ChatCall:
             await self._store(plan, completion, is_leader)
         elif is_leader:
             await self.state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
+        self.observe(200)
 
     async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
         self.state.metrics.observe_cache(self.route, self.cache_status)
         usage = completion.usage
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        self.prompt_tokens, self.completion_tokens = prompt, generated
+        self.cost_usd = self.state.price(self.backend, prompt, generated)
         entry = CacheEntry(
             completion=completion.__pydantic_serializer__.to_json(completion, exclude_unset=True).decode(),
             backend=self.backend,
             created=time.time(),
             prompt_tokens=prompt,
             completion_tokens=generated,
-            cost_usd=self.state.price(self.backend, prompt, generated),
+            cost_usd=self.cost_usd,
         )
         await self.state.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.cli_report import add_commands as add_report_commands
 from gateway.cli_router import add_commands as add_router_commands
 from gateway.rules import RulesInvalid, load_rules
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=validate_command)
     add_router_commands(commands)
+    add_report_commands(commands)
     return parser
 
 

@@ -16,6 +16,7 @@ from gateway.auth import KeyRing
 from gateway.cache_store import open_store
 from gateway.dispatch import Dispatcher
 from gateway.metrics import Metrics
+from gateway.reports import ReportBook
 from gateway.response_cache import ResponseCache
 from gateway.rules import BackendSpec, Rules
 from gateway.settings import Settings
@@ -45,12 +46,17 @@ class GatewayState:
     owns_http: bool
     cache: ResponseCache
     timeouts: dict[str, float]
+    reports: ReportBook
 
     def price(self, backend: str, prompt_tokens: int, completion_tokens: int) -> float:
         spec = self.rules.backends.get(backend)
         if spec is None:
             return 0.0
         return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
+
+    def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""
+        return max(self.price(name, prompt_tokens, completion_tokens) for name in self.rules.backends)
 
 
 async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None = None) -> GatewayState:
@@ -73,6 +79,8 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
         await close_backends(backends, http if http_client is None else None)
         raise
     log.info("router: %s", router.description)
+    reports = ReportBook(settings.redis_url)
+    reports.start()
     metrics = Metrics()
     timeouts = {name: spec.timeout_s for name, spec in rules.backends.items()}
     return GatewayState(
@@ -88,6 +96,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
             settings.cache_timeout_ms / 1000,
         ),
         timeouts=timeouts,
+        reports=reports,
         dispatcher=Dispatcher(backends, timeouts, metrics),
         metrics=metrics,
         backends=backends,
@@ -99,6 +108,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
 async def close_state(state: GatewayState) -> None:
     state.router.close()
     await state.cache.store.aclose()
+    await state.reports.aclose()
     await close_backends(state.backends, state.http if state.owns_http else None)
 
 

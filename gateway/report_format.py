@@ -1,0 +1,64 @@
+"""Reading report queries and writing their answers as JSON, CSV or a table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from gateway.errors import InvalidRequest
+from gateway.reports import DIMENSIONS, FIELDS
+
+DURATION = re.compile(r"^(\d+)([smhd]?)$")
+UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str) -> float:
+    """``90m``, ``24h``, ``7d`` or seconds."""
+    match = DURATION.match(text.strip())
+    if match is None:
+        raise InvalidRequest(f"since={text!r}: want a duration such as 90m, 24h or 7d", param="since")
+    return int(match.group(1)) * UNIT_S[match.group(2)]
+
+
+def parse_by(text: str) -> list[str]:
+    by = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown or not by:
+        raise InvalidRequest(f"by={text!r}: choose from {', '.join(DIMENSIONS)}", param="by")
+    return by
+
+
+def columns(by: list[str]) -> list[str]:
+    return [*by, *FIELDS, "hit_ratio"]
+
+
+def to_csv(rows: list[dict[str, object]], by: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns(by), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def to_table(rows: list[dict[str, object]], by: list[str]) -> str:
+    shown = [
+        *by,
+        "requests",
+        "hits",
+        "misses",
+        "hit_ratio",
+        "saved_tokens",
+        "saved_usd",
+        "cost_usd",
+        "routing_saved_usd",
+    ]
+    cells = [shown] + [[_cell(row[c]) for c in shown] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(shown))]
+    return "\n".join("  ".join(value.ljust(width) for value, width in zip(r, widths, strict=True)) for r in cells)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
+    return str(value)

@@ -1,0 +1,155 @@
+"""Cost reports: what every request cost, and what the cache and the router saved.
+
+Requests are tallied in process (no I/O on the request path) per hour, route, backend and
+tenant. With Redis the tally is flushed every second into one hash per hour (``HINCRBYFLOAT``),
+so all replicas add into the same figures; without Redis the tally is the report. A flush that
+fails keeps its deltas for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+
+log = logging.getLogger("switchyard")
+FIELDS = (
+    "requests", "hits", "misses", "bypasses", "offs", "errors",
+    "prompt_tokens", "completion_tokens", "cost_usd", "saved_tokens", "saved_usd", "routing_saved_usd",
+)  # fmt: skip
+DIMENSIONS = ("hour", "route", "backend", "tenant")
+SEPARATOR = "\x1f"
+KEEP_S = 40 * 24 * 3600
+Key = tuple[str, str, str, str]  # hour, route, backend, tenant
+
+
+@dataclass(frozen=True)
+class Outcome:
+    route: str
+    backend: str
+    tenant: str
+    cache: str
+    """hit, miss, bypass or off; ``error`` for a failed request."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    """What the answer cost when it was generated (a hit costs nothing now: this is what it saved)."""
+    reference_cost_usd: float = 0.0
+    """What the same tokens would have cost on the reference (most expensive) backend."""
+
+
+def hour_of(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(timestamp))
+
+
+def deltas_of(outcome: Outcome) -> dict[str, float]:
+    tokens = outcome.prompt_tokens + outcome.completion_tokens
+    counted = {"hit": "hits", "miss": "misses", "bypass": "bypasses", "off": "offs", "error": "errors"}
+    deltas = {"requests": 1.0, counted[outcome.cache]: 1.0}
+    if outcome.cache == "hit":
+        return deltas | {"saved_tokens": tokens, "saved_usd": outcome.cost_usd}
+    if outcome.cache == "error":
+        return deltas
+    routing_saved = max(outcome.reference_cost_usd - outcome.cost_usd, 0.0)
+    return deltas | {
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cost_usd": outcome.cost_usd,
+        "routing_saved_usd": routing_saved,
+    }
+
+
+class ReportBook:
+    def __init__(self, redis_url: str | None, flush_interval_s: float = 1.0) -> None:
+        self._pending: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._local: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0) if redis_url else None
+        self._interval_s = flush_interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, outcome: Outcome, now: float | None = None) -> None:
+        key = (hour_of(now or time.time()), outcome.route, outcome.backend, outcome.tenant)
+        target = self._pending if self._redis else self._local
+        for name, value in deltas_of(outcome).items():
+            target[key][name] += value
+
+    def start(self) -> None:
+        if self._redis is not None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            await self.flush()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def flush(self) -> None:
+        """Add this process's pending deltas to Redis; on failure keep them for the next flush."""
+        if self._redis is None or not self._pending:
+            return
+        pending, self._pending = self._pending, defaultdict(lambda: defaultdict(float))
+        pipe = self._redis.pipeline(transaction=False)
+        for (hour, route, backend, tenant), values in pending.items():
+            for name, value in values.items():
+                pipe.hincrbyfloat(f"sy:r:{hour}", SEPARATOR.join((route, backend, tenant, name)), value)
+            pipe.expire(f"sy:r:{hour}", KEEP_S)
+        try:
+            await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("report flush to Redis failed (%s); keeping the figures for the next flush", exc)
+            for key, values in pending.items():
+                for name, value in values.items():
+                    self._pending[key][name] += value
+
+    async def totals(self, since_s: float, now: float | None = None) -> dict[Key, dict[str, float]]:
+        """Every (hour, route, backend, tenant) row since ``since_s`` seconds ago."""
+        now = now or time.time()
+        hours = sorted({hour_of(t) for t in _hour_starts(now - since_s, now)})
+        if self._redis is None:
+            return {key: dict(values) for key, values in self._local.items() if key[0] in hours}
+        await self.flush()
+        pipe = self._redis.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(f"sy:r:{hour}")
+        rows: defaultdict[Key, dict[str, float]] = defaultdict(dict)
+        for hour, found in zip(hours, await pipe.execute(), strict=True):
+            for field, value in found.items():
+                route, backend, tenant, name = field.decode().split(SEPARATOR)
+                rows[(hour, route, backend, tenant)][name] = float(value)
+        return dict(rows)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.flush()
+
+
+def _hour_starts(start: float, end: float) -> list[float]:
+    first = start - start % 3600
+    return [first + 3600 * i for i in range(int((end - first) // 3600) + 1)]
+
+
+def group(rows: dict[Key, dict[str, float]], by: list[str]) -> list[dict[str, object]]:
+    """Sum rows over the dimensions not in ``by``; add the hit ratio."""
+    grouped: dict[tuple[str, ...], dict[str, float]] = {}
+    for key, values in rows.items():
+        label = tuple(key[DIMENSIONS.index(d)] for d in by)
+        target = grouped.setdefault(label, dict.fromkeys(FIELDS, 0.0))
+        for name, value in values.items():
+            target[name] += value
+    out: list[dict[str, object]] = []
+    for label, values in sorted(grouped.items()):
+        cacheable = values["hits"] + values["misses"]
+        row: dict[str, object] = dict(zip(by, label, strict=True))
+        row |= {name: round(value, 6) for name, value in values.items()}
+        row["hit_ratio"] = round(values["hits"] / cacheable, 4) if cacheable else 0.0
+        out.append(row)
+    return out
