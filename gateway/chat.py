@@ -92,6 +92,8 @@ class ChatCall:
 
     def _hit(self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision) -> Response:
         self.backend, self.cache_status = entry.backend, "hit"
+        self.prompt_tokens, self.completion_tokens = entry.prompt_tokens, entry.completion_tokens
+        self.cost_usd = entry.cost_usd
         self.state.metrics.observe_cache(
             self.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
         )

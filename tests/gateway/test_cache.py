@@ -201,7 +201,9 @@ async def test_fifty_identical_concurrent_misses_reach_the_backend_once(store_se
         responses = await asyncio.gather(*(ask(client, **body) for _ in range(50)))
     assert all(r.status_code == 200 for r in responses)
     assert upstream.calls.total() == 1
-    assert Counter(r.headers["x-switchyard-cache"] for r in responses) == {"miss": 1, "hit": 49}
+    statuses = Counter(r.headers["x-switchyard-cache"] for r in responses)
+    assert statuses["hit"] == 49
+    assert statuses["miss"] + statuses["off"] == 1  # the leader; "off" if its store read timed out under load
 
 
 async def test_redis_killed_mid_load_fails_no_request() -> None:

@@ -1,0 +1,159 @@
+"""Cost reports: unit figures, the admin endpoint, the CLI, and two gateway processes sharing one Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.reports import Outcome, ReportBook, group
+from tests.gateway.harness import AUTH, RULES, chat_body, completion, gateway
+from tests.servers import free_port, serving
+
+ADMIN = {"authorization": "Bearer adm"}
+PRICED = RULES.replace(
+    "model: primary-model}", "model: primary-model, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}"
+).replace("model: fallback-model}", "model: fallback-model, price: {input_per_mtok: 10.0, output_per_mtok: 20.0}}")
+
+
+async def test_hits_record_savings_and_misses_record_spend_and_routing_savings() -> None:
+    book = ReportBook(None)
+    book.record(Outcome("r", "b", "t", "miss", 1000, 500, cost_usd=0.002, reference_cost_usd=0.02))
+    book.record(Outcome("r", "b", "t", "hit", 1000, 500, cost_usd=0.002))
+    book.record(Outcome("r", "-", "t", "error"))
+    (row,) = group(await book.totals(3600), ["route"])
+    assert row["requests"] == 3
+    assert (row["hits"], row["misses"], row["errors"], row["hit_ratio"]) == (1, 1, 1, 0.5)
+    assert (row["cost_usd"], row["saved_usd"], row["saved_tokens"]) == (0.002, 0.002, 1500)
+    assert row["routing_saved_usd"] == 0.018
+
+
+async def test_endpoint_totals_equal_what_was_sent() -> None:
+    async with gateway(rules=PRICED, admin_key="adm") as client:
+        for i in range(3):
+            await client.post("/v1/chat/completions", json=chat_body(temperature=0, max_tokens=i + 1), headers=AUTH)
+        await client.post("/v1/chat/completions", json=chat_body(temperature=0, max_tokens=1), headers=AUTH)
+        await client.post("/v1/chat/completions", json=chat_body("nope"), headers=AUTH)
+        report = (await client.get("/admin/reports/cache?by=route,backend", headers=ADMIN)).json()
+        as_csv = await client.get("/admin/reports/cache?by=tenant&format=csv", headers=ADMIN)
+    rows = {(r["route"], r["backend"]): r for r in report["rows"]}
+    general = rows[("general", "primary")]
+    assert (general["requests"], general["misses"], general["hits"]) == (4, 3, 1)
+    assert general["cost_usd"] == pytest.approx(3 * (5 * 1.0 + 2 * 2.0) / 1e6)
+    assert general["saved_usd"] == pytest.approx((5 * 1.0 + 2 * 2.0) / 1e6)
+    assert general["routing_saved_usd"] == pytest.approx(3 * (5 * 9.0 + 2 * 18.0) / 1e6)
+    assert rows[("-", "-")]["errors"] == 1
+    assert report["totals"]["requests"] == 5
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[0].startswith("tenant,requests,hits")
+
+
+@pytest.mark.parametrize("query", ["since=yesterday", "by=colour", "format=xml"])
+async def test_bad_report_queries_are_422(query: str) -> None:
+    async with gateway(admin_key="adm") as client:
+        response = await client.get(f"/admin/reports/cache?{query}", headers=ADMIN)
+    assert response.status_code == 422
+
+
+async def test_reports_and_page_need_the_admin_key_for_data_only() -> None:
+    async with gateway(admin_key="adm") as client:
+        denied = await client.get("/admin/reports/cache", headers=AUTH)
+        page = await client.get("/admin")
+    assert denied.status_code == 401
+    assert page.status_code == 200
+    assert "Hit ratio over time" in page.text
+
+
+def fixed_upstream() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def answer(request: Request) -> JSONResponse:
+        return JSONResponse(completion("fixed"))
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        return JSONResponse({"data": []})
+
+    return app
+
+
+@pytest.fixture
+def two_gateways(redis_url: str, tmp_path: Path) -> Iterator[list[str]]:
+    with serving(fixed_upstream()) as upstream:
+        rules = PRICED.replace("http://primary/v1", upstream + "/v1").replace("http://fallback/v1", upstream + "/v1")
+        config = tmp_path / "rules.yaml"
+        config.write_text(rules + "router: {kind: default}\n" if "router:" not in rules else rules)
+        env = {
+            **os.environ,
+            "SWITCHYARD_REDIS_URL": redis_url,
+            "SWITCHYARD_ADMIN_KEY": "adm",
+            "SWITCHYARD_LOG_LEVEL": "warning",
+        }
+        ports = [free_port(), free_port()]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(p)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for p in ports
+        ]
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        try:
+            for url in urls:
+                _wait_ready(url)
+            yield urls
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"gateway at {url} did not start")
+
+
+def test_two_gateway_processes_add_into_one_report(two_gateways: list[str]) -> None:
+    tag = str(time.time())
+    sent = {two_gateways[0]: 7, two_gateways[1]: 5}
+    for url, count in sent.items():
+        for i in range(count):
+            body = chat_body(temperature=0, messages=[{"role": "user", "content": f"{tag} {i % 3}"}])
+            assert httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH, timeout=30).status_code == 200
+    time.sleep(1.5)  # each process flushes its tally every second
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "report", "cache", "--url", two_gateways[0], "--admin-key", "adm",
+         "--by", "route", "--format", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    general = next(r for r in json.loads(result.stdout)["rows"] if r["route"] == "general")
+    assert general["requests"] == 12
+    assert general["hits"] + general["misses"] == 12
+    assert general["misses"] == 3  # three distinct prompts; every repeat, on either process, hit the shared cache
+    table = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "report", "cache", "--url", two_gateways[1], "--admin-key", "adm"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "general" in table.stdout
+    assert "hit_ratio" in table.stdout.splitlines()[0]
