@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 
 from gateway.reports import Outcome, ReportBook, group
 from tests.gateway.harness import AUTH, RULES, chat_body, completion, gateway
-from tests.servers import free_port, serving
+from tests.servers import free_port, redis_server, serving
 
 ADMIN = {"authorization": "Bearer adm"}
 PRICED = RULES.replace(
@@ -89,8 +89,9 @@ def fixed_upstream() -> FastAPI:
 
 
 @pytest.fixture
-def two_gateways(redis_url: str, tmp_path: Path) -> Iterator[list[str]]:
-    with serving(fixed_upstream()) as upstream:
+def two_gateways(tmp_path: Path) -> Iterator[list[str]]:
+    """Its own Redis: report hashes are per hour, and other tests' requests must not count here."""
+    with redis_server() as redis_url, serving(fixed_upstream()) as upstream:
         rules = PRICED.replace("http://primary/v1", upstream + "/v1").replace("http://fallback/v1", upstream + "/v1")
         config = tmp_path / "rules.yaml"
         config.write_text(rules + "router: {kind: default}\n" if "router:" not in rules else rules)
