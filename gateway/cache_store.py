@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
-import redis.asyncio as redis
+from gateway.redis_client import close_redis, redis_client
 
 
 class CacheStore(Protocol):
@@ -80,12 +80,10 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Standalone Redis (``redis://``, ``rediss://``, ``unix://``) with millisecond timeouts."""
+    """Redis, standalone, Sentinel or Cluster (see :mod:`gateway.redis_client`), with millisecond timeouts."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
+        self._redis = redis_client(url, timeout_s)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._redis.get(key)
@@ -101,7 +99,7 @@ class RedisStore:
         await self._redis.delete(key)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await close_redis(self._redis)
 
 
 def open_store(redis_url: str | None, timeout_s: float) -> CacheStore:

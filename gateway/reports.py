@@ -15,7 +15,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-import redis.asyncio as redis
+import redis
+
+from gateway.redis_client import close_redis, redis_client
 
 log = logging.getLogger("switchyard")
 FIELDS = (
@@ -68,7 +70,7 @@ class ReportBook:
     def __init__(self, redis_url: str | None, flush_interval_s: float = 1.0) -> None:
         self._pending: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._local: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0) if redis_url else None
+        self._redis = redis_client(redis_url, 1.0) if redis_url else None
         self._interval_s = flush_interval_s
         self._task: asyncio.Task[None] | None = None
 
@@ -89,7 +91,7 @@ class ReportBook:
                 await self._task
             await self.flush()
         if self._redis is not None:
-            await self._redis.aclose()
+            await close_redis(self._redis)
 
     async def flush(self) -> None:
         """Add this process's pending deltas to Redis; on failure keep them for the next flush."""

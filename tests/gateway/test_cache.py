@@ -51,9 +51,9 @@ def content_of(response: httpx.Response) -> str:
     return str(response.json()["choices"][0]["message"]["content"])
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 def store_settings(request: pytest.FixtureRequest) -> dict[str, object]:
-    return {} if request.param == "memory" else {"redis_url": request.getfixturevalue("redis_url")}
+    return {} if request.param == "memory" else {"redis_url": request.getfixturevalue(f"{request.param}_url")}
 
 
 async def test_repeat_is_a_hit_with_the_original_usage(store_settings: dict[str, object]) -> None:

@@ -1,4 +1,4 @@
-"""The same suite for both stores: the in-process LRU and a real Redis."""
+"""One suite for every store: in-process LRU; real Redis standalone, 3-node Cluster and Sentinel."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 from gateway.cache_store import CacheStore, MemoryStore, RedisStore
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStore]:
-    made: CacheStore = (
-        MemoryStore() if request.param == "memory" else RedisStore(request.getfixturevalue("redis_url"), 1.0)
-    )
+    if request.param == "memory":
+        made: CacheStore = MemoryStore()
+    else:
+        made = RedisStore(request.getfixturevalue(f"{request.param}_url"), 1.0)
     yield made
     await made.aclose()
 

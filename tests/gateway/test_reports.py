@@ -158,3 +158,18 @@ def test_two_gateway_processes_add_into_one_report(two_gateways: list[str]) -> N
     )  # fmt: skip
     assert "general" in table.stdout
     assert "hit_ratio" in table.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+async def test_report_flush_and_read_work_on_cluster_and_sentinel(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    book = ReportBook(request.getfixturevalue(f"{topology}_url"))
+    tag = f"route-{topology}-{time.time()}"
+    for backend in ("a", "b", "c"):  # fields spread over hash slots of one hourly key
+        book.record(Outcome(tag, backend, "t", "miss", 10, 5, cost_usd=0.5))
+    await book.flush()
+    rows = [r for r in group(await book.totals(3600), ["route"]) if r["route"] == tag]
+    await book.aclose()
+    assert rows[0]["requests"] == 3
+    assert rows[0]["cost_usd"] == 1.5

@@ -1,0 +1,47 @@
+"""One way to reach Redis from a URL: standalone, Sentinel or Cluster.
+
+redis://host:6379/0, rediss://..., unix:///run/redis.sock   standalone
+redis+sentinel://h1:26379,h2:26379/mymaster[/db]            the master Sentinel names
+redis+cluster://h1:7000,h2:7001                             Redis Cluster (any nodes to start from)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+
+def redis_client(url: str, timeout_s: float) -> Any:
+    """A client with the same async API (``get``, ``set``, ``pipeline`` ...) whatever the topology."""
+    parts = urlsplit(url)
+    if parts.scheme == "redis+cluster":
+        nodes = [ClusterNode(host, int(port)) for host, port in _hosts(parts.netloc, 6379)]
+        return RedisCluster(startup_nodes=nodes, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    if parts.scheme == "redis+sentinel":
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError(f"{url}: name the master, e.g. redis+sentinel://host:26379/mymaster")
+        timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        sentinel = Sentinel(_hosts(parts.netloc, 26379), sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0)
+    return redis.Redis.from_url(url, retry_on_timeout=False, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for item in netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = item.partition(":")
+        hosts.append((host, int(port or default_port)))
+    return hosts
+
+
+async def close_redis(client: Any) -> None:
+    """Close the client and, for Sentinel, the connections to the Sentinels themselves."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    await client.aclose()
+    for sentinel in getattr(manager, "sentinels", []):
+        await sentinel.aclose()
