@@ -10,7 +10,13 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
 from gateway.redis_client import close_redis, redis_client
+
+MAX_VECTORS_PER_SPACE = 10_000
 
 
 class CacheStore(Protocol):
@@ -28,6 +34,14 @@ class CacheStore(Protocol):
 
     async def unlock(self, key: str) -> None: ...
 
+    async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
+        """Add a unit vector to the set ``space`` (which lives ``ttl_s`` from its latest addition)."""
+        ...
+
+    async def vsim(self, space: str, vector: NDArray[np.float32], count: int) -> list[tuple[str, float, str]]:
+        """The nearest members: (member, cosine similarity, tag), best first."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -39,6 +53,7 @@ class MemoryStore:
         self._bytes = 0
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._locks: dict[str, float] = {}
+        self._vectors: dict[str, tuple[float, dict[str, tuple[NDArray[np.float32], str]]]] = {}
 
     async def get(self, key: str) -> bytes | None:
         found = self._entries.get(key)
@@ -70,8 +85,25 @@ class MemoryStore:
     async def unlock(self, key: str) -> None:
         self._locks.pop(key, None)
 
+    async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
+        members = self._vector_space(space)
+        members[member] = (vector, tag)
+        self._vectors[space] = (time.monotonic() + ttl_s, members)
+        while len(members) > MAX_VECTORS_PER_SPACE:
+            members.pop(next(iter(members)))
+
+    async def vsim(self, space: str, vector: NDArray[np.float32], count: int) -> list[tuple[str, float, str]]:
+        members = self._vector_space(space)
+        scored = [(member, float(np.dot(v, vector)), tag) for member, (v, tag) in members.items()]
+        return sorted(scored, key=lambda item: -item[1])[:count]
+
+    def _vector_space(self, space: str) -> dict[str, tuple[NDArray[np.float32], str]]:
+        expires, members = self._vectors.get(space, (0.0, {}))
+        return members if expires > time.monotonic() else {}
+
     async def aclose(self) -> None:
         self._entries.clear()
+        self._vectors.clear()
 
     def _drop(self, key: str) -> None:
         found = self._entries.pop(key, None)
@@ -98,8 +130,31 @@ class RedisStore:
     async def unlock(self, key: str) -> None:
         await self._redis.delete(key)
 
+    async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
+        blob = vector.astype("<f4").tobytes()
+        await self._redis.execute_command("VADD", space, "FP32", blob, member, "SETATTR", orjson.dumps({"tag": tag}))
+        await self._redis.expire(space, ttl_s)
+
+    async def vsim(self, space: str, vector: NDArray[np.float32], count: int) -> list[tuple[str, float, str]]:
+        blob = vector.astype("<f4").tobytes()
+        found = await self._redis.execute_command(
+            "VSIM", space, "FP32", blob, "WITHSCORES", "WITHATTRIBS", "COUNT", count
+        )
+        return [
+            (member.decode(), 2 * float(score) - 1, orjson.loads(attrs)["tag"])
+            for member, (score, attrs) in _triples(found)
+        ]
+
     async def aclose(self) -> None:
         await close_redis(self._redis)
+
+
+def _triples(found: object) -> list[tuple[bytes, tuple[bytes, bytes]]]:
+    """VSIM ... WITHSCORES WITHATTRIBS answers a flat list (RESP2) or a map (RESP3)."""
+    if isinstance(found, dict):
+        return [(member, (value[0], value[1])) for member, value in found.items()]
+    items = list(found) if isinstance(found, list) else []
+    return [(items[i], (items[i + 1], items[i + 2])) for i in range(0, len(items), 3)]
 
 
 def open_store(redis_url: str | None, timeout_s: float) -> CacheStore:

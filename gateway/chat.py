@@ -14,6 +14,7 @@ from gateway.request_body import parse_body, read_body
 from gateway.response_cache import CacheEntry, CachePlan
 from gateway.rules import CachePolicy
 from gateway.schemas import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from gateway.semantic_cache import Probe, semantic_space
 from gateway.sse import sse_events
 from gateway.state import GatewayState
 from gateway.stream_assembly import StreamAssembler, replay_chunks
@@ -33,6 +34,7 @@ class ChatCall:
         self.cache_status = "bypass"
         self.prompt_tokens = self.completion_tokens = 0
         self.cost_usd = 0.0
+        self.probe: Probe | None = None
 
     async def respond(self) -> Response:
         state, request = self.state, self.request
@@ -52,6 +54,10 @@ class ChatCall:
                 return self._hit(lookup.entry, chat, decision)
             is_leader = lookup.is_leader
             self.cache_status = "off" if lookup.is_store_down else "miss"
+            if not lookup.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
+                if is_leader:
+                    await state.cache.share(plan, found[0])
+                return self._hit(found[0], chat, decision, similarity=found[1])
         try:
             if chat.stream:
                 response = await self._stream(decision, chat, plan, is_leader)
@@ -90,7 +96,21 @@ class ChatCall:
         self.cache_status = "bypass"
         return plan
 
-    def _hit(self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision) -> Response:
+    async def _semantic_lookup(
+        self, plan: CachePlan, chat: ChatCompletionRequest, decision: RouteDecision
+    ) -> tuple[CacheEntry, float] | None:
+        threshold = plan.policy.semantic_threshold
+        text = chat.last_user_text()
+        if threshold is None or self.state.semantic is None or not text:
+            return None
+        identity = self.state.cache.identities[plan.primary]
+        space = semantic_space(plan.namespace, decision.route, identity, chat)
+        self.probe = await self.state.semantic.probe(space, text)
+        return await self.state.semantic.lookup(self.probe, threshold)
+
+    def _hit(
+        self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision, similarity: float | None = None
+    ) -> Response:
         self.backend, self.cache_status = entry.backend, "hit"
         self.prompt_tokens, self.completion_tokens = entry.prompt_tokens, entry.completion_tokens
         self.cost_usd = entry.cost_usd
@@ -99,6 +119,8 @@ class ChatCall:
         )
         self.observe(200)
         headers = self._headers(decision)
+        if similarity is not None:
+            headers["x-switchyard-cache-similarity"] = f"{similarity:.4f}"
         if not chat.stream:
             return Response(entry.completion, media_type=JSON, headers=headers)
         include_usage = bool((getattr(chat, "stream_options", None) or {}).get("include_usage"))
@@ -144,7 +166,9 @@ class ChatCall:
             completion_tokens=generated,
             cost_usd=self.cost_usd,
         )
-        await self.state.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
+        stored = await self.state.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
+        if stored and self.probe is not None and self.state.semantic is not None:
+            await self.state.semantic.remember(self.probe, plan.key, plan.policy.ttl_s)
 
     def _headers(self, decision: RouteDecision) -> dict[str, str]:
         headers = {

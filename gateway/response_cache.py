@@ -59,6 +59,7 @@ class Lookup:
 @dataclass(frozen=True)
 class CachePlan:
     key: str
+    namespace: str
     policy: CachePolicy
     primary: str
     can_read: bool
@@ -110,8 +111,8 @@ class StoreGuard:
 class ResponseCache:
     def __init__(self, store: CacheStore, identities: dict[str, str], metrics: Metrics, timeout_s: float) -> None:
         self.store = store
-        self._identities = identities
-        self._guard = StoreGuard(timeout_s, metrics)
+        self.identities = identities
+        self.guard = StoreGuard(timeout_s, metrics)
         self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
 
     def plan(
@@ -127,7 +128,8 @@ class ResponseCache:
         directives = {d.strip().lower() for d in cache_control.split(",")}
         namespace = "shared" if policy.shared else f"t:{tenant}"
         return CachePlan(
-            key=cache_key(namespace, route, self._identities[primary], request),
+            key=cache_key(namespace, route, self.identities[primary], request),
+            namespace=namespace,
             policy=policy,
             primary=primary,
             can_read=eligible and "no-cache" not in directives,
@@ -136,7 +138,7 @@ class ResponseCache:
 
     async def read(self, plan: CachePlan) -> CacheEntry | None:
         """The entry, or ``None``; raises ``CacheUnavailable`` when the store failed."""
-        raw = await self._guard.call(self.store.get(plan.key))
+        raw = await self.guard.call(self.store.get(plan.key))
         if raw is None:
             return None
         try:
@@ -159,7 +161,7 @@ class ResponseCache:
         self._inflight[plan.key] = asyncio.get_running_loop().create_future()
         try:
             entry = await self.read(plan)
-            if entry is None and not await self._guard.call(self.store.lock(plan.key + LOCK, int(wait_s * 1000))):
+            if entry is None and not await self.guard.call(self.store.lock(plan.key + LOCK, int(wait_s * 1000))):
                 entry = await self._poll(plan, wait_s)  # another replica leads
         except CacheUnavailable:
             return Lookup(None, is_leader=True, is_store_down=True)
@@ -168,17 +170,26 @@ class ResponseCache:
             return Lookup(entry, is_leader=False)
         return Lookup(None, is_leader=True)
 
-    async def finish(self, plan: CachePlan, entry: CacheEntry | None, is_leader: bool, has_tool_calls: bool) -> None:
-        """Store the answer if the policy allows it and hand it to waiting identical requests; never raises."""
+    async def finish(self, plan: CachePlan, entry: CacheEntry | None, is_leader: bool, has_tool_calls: bool) -> bool:
+        """Store the answer if the policy allows it and hand it to waiting identical requests.
+        Says whether it was stored; never raises."""
         storable = entry is not None and self._may_store(plan, entry, has_tool_calls)
         if is_leader:
             self._settle(plan, entry if storable else None)
+        stored = False
         if storable and entry is not None:
             with contextlib.suppress(CacheUnavailable):
-                await self._guard.call(self.store.set(plan.key, entry.model_dump_json().encode(), plan.policy.ttl_s))
+                await self.guard.call(self.store.set(plan.key, entry.model_dump_json().encode(), plan.policy.ttl_s))
+                stored = True
         if is_leader:
-            with contextlib.suppress(CacheUnavailable):
-                await self._guard.call(self.store.unlock(plan.key + LOCK))
+            await self.share(plan, None)
+        return stored
+
+    async def share(self, plan: CachePlan, entry: CacheEntry | None) -> None:
+        """End a flight this request leads: waiters get ``entry`` (``None``: ask the backend themselves)."""
+        self._settle(plan, entry)
+        with contextlib.suppress(CacheUnavailable):
+            await self.guard.call(self.store.unlock(plan.key + LOCK))
 
     def _may_store(self, plan: CachePlan, entry: CacheEntry, has_tool_calls: bool) -> bool:
         if not plan.can_write or (entry.backend != plan.primary and not plan.policy.fallback_fills):

@@ -83,6 +83,10 @@ class CachePolicy(Strict):
     """Tenants share this route's entries (otherwise each tenant has its own)."""
     tool_calls: bool = False
     """Whether answers that call tools may be cached (they often depend on outside state)."""
+    semantic_threshold: float | None = Field(None, gt=0, le=1)
+    """Opt-in semantic cache: a request whose last user message has cosine similarity at least this
+    with a cached one (and the same numbers and identifiers, and every other field equal) is a hit.
+    Needs Redis 8 (vector sets) or the in-process store."""
 
 
 class RouteSpec(Strict):

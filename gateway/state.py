@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -19,6 +20,7 @@ from gateway.metrics import Metrics
 from gateway.reports import ReportBook
 from gateway.response_cache import ResponseCache
 from gateway.rules import BackendSpec, Rules
+from gateway.semantic_cache import SemanticCache, open_semantic
 from gateway.settings import Settings
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
@@ -47,6 +49,8 @@ class GatewayState:
     cache: ResponseCache
     timeouts: dict[str, float]
     reports: ReportBook
+    semantic: SemanticCache | None
+    close_semantic: Callable[[], None]
 
     def price(self, backend: str, prompt_tokens: int, completion_tokens: int) -> float:
         spec = self.rules.backends.get(backend)
@@ -83,18 +87,24 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
     reports.start()
     metrics = Metrics()
     timeouts = {name: spec.timeout_s for name, spec in rules.backends.items()}
+    cache = ResponseCache(
+        open_store(settings.redis_url, settings.cache_timeout_ms / 1000),
+        {name: model_identity(spec) for name, spec in rules.backends.items()},
+        metrics,
+        settings.cache_timeout_ms / 1000,
+    )
+    semantic, close_semantic = await asyncio.to_thread(
+        open_semantic, rules, cache.store, cache.guard, settings.router_threads
+    )
     return GatewayState(
         settings=settings,
         rules=rules,
         keyring=keyring,
         selector=RouteSelector(rules, router.router),
         router=router,
-        cache=ResponseCache(
-            open_store(settings.redis_url, settings.cache_timeout_ms / 1000),
-            {name: model_identity(spec) for name, spec in rules.backends.items()},
-            metrics,
-            settings.cache_timeout_ms / 1000,
-        ),
+        cache=cache,
+        semantic=semantic,
+        close_semantic=close_semantic,
         timeouts=timeouts,
         reports=reports,
         dispatcher=Dispatcher(backends, timeouts, metrics),
@@ -107,6 +117,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
 
 async def close_state(state: GatewayState) -> None:
     state.router.close()
+    state.close_semantic()
     await state.cache.store.aclose()
     await state.reports.aclose()
     await close_backends(state.backends, state.http if state.owns_http else None)

