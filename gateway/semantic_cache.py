@@ -30,8 +30,9 @@ Embed = Callable[[str], Awaitable[NDArray[np.float32]]]
 
 
 def identifiers_of(text: str) -> str:
-    """Numbers, words with digits, quoted strings and upper-case codes: what must match exactly."""
-    return "|".join(sorted({match.group(0).lower().strip(".") for match in IDENTIFIER.finditer(text)}))
+    """Numbers, words with digits, quoted strings and upper-case codes, in order and with repeats:
+    what must match exactly (as a set, "2 and 2 and 3" would equal "3 and 2 and 3")."""
+    return "|".join(match.group(0).lower().strip(".") for match in IDENTIFIER.finditer(text))
 
 
 def semantic_space(namespace: str, route: str, model_identity: str, request: ChatCompletionRequest) -> str:

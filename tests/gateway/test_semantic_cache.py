@@ -17,9 +17,10 @@ def user(text: str) -> dict[str, object]:
 
 
 def test_identifiers_are_numbers_codes_and_quotes() -> None:
-    assert identifiers_of('Refund order A-1042 for "Jane Doe", 3 items, SKU') == '"jane doe"|3|a-1042|sku'
+    assert identifiers_of('Refund order A-1042 for "Jane Doe", 3 items, SKU') == 'a-1042|"jane doe"|3|sku'
     assert identifiers_of("What is 15% of 80?") != identifiers_of("What is 15% of 90?")
     assert identifiers_of("How do I reset my password?") == ""
+    assert identifiers_of("2 apples, 2 pears, 3 plums") != identifiers_of("3 apples, 2 pears, 3 plums")
 
 
 def test_space_ignores_only_the_last_user_message() -> None:
