@@ -158,6 +158,8 @@ class ChatCall:
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         self.prompt_tokens, self.completion_tokens = prompt, generated
         self.cost_usd = self.state.price(self.backend, prompt, generated)
+        if not plan.can_write and not is_leader:
+            return  # nothing to store and nobody waiting: skip serialising the answer
         entry = CacheEntry(
             completion=completion.__pydantic_serializer__.to_json(completion, exclude_unset=True).decode(),
             backend=self.backend,

@@ -61,6 +61,7 @@ class Metrics:
             "switchyard_cache_saved_usd", "Dollars not spent thanks to cache hits.", ["route"], registry=self.registry
         )
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+        self._counter_children: dict[tuple[object, ...], Counter] = {}
 
     def observe_request(self, endpoint: str, route: str, backend: str, status: int, seconds: float) -> None:
         key = (endpoint, route, backend, str(status))
@@ -72,12 +73,12 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_decision(self, route: str, decided_by: str, score: float | None) -> None:
-        self._decisions.labels(route, decided_by.partition(":")[0]).inc()
+        self._child(self._decisions, route, decided_by.partition(":")[0]).inc()
         if score is not None:
             self._confidence.labels(route).observe(score)
 
     def observe_cache(self, route: str, status: str, saved_tokens: int = 0, saved_usd: float = 0.0) -> None:
-        self._cache.labels(route, status).inc()
+        self._child(self._cache, route, status).inc()
         if saved_tokens:
             self._saved_tokens.labels(route).inc(saved_tokens)
             self._saved_usd.labels(route).inc(saved_usd)
@@ -86,7 +87,14 @@ class Metrics:
         self._cache_errors.inc()
 
     def observe_attempt(self, backend: str, outcome: str) -> None:
-        self._attempts.labels(backend, outcome).inc()
+        self._child(self._attempts, backend, outcome).inc()
+
+    def _child(self, counter: Counter, *labels: str) -> Counter:
+        key = (id(counter), *labels)
+        child = self._counter_children.get(key)
+        if child is None:
+            child = self._counter_children[key] = counter.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

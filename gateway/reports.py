@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -45,8 +46,13 @@ class Outcome:
     """What the same tokens would have cost on the reference (most expensive) backend."""
 
 
+@functools.lru_cache(maxsize=64)
+def _hour_label(hour: int) -> str:
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(hour * 3600))
+
+
 def hour_of(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(timestamp))
+    return _hour_label(int(timestamp // 3600))
 
 
 def deltas_of(outcome: Outcome) -> dict[str, float]:

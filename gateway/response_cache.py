@@ -128,7 +128,8 @@ class ResponseCache:
         directives = {d.strip().lower() for d in cache_control.split(",")}
         namespace = "shared" if policy.shared else f"t:{tenant}"
         return CachePlan(
-            key=cache_key(namespace, route, self.identities[primary], request),
+            # Hashing the whole request costs; a request the cache will not touch skips it.
+            key=cache_key(namespace, route, self.identities[primary], request) if eligible else "",
             namespace=namespace,
             policy=policy,
             primary=primary,
