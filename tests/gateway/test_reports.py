@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -74,11 +75,17 @@ async def test_reports_and_page_need_the_admin_key_for_data_only() -> None:
     assert "Hit ratio over time" in page.text
 
 
+UPSTREAM_CALLS: list[str] = []
+
+
 def fixed_upstream() -> FastAPI:
+    """Answers after 0.3 s and counts the calls it gets."""
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
     async def answer(request: Request) -> JSONResponse:
+        UPSTREAM_CALLS.append((await request.json())["messages"][0]["content"])
+        await asyncio.sleep(0.3)
         return JSONResponse(completion("fixed"))
 
     @app.get("/v1/models")
@@ -173,3 +180,15 @@ async def test_report_flush_and_read_work_on_cluster_and_sentinel(
     await book.aclose()
     assert rows[0]["requests"] == 3
     assert rows[0]["cost_usd"] == 1.5
+
+
+async def test_identical_requests_on_two_replicas_reach_the_backend_once(two_gateways: list[str]) -> None:
+    prompt = f"single flight across replicas {time.time()}"
+    body = chat_body(temperature=0, messages=[{"role": "user", "content": prompt}])
+    async with httpx.AsyncClient(timeout=30) as client:
+        responses = await asyncio.gather(
+            *(client.post(url + "/v1/chat/completions", json=body, headers=AUTH) for url in two_gateways * 10)
+        )
+    assert all(r.status_code == 200 for r in responses)
+    assert UPSTREAM_CALLS.count(prompt) == 1
+    assert sum(r.headers["x-switchyard-cache"] == "hit" for r in responses) == 19
