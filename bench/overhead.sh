@@ -24,7 +24,7 @@ start() { # port transport
 start 8090 aiohttp
 start 8091 httpx
 {
-  echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), cache off, auth on"
+  echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), auth on, cache bypassed (no temperature 0 or seed)"
   echo "# gateway = Switchyard, aiohttp transport; gateway-httpx = the same with httpx's own transport"
   echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
   GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$SWITCHYARD_BENCH_KEY GATEWAY_MODEL=upstream-model \
