@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from pathlib import Path
 
@@ -10,11 +11,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import AuthenticationFailed, InvalidRequest, MalformedJSON, PermissionDenied
+from gateway.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from gateway.explain import explain
 from gateway.report_format import parse_by, parse_since, to_csv
 from gateway.reports import group
-from gateway.request_body import parse_body, read_body
+from gateway.request_body import parse_json, read_body, validate_payload
 from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState, gateway_state
 from routers.decision import RoutingContext
@@ -40,19 +41,15 @@ async def route_explain(request: Request) -> Response:
     """
     state = gateway_state(request)
     require_admin(state, request)
-    body = await read_body(request, state.settings.max_body_bytes)
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSON(f"request body is not valid JSON: {exc}") from exc
+    payload = parse_json(await read_body(request, state.settings.max_body_bytes))
     if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload:
         payload = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
-        body = orjson.dumps(payload)
-    elif isinstance(payload, dict) and "model" not in payload:
-        body = orjson.dumps({**payload, "model": "auto"})
-    chat = parse_body(ChatCompletionRequest, body)
+    elif isinstance(payload, dict):
+        payload.setdefault("model", "auto")
+    chat = validate_payload(ChatCompletionRequest, payload)
     context = RoutingContext(request.headers.get("x-switchyard-tenant", "anonymous"), request.headers)
-    return Response(orjson.dumps(await explain(state, chat, context)), media_type="application/json")
+    answer = await explain(state.selector, state.router.description, chat, context)
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 @router.get("/reports/cache")
@@ -62,12 +59,13 @@ async def cache_report(request: Request, since: str = "24h", by: str = "route", 
     state = gateway_state(request)
     require_admin(state, request)
     dimensions = parse_by(by)
-    rows = group(await state.reports.totals(parse_since(since)), dimensions)
+    if format not in ("json", "csv"):
+        raise InvalidRequest(f"format={format!r}: choose json or csv", param="format")
+    found = await state.reports.totals(parse_since(since))
+    rows = group(found, dimensions)
     if format == "csv":
         return Response(to_csv(rows, dimensions), media_type="text/csv")
-    if format != "json":
-        raise InvalidRequest(f"format={format!r}: choose json or csv", param="format")
-    totals = group(await state.reports.totals(parse_since(since)), [])
+    totals = group(found, [])
     body = {"since": since, "by": dimensions, "rows": rows, "totals": totals[0] if totals else {}}
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -75,4 +73,9 @@ async def cache_report(request: Request, since: str = "24h", by: str = "route", 
 @router.get("")
 async def admin_page() -> Response:
     """The ops page: charts of hit ratio and dollars saved per route over time (data needs the admin key)."""
-    return Response(ADMIN_PAGE.read_bytes(), media_type="text/html")
+    return Response(admin_page_html(), media_type="text/html")
+
+
+@functools.cache
+def admin_page_html() -> bytes:
+    return ADMIN_PAGE.read_bytes()

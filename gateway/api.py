@@ -8,12 +8,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.chat import ChatCall
+from gateway.chat import ChatCall, route_headers
 from gateway.errors import GatewayError
 from gateway.request_body import parse_body, read_body
 from gateway.schemas import EmbeddingRequest, ModelCard, ModelList
 from gateway.state import GatewayState, gateway_state
-from routers.decision import RouteDecision, RoutingContext
+from routers.decision import RoutingContext
 
 router = APIRouter()
 JSON = "application/json"
@@ -69,13 +69,6 @@ async def models(request: Request) -> Response:
         if principal.may_use(alias)
     ]
     return Response(ModelList(data=cards).model_dump_json(), media_type=JSON)
-
-
-def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:
-    headers = {"x-switchyard-route": decision.route, "x-switchyard-backend": backend}
-    if decision.score is not None:
-        headers["x-switchyard-router-score"] = f"{decision.score:.4f}"
-    return headers
 
 
 def _observe(state: GatewayState, endpoint: str, route: str, backend: str, status: int, started: float) -> None:

@@ -173,14 +173,15 @@ class ChatCall:
             await self.state.semantic.remember(self.probe, plan.key, plan.policy.ttl_s)
 
     def _headers(self, decision: RouteDecision) -> dict[str, str]:
-        headers = {
-            "x-switchyard-route": decision.route,
-            "x-switchyard-backend": self.backend,
-            "x-switchyard-cache": self.cache_status,
-        }
-        if decision.score is not None:
-            headers["x-switchyard-router-score"] = f"{decision.score:.4f}"
-        return headers
+        return {**route_headers(decision, self.backend), "x-switchyard-cache": self.cache_status}
+
+
+def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:
+    """What every routed answer says about its routing."""
+    headers = {"x-switchyard-route": decision.route, "x-switchyard-backend": backend}
+    if decision.score is not None:
+        headers["x-switchyard-router-score"] = f"{decision.score:.4f}"
+    return headers
 
 
 def has_tool_calls(completion: ChatCompletion) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
@@ -25,12 +26,32 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_body(schema: type[Schema], body: bytes) -> Schema:
+    """JSON bytes to ``schema``: 400 for bad JSON, 422 naming the field for the wrong shape."""
     try:
         return schema.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors()
-        if errors[0]["type"] == "json_invalid":
-            raise MalformedJSON(f"request body is not valid JSON: {errors[0]['msg']}") from exc
-        fields = [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in errors]
-        message = "; ".join(f"{where}: {msg}" for where, msg in fields)
-        raise InvalidRequest(f"invalid request: {message}", param=fields[0][0]) from exc
+        raise request_error(exc) from exc
+
+
+def parse_json(body: bytes) -> object:
+    """For endpoints that reshape the body before validating it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(f"request body is not valid JSON: {exc}") from exc
+
+
+def validate_payload(schema: type[Schema], payload: object) -> Schema:
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise request_error(exc) from exc
+
+
+def request_error(exc: ValidationError) -> MalformedJSON | InvalidRequest:
+    errors = exc.errors()
+    if errors[0]["type"] == "json_invalid":
+        return MalformedJSON(f"request body is not valid JSON: {errors[0]['msg']}")
+    fields = [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in errors]
+    message = "; ".join(f"{where}: {msg}" for where, msg in fields)
+    return InvalidRequest(f"invalid request: {message}", param=fields[0][0])

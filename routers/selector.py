@@ -52,6 +52,3 @@ class RouteSelector:
         raise UnknownModel(
             f"model {model!r} is neither 'auto', a route nor an alias (GET /v1/models lists them)", param="model"
         )
-
-    def names(self) -> list[str]:
-        return [AUTO, *self._by_name]
