@@ -73,18 +73,22 @@ def raise_for_status(backend: str, response: httpx.Response) -> None:
     status = response.status_code
     if status < 400:
         return
-    detail = upstream_message(response)
+    error = status_error(backend, status, upstream_message(response), response.headers.get("retry-after"))
+    error.upstream_status = status
+    raise error
+
+
+def status_error(backend: str, status: int, detail: str, retry_after: str | None) -> BackendError:
     message = f"backend {backend!r} answered {status}: {detail}"
     if status == 429:
-        retry_after = response.headers.get("retry-after")
-        raise BackendRateLimited(message, headers={"retry-after": retry_after} if retry_after else None)
+        return BackendRateLimited(message, headers={"retry-after": retry_after} if retry_after else None)
     if status in (408, 504):
-        raise BackendTimeout(message)
+        return BackendTimeout(message)
     if status == 503:
-        raise BackendUnavailable(message)
+        return BackendUnavailable(message)
     if status >= 500 or status in BACKEND_FAULT_STATUSES:
-        raise BackendBadResponse(message)
-    raise BackendRejected(message, status=status)
+        return BackendBadResponse(message)
+    return BackendRejected(message, status=status)
 
 
 def upstream_message(response: httpx.Response) -> str:

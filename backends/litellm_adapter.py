@@ -91,9 +91,12 @@ def translate(backend: str, exc: BaseException) -> BackendError:
         if error is None:
             continue
         message = f"backend {backend!r}: {cls.__name__}: {exc}"
-        if error is BackendRejected:
-            return BackendRejected(message, status=_client_status(exc))
-        return error(message)
+        translated = (
+            BackendRejected(message, status=_client_status(exc)) if error is BackendRejected else error(message)
+        )
+        status = getattr(exc, "status_code", None)
+        translated.upstream_status = status if isinstance(status, int) else None
+        return translated
     return BackendBadResponse(f"backend {backend!r}: {type(exc).__name__}: {exc}")
 
 

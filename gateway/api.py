@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.chat import ChatCall, route_headers
+from gateway.deadline import BUDGET_HEADER
+from gateway.disconnect import unless_disconnected
 from gateway.errors import GatewayError
 from gateway.request_body import parse_body, read_body
 from gateway.schemas import EmbeddingRequest, ModelCard, ModelList
@@ -36,6 +38,7 @@ async def embeddings(request: Request) -> Response:
     route = backend = "-"
     try:
         principal = state.keyring.authenticate(request.headers)
+        await state.limits.admit(principal)
         embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(
@@ -43,7 +46,8 @@ async def embeddings(request: Request) -> Response:
         )
         route = decision.route
         principal.require_route(route)
-        backend, answer = await state.dispatcher.embed(decision, embedding)
+        deadline = state.deadline(route, request.headers.get(BUDGET_HEADER))
+        backend, answer = await unless_disconnected(request, state.dispatcher.embed(decision, embedding, deadline))
     except GatewayError as exc:
         _observe(state, "embeddings", route, backend, exc.status, started)
         raise

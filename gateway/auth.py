@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.resilience_rules import RateLimitSpec
 from gateway.rules import Rules
 from gateway.settings import Settings
 
@@ -23,6 +24,9 @@ class Principal:
     tenant: str
     routes: frozenset[str] | None = None
     """``None``: every route."""
+    key_id: str = ""
+    """A short digest prefix naming the key in counters and logs (never the key itself)."""
+    limits: RateLimitSpec | None = None
 
     def require_route(self, route: str) -> None:
         if self.routes is not None and route not in self.routes:
@@ -51,8 +55,10 @@ class KeyRing:
         keys: list[tuple[bytes, Principal]] = []
         for entry in rules.api_keys:
             routes = frozenset(entry.routes) if entry.routes is not None else None
-            keys.append((_entry_digest(entry.sha256, entry.key_env), Principal(entry.tenant, routes)))
-        keys += [(digest(key), Principal(tenant)) for key, tenant in settings.api_keys.items()]
+            key_digest = _entry_digest(entry.sha256, entry.key_env)
+            keys.append((key_digest, Principal(entry.tenant, routes, key_digest.hex()[:16], entry.limits)))
+        for key, tenant in settings.api_keys.items():
+            keys.append((digest(key), Principal(tenant, key_id=digest(key).hex()[:16])))
         if not keys:
             raise AuthConfigError(
                 "no API keys: add api_keys to the rules file or SWITCHYARD_API_KEYS, "

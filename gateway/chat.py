@@ -9,6 +9,10 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.auth import ANONYMOUS, Principal
+from gateway.deadline import BUDGET_HEADER, Deadline
+from gateway.disconnect import unless_disconnected
+from gateway.errors import BudgetExceeded
 from gateway.reports import Outcome
 from gateway.request_body import parse_body, read_body
 from gateway.response_cache import CacheEntry, CachePlan
@@ -35,21 +39,29 @@ class ChatCall:
         self.prompt_tokens = self.completion_tokens = 0
         self.cost_usd = 0.0
         self.probe: Probe | None = None
+        self.principal: Principal = ANONYMOUS
 
     async def respond(self) -> Response:
         state, request = self.state, self.request
-        principal = state.keyring.authenticate(request.headers)
+        self.principal = principal = state.keyring.authenticate(request.headers)
         self.tenant = principal.tenant
+        await state.limits.admit(principal)
         chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
+        # Only once the body is read: the watch reads the connection's next message.
+        return await unless_disconnected(request, self._answer(chat))
+
+    async def _answer(self, chat: ChatCompletionRequest) -> Response:
+        state, request, principal = self.state, self.request, self.principal
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
         state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         self.route = decision.route
         principal.require_route(decision.route)
+        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER))
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
         if plan.can_read:
-            lookup = await state.cache.lookup(plan, state.timeouts[plan.primary])
+            lookup = await state.cache.lookup(plan, deadline.remaining())
             if lookup.entry is not None:
                 return self._hit(lookup.entry, chat, decision)
             is_leader = lookup.is_leader
@@ -60,10 +72,10 @@ class ChatCall:
                 return self._hit(found[0], chat, decision, similarity=found[1])
         try:
             if chat.stream:
-                response = await self._stream(decision, chat, plan, is_leader)
+                response = await self._stream(decision, chat, plan, is_leader, deadline)
                 is_leader = False  # the stream finishes the flight when it ends
                 return response
-            self.backend, completion = await state.dispatcher.complete(decision, chat)
+            self.backend, completion = await state.dispatcher.complete(decision, chat, deadline)
         except BaseException:
             if is_leader:
                 await state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
@@ -130,9 +142,9 @@ class ChatCall:
         )
 
     async def _stream(
-        self, decision: RouteDecision, chat: ChatCompletionRequest, plan: CachePlan, is_leader: bool
+        self, decision: RouteDecision, chat: ChatCompletionRequest, plan: CachePlan, is_leader: bool, deadline: Deadline
     ) -> Response:
-        self.backend, (first, rest) = await self.state.dispatcher.open_stream(decision, chat)
+        self.backend, (first, rest) = await self.state.dispatcher.open_stream(decision, chat, deadline)
         assembler = StreamAssembler()
         assembler.add(first)
 
@@ -141,7 +153,7 @@ class ChatCall:
             _background.add(task)
             task.add_done_callback(_background.discard)
 
-        events = sse_events(first, _teed(rest, assembler), on_close=finished)
+        events = sse_events(first, _teed(rest, assembler, deadline), on_close=finished)
         return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
 
     async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool) -> None:
@@ -158,6 +170,7 @@ class ChatCall:
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         self.prompt_tokens, self.completion_tokens = prompt, generated
         self.cost_usd = self.state.price(self.backend, prompt, generated)
+        await self.state.limits.spend_tokens(self.principal, prompt + generated)
         if not plan.can_write and not is_leader:
             return  # nothing to store and nobody waiting: skip serialising the answer
         entry = CacheEntry(
@@ -192,10 +205,20 @@ def has_tool_calls(completion: ChatCompletion) -> bool:
 
 
 async def _teed(
-    chunks: AsyncIterator[ChatCompletionChunk], assembler: StreamAssembler
+    chunks: AsyncIterator[ChatCompletionChunk], assembler: StreamAssembler, deadline: Deadline
 ) -> AsyncIterator[ChatCompletionChunk]:
+    """The rest of the stream, recorded for the cache, each chunk awaited no longer than the budget allows."""
     try:
-        async for chunk in chunks:
+        while True:
+            try:
+                async with asyncio.timeout(deadline.remaining()):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise BudgetExceeded(
+                    f"the {deadline.budget_ms} ms latency budget ran out mid-stream after {deadline.elapsed_ms()} ms"
+                ) from None
             assembler.add(chunk)
             yield chunk
     finally:

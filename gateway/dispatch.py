@@ -1,13 +1,15 @@
-"""Sending a request down a route's backends in order until one answers."""
+"""Sending a request down its route's backends: the entry points over :class:`BackendRace`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TypeVar
+from collections.abc import AsyncIterator, Mapping
 
 from backends.base import Backend
-from gateway.errors import BackendBadResponse, BackendError
+from gateway.deadline import Deadline
+from gateway.errors import BackendBadResponse
 from gateway.metrics import Metrics
+from gateway.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
+from gateway.rules import Rules
 from gateway.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -15,32 +17,34 @@ from gateway.schemas import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.upstreams import Upstream
 from routers.decision import RouteDecision
 
-Answer = TypeVar("Answer")
-Call = Callable[[Backend, float], Awaitable[Answer]]
+FirstChunk = tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]
 
 
 class Dispatcher:
-    def __init__(self, backends: Mapping[str, Backend], timeouts: Mapping[str, float], metrics: Metrics) -> None:
-        self._backends = backends
-        self._timeouts = timeouts
+    def __init__(self, rules: Rules, upstreams: Mapping[str, Upstream], metrics: Metrics) -> None:
+        self.upstreams = upstreams
         self._metrics = metrics
+        self._policies = {name: RoutePolicy.of(spec) for name, spec in rules.routes.items()}
 
-    async def complete(self, decision: RouteDecision, request: ChatCompletionRequest) -> tuple[str, ChatCompletion]:
-        return await self._first_answer(decision, lambda backend, timeout: backend.complete(request, timeout))
+    async def complete(
+        self, decision: RouteDecision, request: ChatCompletionRequest, deadline: Deadline
+    ) -> tuple[str, ChatCompletion]:
+        return await self._race(decision, deadline, lambda backend, timeout: backend.complete(request, timeout))
 
-    async def embed(self, decision: RouteDecision, request: EmbeddingRequest) -> tuple[str, EmbeddingResponse]:
-        return await self._first_answer(decision, lambda backend, timeout: backend.embed(request, timeout))
+    async def embed(
+        self, decision: RouteDecision, request: EmbeddingRequest, deadline: Deadline
+    ) -> tuple[str, EmbeddingResponse]:
+        return await self._race(decision, deadline, lambda backend, timeout: backend.embed(request, timeout))
 
     async def open_stream(
-        self, decision: RouteDecision, request: ChatCompletionRequest
-    ) -> tuple[str, tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]]:
+        self, decision: RouteDecision, request: ChatCompletionRequest, deadline: Deadline
+    ) -> tuple[str, FirstChunk]:
         """Start a stream and wait for its first chunk, so that a failure before it can still fall back."""
 
-        async def first_chunk(
-            backend: Backend, timeout_s: float
-        ) -> tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]:
+        async def first_chunk(backend: Backend, timeout_s: float) -> FirstChunk:
             chunks = backend.stream(request, timeout_s)
             try:
                 return await anext(chunks), chunks
@@ -50,28 +54,19 @@ class Dispatcher:
                 await chunks.aclose()  # type: ignore[attr-defined]
                 raise
 
-        return await self._first_answer(decision, first_chunk)
+        async def close(answer: FirstChunk) -> None:
+            await answer[1].aclose()  # type: ignore[attr-defined]
 
-    async def _first_answer(self, decision: RouteDecision, call: Call[Answer]) -> tuple[str, Answer]:
-        failures: list[tuple[str, BackendError]] = []
-        for name in decision.backends:
-            try:
-                answer = await call(self._backends[name], self._timeouts[name])
-            except BackendError as exc:
-                self._metrics.observe_attempt(name, exc.code or "error")
-                failures.append((name, exc))
-                if not exc.is_retryable:
-                    break
-                continue
-            self._metrics.observe_attempt(name, "ok")
-            return name, answer
-        raise exhausted(decision, failures)
+        return await self._race(decision, deadline, first_chunk, close, is_stream=True)
 
-
-def exhausted(decision: RouteDecision, failures: list[tuple[str, BackendError]]) -> BackendError:
-    """The last failure, its message naming every attempt in order."""
-    last = failures[-1][1]
-    if len(failures) > 1:
-        attempts = "; ".join(f"{name}: {exc.message}" for name, exc in failures)
-        last.message = f"route {decision.route!r}: every backend failed ({attempts})"
-    return last
+    async def _race(
+        self,
+        decision: RouteDecision,
+        deadline: Deadline,
+        call: Call[Answer],
+        discard: Discard[Answer] | None = None,
+        is_stream: bool = False,
+    ) -> tuple[str, Answer]:
+        policy = self._policies.get(decision.route, PINNED_POLICY)
+        race: BackendRace[Answer] = BackendRace(self.upstreams, self._metrics, decision, deadline, policy, is_stream)
+        return await race.run(call, discard)

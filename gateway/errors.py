@@ -11,16 +11,20 @@ OpenAI-style body: ``{"error": {"message", "type", "param", "code"}}``.
     │   └── UnknownModel              404  code=model_not_found
     ├── AuthenticationFailed          401 authentication_error
     ├── PermissionDenied              403 permission_error
-    ├── RateLimited                   429 rate_limit_error
+    ├── RateLimited                   429 rate_limit_error       (a per-key limit, Retry-After set)
+    ├── ClientClosedRequest           499  the client left; its work was cancelled
     └── BackendError                  502 upstream_error         (a backend failed us)
         ├── BackendBadResponse        502  malformed body, cut stream, 5xx
         ├── BackendUnavailable        503  connection refused or reset
+        │   └── NoBackendAvailable    503  every backend of the route skipped (breakers open)
         ├── BackendTimeout            504
+        │   └── BudgetExceeded        504  the request's latency budget ran out
         ├── BackendRateLimited        429  the upstream's 429, Retry-After kept
+        ├── BackendsBusy              429  every backend at its in-flight bound, Retry-After set
         └── BackendRejected           4xx  the upstream refused the request itself
 
-Errors are raised, never returned. ``is_retryable`` says whether the next backend
-of a route may be tried after this one.
+Errors are raised, never returned. ``details`` adds fields to the error object: when a
+route's backends are exhausted it names the route, the budget and every attempt.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ class GatewayError(Exception):
     status: int = 500
     error_type: str = "api_error"
     default_code: str | None = None
-    is_retryable: bool = False
 
     def __init__(
         self,
@@ -47,10 +50,11 @@ class GatewayError(Exception):
         self.param = param
         self.code = code or self.default_code
         self.headers = headers or {}
+        self.details: dict[str, object] = {}
 
     def body(self) -> bytes:
         error = {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
-        return orjson.dumps({"error": error})
+        return orjson.dumps({"error": {**error, **self.details}})
 
 
 class RequestError(GatewayError):
@@ -95,10 +99,16 @@ class RateLimited(GatewayError):
     default_code = "rate_limit_exceeded"
 
 
+class ClientClosedRequest(GatewayError):
+    status = 499  # nginx's status for a request its client abandoned: logged and counted, seen by nobody
+    default_code = "client_closed_request"
+
+
 class BackendError(GatewayError):
     status = 502
     error_type = "upstream_error"
-    is_retryable = True
+    upstream_status: int | None = None
+    """The status the backend answered with, when it answered."""
 
 
 class BackendBadResponse(BackendError):
@@ -110,9 +120,17 @@ class BackendUnavailable(BackendError):
     default_code = "upstream_unavailable"
 
 
+class NoBackendAvailable(BackendUnavailable):
+    default_code = "no_backend_available"
+
+
 class BackendTimeout(BackendError):
     status = 504
     default_code = "upstream_timeout"
+
+
+class BudgetExceeded(BackendTimeout):
+    default_code = "budget_exceeded"
 
 
 class BackendRateLimited(BackendError):
@@ -121,11 +139,16 @@ class BackendRateLimited(BackendError):
     default_code = "upstream_rate_limited"
 
 
+class BackendsBusy(BackendError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "backends_busy"
+
+
 class BackendRejected(BackendError):
     """The upstream refused the request itself (a 4xx): another backend would too."""
 
     error_type = "invalid_request_error"
-    is_retryable = False
 
     def __init__(self, message: str, *, status: int, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message, param=param, code=code)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.upstreams import Upstream
+
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -60,6 +69,20 @@ class Metrics:
         self._saved_usd = Counter(
             "switchyard_cache_saved_usd", "Dollars not spent thanks to cache hits.", ["route"], registry=self.registry
         )
+        self._hedges = Counter(
+            "switchyard_hedges", "Hedged attempts started, by route.", ["route"], registry=self.registry
+        )
+        self._rate_limited = Counter(
+            "switchyard_rate_limited",
+            "Requests refused by a per-key limit, by tenant and limit.",
+            ["tenant", "limit"],
+            registry=self.registry,
+        )
+        self._limit_errors = Counter(
+            "switchyard_rate_limit_errors",
+            "Failed calls to the rate-limit store (the request was let through).",
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self._counter_children: dict[tuple[object, ...], Counter] = {}
 
@@ -89,6 +112,19 @@ class Metrics:
     def observe_attempt(self, backend: str, outcome: str) -> None:
         self._child(self._attempts, backend, outcome).inc()
 
+    def observe_hedge(self, route: str) -> None:
+        self._child(self._hedges, route).inc()
+
+    def observe_rate_limited(self, tenant: str, limit: str) -> None:
+        self._rate_limited.labels(tenant, limit).inc()
+
+    def observe_rate_limit_error(self) -> None:
+        self._limit_errors.inc()
+
+    def watch_upstreams(self, upstreams: Mapping[str, Upstream]) -> None:
+        """Breaker states and requests in flight, read when Prometheus scrapes."""
+        self.registry.register(_UpstreamCollector(upstreams))
+
     def _child(self, counter: Counter, *labels: str) -> Counter:
         key = (id(counter), *labels)
         child = self._counter_children.get(key)
@@ -98,3 +134,23 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _UpstreamCollector(Collector):
+    def __init__(self, upstreams: Mapping[str, Upstream]) -> None:
+        self._upstreams = upstreams
+
+    def collect(self) -> Iterator[Metric]:
+        states = GaugeMetricFamily(
+            "switchyard_backend_breaker_state",
+            "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.",
+            labels=["backend"],
+        )
+        in_flight = GaugeMetricFamily(
+            "switchyard_backend_in_flight", "Requests in flight per backend.", labels=["backend"]
+        )
+        for name, upstream in self._upstreams.items():
+            states.add_metric([name], BREAKER_STATES[upstream.breaker.state])
+            in_flight.add_metric([name], upstream.in_flight)
+        yield states
+        yield in_flight

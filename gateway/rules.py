@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from gateway.resilience_rules import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
+from gateway.strict import Strict
 from gateway.yaml_source import LineIndex, load_yaml
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 RESERVED_MODELS = {"auto"}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Price(Strict):
@@ -32,7 +30,13 @@ class Price(Strict):
 class BackendBase(Strict):
     price: Price = Price()
     timeout_s: float = Field(60.0, gt=0)
-    """Longest a single call may take; the resilience layer tightens it per request."""
+    """Longest a single call may take (for streams: the longest wait for any chunk); each attempt
+    also gets no more than what is left of the request's budget."""
+    max_in_flight: int | None = Field(None, ge=1)
+    """Most requests sent to this backend at once; beyond it the route's next backend is tried,
+    and 429 with Retry-After when every one is full."""
+    breaker: BreakerSpec = BreakerSpec()
+    health_check: HealthCheckSpec = HealthCheckSpec()
 
 
 class OpenAIBackend(BackendBase):
@@ -94,6 +98,16 @@ class RouteSpec(Strict):
     backends: list[str] = Field(min_length=1)
     """Primary first, fallbacks after, tried in this order."""
     cache: CachePolicy = CachePolicy()
+    latency_budget_ms: int = Field(60_000, ge=1)
+    """The whole request, fallbacks included; a client may tighten it with ``x-switchyard-budget-ms``."""
+    ttft_budget_ms: int | None = Field(None, ge=1)
+    """For streams: the longest wait for the first chunk, fallbacks included. Unset: the whole budget."""
+    attempt_reserve_ms: int | None = Field(None, ge=0)
+    """Time kept back for each fallback still to try. Unset: each fallback's recent p95 latency
+    once known, an equal share of the budget before."""
+    fallback: FallbackSpec = FallbackSpec()
+    hedge: HedgeSpec | None = None
+    """Unset: no hedging; fallbacks start only when the backend before them has failed."""
 
 
 class RuleMatch(Strict):
@@ -155,6 +169,7 @@ class ApiKeySpec(Strict):
     """Name of an environment variable holding the key; it is hashed at load."""
     routes: list[str] | None = None
     """Routes and aliases this key may use; unset: all."""
+    limits: RateLimitSpec | None = None
 
 
 class Rules(Strict):
@@ -224,6 +239,10 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
                 problems.append((f"routes.{route}.backends[{i}]", f"unknown backend {backend!r}"))
         if len(set(spec.backends)) != len(spec.backends):
             problems.append((f"routes.{route}.backends", "a backend is listed twice"))
+        problems += _check_budgets(route, spec)
+    for name, backend_spec in rules.backends.items():
+        if backend_spec.breaker.min_calls > backend_spec.breaker.window:
+            problems.append((f"backends.{name}.breaker.min_calls", "larger than window: the ratio would never count"))
     if rules.default_route not in rules.routes:
         problems.append(("default_route", f"unknown route {rules.default_route!r}"))
     for alias, backend in rules.aliases.items():
@@ -235,6 +254,15 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
         problems.append((f"routes.{name}" if name in rules.routes else f"aliases.{name}", f"{name!r} is reserved"))
     problems += _check_api_keys(rules)
     problems += _check_routing(rules)
+    return problems
+
+
+def _check_budgets(route: str, spec: RouteSpec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if spec.ttft_budget_ms is not None and spec.ttft_budget_ms > spec.latency_budget_ms:
+        problems.append((f"routes.{route}.ttft_budget_ms", "longer than latency_budget_ms"))
+    if spec.hedge is not None and len(spec.backends) < 2:
+        problems.append((f"routes.{route}.hedge", "hedging needs a second backend on the route"))
     return problems
 
 

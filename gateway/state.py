@@ -15,13 +15,17 @@ from backends.http_transport import open_http_client
 from backends.registry import open_backend
 from gateway.auth import KeyRing
 from gateway.cache_store import open_store
+from gateway.deadline import Deadline, requested_budget_ms
 from gateway.dispatch import Dispatcher
+from gateway.health_checks import HealthChecker
 from gateway.metrics import Metrics
+from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.reports import ReportBook
 from gateway.response_cache import ResponseCache
 from gateway.rules import BackendSpec, Rules
 from gateway.semantic_cache import SemanticCache, open_semantic
 from gateway.settings import Settings
+from gateway.upstreams import open_upstreams
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
 
@@ -47,7 +51,8 @@ class GatewayState:
     http: httpx.AsyncClient
     owns_http: bool
     cache: ResponseCache
-    timeouts: dict[str, float]
+    health: HealthChecker
+    limits: RateLimiter
     reports: ReportBook
     semantic: SemanticCache | None
     close_semantic: Callable[[], None]
@@ -57,6 +62,17 @@ class GatewayState:
         if spec is None:
             return 0.0
         return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
+
+    def deadline(self, route: str, budget_header: str | None) -> Deadline:
+        """The request's deadline: its route's budgets (a pinned backend's timeout for an alias),
+        tightened by the client's ``x-switchyard-budget-ms``."""
+        spec = self.rules.routes.get(route)
+        if spec is None:
+            budget_ms, first_chunk_ms = round(self.rules.backends[self.rules.aliases[route]].timeout_s * 1000), None
+        else:
+            budget_ms, first_chunk_ms = spec.latency_budget_ms, spec.ttft_budget_ms
+        budget_ms = requested_budget_ms(budget_header, budget_ms)
+        return Deadline.start(budget_ms, first_chunk_ms)
 
     def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""
@@ -86,7 +102,10 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
     reports = ReportBook(settings.redis_url)
     reports.start()
     metrics = Metrics()
-    timeouts = {name: spec.timeout_s for name, spec in rules.backends.items()}
+    upstreams = open_upstreams(rules, backends)
+    metrics.watch_upstreams(upstreams)
+    health = HealthChecker(upstreams, {name: spec.health_check for name, spec in rules.backends.items()})
+    health.start()
     cache = ResponseCache(
         open_store(settings.redis_url, settings.cache_timeout_ms / 1000),
         {name: model_identity(spec) for name, spec in rules.backends.items()},
@@ -105,9 +124,10 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
         cache=cache,
         semantic=semantic,
         close_semantic=close_semantic,
-        timeouts=timeouts,
+        health=health,
+        limits=open_rate_limiter(settings.redis_url, metrics, settings.cache_timeout_ms / 1000),
         reports=reports,
-        dispatcher=Dispatcher(backends, timeouts, metrics),
+        dispatcher=Dispatcher(rules, upstreams, metrics),
         metrics=metrics,
         backends=backends,
         http=http,
@@ -116,6 +136,8 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
 
 
 async def close_state(state: GatewayState) -> None:
+    await state.health.aclose()
+    await state.limits.aclose()
     state.router.close()
     state.close_semantic()
     await state.cache.store.aclose()

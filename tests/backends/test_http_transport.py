@@ -10,6 +10,7 @@ import pytest
 from backends.http_transport import error_class_for, open_http_client, translated_errors
 from backends.openai_compat import OpenAICompatBackend
 from gateway.errors import BackendBadResponse, BackendError, BackendUnavailable
+from gateway.fallback import failure_kind
 from gateway.schemas import ChatCompletionRequest
 from tests.servers import free_port
 
@@ -63,6 +64,6 @@ async def test_real_transport_maps_body_cut_short_to_backend_error(cutting_serve
         with pytest.raises(BackendError) as caught:
             await backend.complete(CHAT, 5)
         assert isinstance(caught.value, BackendBadResponse | BackendUnavailable)
-        assert caught.value.is_retryable
+        assert failure_kind(caught.value) is not None  # the next backend may be tried
     finally:
         await client.aclose()

@@ -6,6 +6,7 @@ import pytest
 
 from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
 from gateway.errors import BackendRateLimited, BackendRejected, BackendTimeout, BackendUnavailable
+from gateway.fallback import failure_kind
 from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
 from gateway.schemas import ChatCompletionRequest
 from tests.servers import free_port
@@ -41,7 +42,7 @@ def test_translate_keeps_request_errors_as_not_retryable_4xx() -> None:
     error = translate("b", make("ContextWindowExceededError"))
     assert isinstance(error, BackendRejected)
     assert error.status == 400
-    assert not error.is_retryable
+    assert failure_kind(error) is None  # the request's own fault: no fallback
 
 
 def chat(**extra: object) -> ChatCompletionRequest:

@@ -15,6 +15,7 @@ from gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
+from gateway.fallback import failure_kind
 from gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 
 COMPLETION = {
@@ -92,7 +93,7 @@ async def test_complete_keeps_upstream_status_when_request_is_rejected() -> None
     with pytest.raises(BackendRejected) as caught:
         await backend.complete(chat(), 5)
     assert caught.value.status == 422
-    assert not caught.value.is_retryable
+    assert failure_kind(caught.value) is None
 
 
 async def test_complete_passes_on_rate_limit_with_retry_after() -> None:

@@ -189,6 +189,6 @@ async def test_identical_requests_on_two_replicas_reach_the_backend_once(two_gat
         responses = await asyncio.gather(
             *(client.post(url + "/v1/chat/completions", json=body, headers=AUTH) for url in two_gateways * 10)
         )
-    assert all(r.status_code == 200 for r in responses)
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     assert UPSTREAM_CALLS.count(prompt) == 1
     assert sum(r.headers["x-switchyard-cache"] == "hit" for r in responses) == 19

@@ -1,0 +1,54 @@
+"""Time as a value: a request's deadline, made once and passed down to every backend attempt."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from gateway.errors import InvalidRequest
+
+BUDGET_HEADER = "x-switchyard-budget-ms"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the answer is due (``time.monotonic()`` seconds, the event loop's clock) and, for
+    streams, when its first chunk is."""
+
+    started: float
+    budget_ms: int
+    expires: float
+    first_chunk_expires: float
+
+    @classmethod
+    def start(cls, budget_ms: int, first_chunk_ms: int | None = None, now: float | None = None) -> Deadline:
+        started = time.monotonic() if now is None else now
+        first = min(first_chunk_ms or budget_ms, budget_ms)
+        return cls(started, budget_ms, started + budget_ms / 1000, started + first / 1000)
+
+    def remaining(self, now: float | None = None) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.expires - (time.monotonic() if now is None else now))
+
+    def remaining_first_chunk(self, now: float | None = None) -> float:
+        return max(0.0, self.first_chunk_expires - (time.monotonic() if now is None else now))
+
+    def elapsed_ms(self, now: float | None = None) -> int:
+        return round(((time.monotonic() if now is None else now) - self.started) * 1000)
+
+    def is_expired(self, now: float | None = None) -> bool:
+        return self.remaining(now) <= 0
+
+
+def requested_budget_ms(header: str | None, route_budget_ms: int) -> int:
+    """The route's budget, tightened (never loosened) by the client's ``x-switchyard-budget-ms``."""
+    if header is None:
+        return route_budget_ms
+    value = header.strip()
+    if not value.isdigit() or int(value) == 0:
+        raise InvalidRequest(
+            f"{BUDGET_HEADER} must be a positive whole number of milliseconds, got {header!r}",
+            param=BUDGET_HEADER,
+            code="invalid_budget",
+        )
+    return min(int(value), route_budget_ms)

@@ -1,0 +1,253 @@
+"""One request's run down its route's backends, inside its deadline.
+
+Backends are tried in order. A failure that the route's fallback policy accepts moves on to
+the next; with hedging, the next also starts when the current one is slow, and the first good
+answer wins while the others are cancelled (their connections closed). Backends whose breaker
+is open, that are at their in-flight bound, or whose median latency no longer fits the time
+left are skipped. Each attempt gets the time left minus what the fallbacks after it need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from backends.base import Backend
+from gateway.attempts import (
+    CANCELLED,
+    SKIPPED_BREAKER_OPEN,
+    SKIPPED_BUSY,
+    SKIPPED_TOO_SLOW,
+    Attempt,
+    Exhaustion,
+)
+from gateway.deadline import Deadline
+from gateway.errors import BackendError, BackendTimeout
+from gateway.fallback import FallbackPolicy, counts_against_backend
+from gateway.metrics import Metrics
+from gateway.resilience_rules import FallbackSpec, HedgeSpec
+from gateway.rules import RouteSpec
+from gateway.upstreams import Upstream
+from routers.decision import RouteDecision
+
+Answer = TypeVar("Answer")
+Call = Callable[[Backend, float], Awaitable[Answer]]
+Discard = Callable[[Answer], Awaitable[None]]
+MAX_PARALLEL = 2
+_closing: set[asyncio.Task[object]] = set()  # cancelled losers, kept until they have closed
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    fallback: FallbackPolicy
+    hedge: HedgeSpec | None = None
+    reserve_s: float | None = None
+
+    @classmethod
+    def of(cls, spec: RouteSpec) -> RoutePolicy:
+        reserve = spec.attempt_reserve_ms / 1000 if spec.attempt_reserve_ms is not None else None
+        return cls(FallbackPolicy(spec.fallback), spec.hedge, reserve)
+
+
+PINNED_POLICY = RoutePolicy(FallbackPolicy(FallbackSpec()))
+
+
+class BackendRace(Generic[Answer]):
+    def __init__(
+        self,
+        upstreams: Mapping[str, Upstream],
+        metrics: Metrics,
+        decision: RouteDecision,
+        deadline: Deadline,
+        policy: RoutePolicy,
+        is_stream: bool,
+    ) -> None:
+        self._upstreams = upstreams
+        self._metrics = metrics
+        self._decision = decision
+        self._deadline = deadline
+        self._policy = policy
+        self._is_stream = is_stream
+        self._pending = deque(decision.backends)
+        self._running: dict[asyncio.Task[Answer], Upstream] = {}
+        self._last_start = 0.0
+        self.attempts: list[Attempt] = []
+        self._failures: list[BackendError] = []
+
+    async def run(self, call: Call[Answer], discard: Discard[Answer] | None = None) -> tuple[str, Answer]:
+        """The first good answer and the backend that gave it; raises the route's exhaustion error."""
+        try:
+            return await self._race(call, discard)
+        finally:
+            self._cancel_running()
+
+    async def _race(self, call: Call[Answer], discard: Discard[Answer] | None) -> tuple[str, Answer]:
+        wants_another = True
+        while True:
+            is_started = wants_another and len(self._running) < MAX_PARALLEL and self._start_next(call)
+            if not is_started and not self._running:
+                raise self._exhausted()
+            done = await self._wait()
+            if not done:
+                if self._time_left() <= 0:
+                    raise self._exhausted()
+                wants_another = True  # the hedge delay passed
+                continue
+            winner = await self._settle(done, discard)
+            if winner is not None:
+                return winner
+            wants_another = not self._running or self._policy.hedge is not None
+
+    def _start_next(self, call: Call[Answer]) -> bool:
+        while self._pending:
+            upstream = self._upstreams[self._pending.popleft()]
+            skipped = self._skip_reason(upstream)
+            if skipped is not None:
+                self._record(Attempt(upstream.name, skipped))
+                continue
+            timeout = self._attempt_timeout(upstream)
+            task = asyncio.get_running_loop().create_task(self._attempt(upstream, call, timeout))
+            if self._running:
+                self._metrics.observe_hedge(self._decision.route)
+            self._running[task] = upstream
+            self._last_start = time.monotonic()
+            return True
+        return False
+
+    def _skip_reason(self, upstream: Upstream) -> str | None:
+        if upstream.is_full:
+            return SKIPPED_BUSY
+        typical = upstream.latencies(self._is_stream).percentile(0.5)
+        if typical is not None and typical > self._time_left():
+            return SKIPPED_TOO_SLOW
+        if not upstream.breaker.try_acquire():
+            return SKIPPED_BREAKER_OPEN
+        return None
+
+    def _attempt_timeout(self, upstream: Upstream) -> float:
+        """The time left minus the fallbacks' reserves, but never less than an equal share of it."""
+        left = self._time_left()
+        later = [self._upstreams[name] for name in self._pending]
+        reserved = sum(self._reserve(u) for u in later)
+        return min(upstream.timeout_s, max(left - reserved, left / (len(later) + 1)))
+
+    def _reserve(self, upstream: Upstream) -> float:
+        if self._policy.reserve_s is not None:
+            return self._policy.reserve_s
+        p95 = upstream.latencies(self._is_stream).percentile(0.95)
+        if p95 is not None:
+            return p95
+        return self._budget_s() / len(self._decision.backends)
+
+    async def _attempt(self, upstream: Upstream, call: Call[Answer], timeout_s: float) -> Answer:
+        started = time.monotonic()
+        upstream.in_flight += 1
+        try:
+            answer = await call(upstream.backend, timeout_s)
+        except BackendError as exc:
+            self._blame(upstream, exc, timeout_s)
+            self._record(Attempt(upstream.name, exc.code or "error", _ms_since(started), exc.upstream_status))
+            raise
+        except asyncio.CancelledError:
+            upstream.breaker.release()
+            self._record(Attempt(upstream.name, CANCELLED, _ms_since(started)))
+            raise
+        finally:
+            upstream.in_flight -= 1
+        upstream.breaker.record_success()
+        upstream.latencies(self._is_stream).add(time.monotonic() - started)
+        self._record(Attempt(upstream.name, "ok", _ms_since(started)))
+        return answer
+
+    def _blame(self, upstream: Upstream, error: BackendError, timeout_s: float) -> None:
+        """Tell the breaker. A timeout counts only if the attempt had the time the backend usually needs:
+        a client's tight budget must not open the breaker for everyone."""
+        usual = upstream.latencies(self._is_stream).percentile(0.95)
+        is_fair = not isinstance(error, BackendTimeout) or usual is None or timeout_s >= usual
+        if counts_against_backend(error) and is_fair:
+            upstream.breaker.record_failure()
+        else:
+            upstream.breaker.release()
+
+    async def _wait(self) -> set[asyncio.Task[Answer]]:
+        timeout = self._time_left()
+        hedge = self._policy.hedge
+        if hedge is not None and self._pending and len(self._running) < MAX_PARALLEL:
+            waited = time.monotonic() - self._last_start
+            timeout = min(timeout, max(0.0, self._hedge_delay(hedge) - waited))
+        done, _ = await asyncio.wait(self._running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return done
+
+    def _hedge_delay(self, hedge: HedgeSpec) -> float:
+        if hedge.adaptive:
+            primary = self._upstreams[self._decision.backends[0]]
+            p95 = primary.latencies(self._is_stream).percentile(0.95)
+            if p95 is not None:
+                return max(p95, hedge.min_delay_ms / 1000)
+        return hedge.delay_ms / 1000
+
+    async def _settle(
+        self, done: set[asyncio.Task[Answer]], discard: Discard[Answer] | None
+    ) -> tuple[str, Answer] | None:
+        winner: tuple[str, Answer] | None = None
+        for task in done:
+            upstream = self._running.pop(task)
+            error = task.exception()
+            if error is None:
+                if winner is None:
+                    winner = (upstream.name, task.result())
+                elif discard is not None:  # two answered at once: close the second
+                    await discard(task.result())
+                continue
+            if not isinstance(error, BackendError):
+                raise error
+            self._failures.append(error)
+            if not self._policy.fallback.moves_on(error) and winner is None and not self._running:
+                raise self._exhausted(is_refused=True)
+        return winner
+
+    def _cancel_running(self) -> None:
+        for task in self._running:
+            task.cancel()
+            _closing.add(task)
+            task.add_done_callback(_forget)
+        self._running.clear()
+
+    def _record(self, attempt: Attempt) -> None:
+        self.attempts.append(attempt)
+        self._metrics.observe_attempt(attempt.backend, attempt.outcome)
+
+    def _time_left(self) -> float:
+        if self._is_stream:
+            return self._deadline.remaining_first_chunk()
+        return self._deadline.remaining()
+
+    def _budget_s(self) -> float:
+        end = self._deadline.first_chunk_expires if self._is_stream else self._deadline.expires
+        return end - self._deadline.started
+
+    def _exhausted(self, is_refused: bool = False) -> BackendError:
+        return Exhaustion(
+            route=self._decision.route,
+            budget_ms=round(self._budget_s() * 1000),
+            elapsed_ms=self._deadline.elapsed_ms(),
+            budget_name="first-chunk budget" if self._is_stream else "latency budget",
+            is_out_of_time=self._time_left() <= 0,
+            attempts=list(self.attempts),
+            failures=self._failures,
+            is_refused=is_refused,
+        ).error()
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _forget(task: asyncio.Task[object]) -> None:
+    _closing.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved

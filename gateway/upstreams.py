@@ -1,0 +1,46 @@
+"""Each backend with what the gateway knows of it: breaker, recent latencies, requests in flight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backends.base import Backend
+from gateway.breaker import CircuitBreaker
+from gateway.latency_window import LatencyWindow
+from gateway.rules import Rules
+
+
+@dataclass(eq=False)
+class Upstream:
+    backend: Backend
+    timeout_s: float
+    breaker: CircuitBreaker
+    max_in_flight: int | None = None
+    in_flight: int = 0
+    answers: LatencyWindow = field(default_factory=LatencyWindow)
+    """Seconds to a whole answer (``complete`` and ``embed``)."""
+    first_chunks: LatencyWindow = field(default_factory=LatencyWindow)
+    """Seconds to a stream's first chunk."""
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def is_full(self) -> bool:
+        return self.max_in_flight is not None and self.in_flight >= self.max_in_flight
+
+    def latencies(self, is_stream: bool) -> LatencyWindow:
+        return self.first_chunks if is_stream else self.answers
+
+
+def open_upstreams(rules: Rules, backends: dict[str, Backend]) -> dict[str, Upstream]:
+    return {
+        name: Upstream(
+            backend=backends[name],
+            timeout_s=spec.timeout_s,
+            breaker=CircuitBreaker(name, spec.breaker),
+            max_in_flight=spec.max_in_flight,
+        )
+        for name, spec in rules.backends.items()
+    }
