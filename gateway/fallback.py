@@ -30,7 +30,7 @@ def failure_kind(error: BackendError) -> FailureKind | None:
 
 class FallbackPolicy:
     def __init__(self, spec: FallbackSpec) -> None:
-        self._kinds = frozenset(spec.on)
+        self._kinds = frozenset(spec.failures)
         self._statuses = frozenset(spec.statuses)
 
     def moves_on(self, error: BackendError) -> bool:

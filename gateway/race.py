@@ -56,6 +56,13 @@ class RoutePolicy:
 PINNED_POLICY = RoutePolicy(FallbackPolicy(FallbackSpec()))
 
 
+@dataclass(frozen=True)
+class _Running:
+    upstream: Upstream
+    started: float
+    timeout_s: float
+
+
 class BackendRace(Generic[Answer]):
     def __init__(
         self,
@@ -73,7 +80,7 @@ class BackendRace(Generic[Answer]):
         self._policy = policy
         self._is_stream = is_stream
         self._pending = deque(decision.backends)
-        self._running: dict[asyncio.Task[Answer], Upstream] = {}
+        self._running: dict[asyncio.Task[Answer], _Running] = {}
         self._last_start = 0.0
         self.attempts: list[Attempt] = []
         self._failures: list[BackendError] = []
@@ -94,6 +101,7 @@ class BackendRace(Generic[Answer]):
             done = await self._wait()
             if not done:
                 if self._time_left() <= 0:
+                    self._stop_out_of_time()
                     raise self._exhausted()
                 wants_another = True  # the hedge delay passed
                 continue
@@ -113,8 +121,8 @@ class BackendRace(Generic[Answer]):
             task = asyncio.get_running_loop().create_task(self._attempt(upstream, call, timeout))
             if self._running:
                 self._metrics.observe_hedge(self._decision.route)
-            self._running[task] = upstream
             self._last_start = time.monotonic()
+            self._running[task] = _Running(upstream, self._last_start, timeout)
             return True
         return False
 
@@ -153,8 +161,9 @@ class BackendRace(Generic[Answer]):
             self._record(Attempt(upstream.name, exc.code or "error", _ms_since(started), exc.upstream_status))
             raise
         except asyncio.CancelledError:
-            upstream.breaker.release()
-            self._record(Attempt(upstream.name, CANCELLED, _ms_since(started)))
+            if self._running.pop(asyncio.current_task(), None) is not None:  # type: ignore[arg-type]
+                upstream.breaker.release()  # a hedge that lost, or the client left: no verdict
+                self._record(Attempt(upstream.name, CANCELLED, _ms_since(started)))
             raise
         finally:
             upstream.in_flight -= 1
@@ -195,7 +204,7 @@ class BackendRace(Generic[Answer]):
     ) -> tuple[str, Answer] | None:
         winner: tuple[str, Answer] | None = None
         for task in done:
-            upstream = self._running.pop(task)
+            upstream = self._running.pop(task).upstream
             error = task.exception()
             if error is None:
                 if winner is None:
@@ -210,12 +219,23 @@ class BackendRace(Generic[Answer]):
                 raise self._exhausted(is_refused=True)
         return winner
 
-    def _cancel_running(self) -> None:
-        for task in self._running:
+    def _stop_out_of_time(self) -> None:
+        """The budget ran out with attempts still running: each counts as a timeout."""
+        for running in self._running.values():
+            upstream = running.upstream
+            self._blame(upstream, BackendTimeout(f"backend {upstream.name!r}: out of budget"), running.timeout_s)
+            self._record(Attempt(upstream.name, "budget_exceeded", _ms_since(running.started)))
+        self._cancel_running(is_recorded=True)
+
+    def _cancel_running(self, is_recorded: bool = False) -> None:
+        """Cancel what still runs; its connections close as the tasks unwind, without being waited for."""
+        tasks = list(self._running)
+        if is_recorded:
+            self._running.clear()
+        for task in tasks:
             task.cancel()
             _closing.add(task)
             task.add_done_callback(_forget)
-        self._running.clear()
 
     def _record(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)

