@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gateway.errors import InvalidRequest
+from gateway.errors import RequestError
 
 BUDGET_HEADER = "x-switchyard-budget-ms"
 
@@ -46,7 +46,7 @@ def requested_budget_ms(header: str | None, route_budget_ms: int) -> int:
         return route_budget_ms
     value = header.strip()
     if not value.isdigit() or int(value) == 0:
-        raise InvalidRequest(
+        raise RequestError(
             f"{BUDGET_HEADER} must be a positive whole number of milliseconds, got {header!r}",
             param=BUDGET_HEADER,
             code="invalid_budget",

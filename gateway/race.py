@@ -119,6 +119,8 @@ class BackendRace(Generic[Answer]):
                 continue
             timeout = self._attempt_timeout(upstream)
             task = asyncio.get_running_loop().create_task(self._attempt(upstream, call, timeout))
+            upstream.in_flight += 1  # counted now, so that concurrent requests see the bound at once
+            task.add_done_callback(upstream.attempt_ended)
             if self._running:
                 self._metrics.observe_hedge(self._decision.route)
             self._last_start = time.monotonic()
@@ -153,7 +155,6 @@ class BackendRace(Generic[Answer]):
 
     async def _attempt(self, upstream: Upstream, call: Call[Answer], timeout_s: float) -> Answer:
         started = time.monotonic()
-        upstream.in_flight += 1
         try:
             answer = await call(upstream.backend, timeout_s)
         except BackendError as exc:
@@ -162,11 +163,8 @@ class BackendRace(Generic[Answer]):
             raise
         except asyncio.CancelledError:
             if self._running.pop(asyncio.current_task(), None) is not None:  # type: ignore[arg-type]
-                upstream.breaker.release()  # a hedge that lost, or the client left: no verdict
-                self._record(Attempt(upstream.name, CANCELLED, _ms_since(started)))
+                self._record(Attempt(upstream.name, CANCELLED, _ms_since(started)))  # a hedge that lost
             raise
-        finally:
-            upstream.in_flight -= 1
         upstream.breaker.record_success()
         upstream.latencies(self._is_stream).add(time.monotonic() - started)
         self._record(Attempt(upstream.name, "ok", _ms_since(started)))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from backends.base import Backend
 from gateway.breaker import CircuitBreaker
@@ -29,6 +31,12 @@ class Upstream:
     @property
     def is_full(self) -> bool:
         return self.max_in_flight is not None and self.in_flight >= self.max_in_flight
+
+    def attempt_ended(self, task: asyncio.Task[Any]) -> None:
+        """Done-callback of every attempt, even one cancelled before it ran."""
+        self.in_flight -= 1
+        if task.cancelled():
+            self.breaker.release()  # a hedge that lost, or the client left: no verdict on the backend
 
     def latencies(self, is_stream: bool) -> LatencyWindow:
         return self.first_chunks if is_stream else self.answers
