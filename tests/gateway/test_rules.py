@@ -101,3 +101,21 @@ def test_cli_validate_exits_1_and_prints_every_problem(tmp_path: Path) -> None:
 def test_cli_validate_reports_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "validate", str(tmp_path / "absent.yaml")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_resilience_settings_are_cross_checked() -> None:
+    text = VALID.replace(
+        "general: {backends: [ext]}",
+        "general: {backends: [ext], latency_budget_ms: 1000, ttft_budget_ms: 2000, hedge: {delay_ms: 100}}",
+    ).replace("model: m}", "model: m, breaker: {window: 5, min_calls: 10}}")
+    found = problems_of(text)
+    assert any("routes.general.ttft_budget_ms: longer than latency_budget_ms" in p for p in found)
+    assert any("routes.general.hedge: hedging needs a second backend" in p for p in found)
+    assert any("backends.gpu.breaker.min_calls: larger than window" in p for p in found)
+
+
+def test_fallback_kinds_are_validated() -> None:
+    text = VALID.replace(
+        "code: {backends: [gpu, ext]}", "code: {backends: [gpu, ext], fallback: {failures: [5xx, teapot]}}"
+    )
+    assert any("routes.code.fallback.failures[1]" in p for p in problems_of(text))

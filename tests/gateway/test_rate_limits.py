@@ -1,0 +1,132 @@
+"""Per-key rate limits: the sliding window, its stores (memory, Redis, Cluster), and the 429s."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from gateway.auth import Principal
+from gateway.errors import RateLimited
+from gateway.metrics import Metrics
+from gateway.rate_limits import (
+    LimitStore,
+    MemoryLimitStore,
+    RateLimiter,
+    RedisLimitStore,
+    Window,
+    retry_after_s,
+)
+from gateway.resilience_rules import RateLimitSpec
+from tests.gateway.harness import chat_body, gateway
+
+LIMITED, FREE = "sk-three-a-minute", "sk-unlimited"
+
+
+def limited_rules(requests: int | None = 3, tokens: int | None = None) -> str:
+    limits = {k: v for k, v in {"requests_per_minute": requests, "tokens_per_minute": tokens}.items() if v}
+    spec = ", ".join(f"{k}: {v}" for k, v in limits.items())
+    return f"""
+backends:
+  primary: {{kind: openai, endpoint: "http://primary/v1", model: m, health_check: {{enabled: false}}}}
+routes:
+  general: {{backends: [primary]}}
+default_route: general
+router: {{kind: default}}
+api_keys:
+  - {{tenant: small, sha256: "{hashlib.sha256(LIMITED.encode()).hexdigest()}", limits: {{{spec}}}}}
+  - {{tenant: big, sha256: "{hashlib.sha256(FREE.encode()).hexdigest()}"}}
+"""
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_retry_after_waits_for_the_previous_minute_to_decay() -> None:
+    # 10 of 10 used, all in the previous minute, half of it still weighing: 5 + 6 now > 10.
+    assert retry_after_s(Window(False, previous=10, current=6), fraction=0.5, check=1, limit=10) == 12
+    # Nothing from before: only the window's roll helps, then the current count decays.
+    assert retry_after_s(Window(False, previous=0, current=10), fraction=0.75, check=1, limit=10) == 21
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest) -> LimitStore:
+    if request.param == "memory":
+        return MemoryLimitStore()
+    url = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
+    return RedisLimitStore(url, 1.0)
+
+
+async def test_store_admits_up_to_the_limit_then_refuses(store: LimitStore) -> None:
+    name = f"k{time.time()}:requests"
+    results = [await store.take(name, 100, 0.5, 1, 1, 3) for _ in range(4)]
+    await store.aclose()
+    assert [r.is_admitted for r in results] == [True, True, True, False]
+    assert results[-1].current == 3
+
+
+async def test_store_weighs_the_previous_window_by_its_overlap(store: LimitStore) -> None:
+    name = f"k{time.time()}:tokens"
+    assert (await store.take(name, 200, 0.0, 0, 80, 2**53)).is_admitted  # 80 in window 200
+    assert not (await store.take(name, 201, 0.1, 1, 0, 70)).is_admitted  # 80 * 0.9 + 1 > 70
+    assert (await store.take(name, 201, 0.9, 1, 0, 70)).is_admitted  # 80 * 0.1 + 1 <= 70
+    await store.aclose()
+
+
+async def test_key_over_its_request_limit_gets_429_with_retry_after() -> None:
+    async with gateway(rules=limited_rules(requests=3)) as client:
+        statuses = [(await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(LIMITED))).status_code
+                    for _ in range(3)]  # fmt: skip
+        refused = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(LIMITED))
+        other = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(FREE))
+        metrics = (await client.get("/metrics")).text
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "requests_per_minute_exceeded"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert other.status_code == 200  # limits are per key
+    assert 'switchyard_rate_limited_total{limit="requests",tenant="small"} 1.0' in metrics
+
+
+async def test_key_over_its_token_limit_gets_429_after_spending_them() -> None:
+    # Each answer of the mock upstream uses 7 tokens: the third request finds 14 >= 10.
+    async with gateway(rules=limited_rules(requests=None, tokens=10)) as client:
+        first = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(LIMITED))
+        second = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(LIMITED))
+        third = await client.post("/v1/chat/completions", json=chat_body(), headers=bearer(LIMITED))
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "tokens_per_minute_exceeded"
+
+
+async def test_limits_hold_across_replicas_sharing_redis(redis_url: str) -> None:
+    rules = limited_rules(requests=4)
+    async with gateway(rules=rules, redis_url=redis_url) as one, gateway(rules=rules, redis_url=redis_url) as two:
+        url = "/v1/chat/completions"
+        statuses = [(await c.post(url, json=chat_body(), headers=bearer(LIMITED))).status_code
+                    for c in (one, two, one, two, one, two)]  # fmt: skip
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    assert statuses[-2:] == [429, 429]
+
+
+async def test_unreachable_limit_store_lets_requests_through() -> None:
+    metrics = Metrics()
+    limiter = RateLimiter(RedisLimitStore("redis://127.0.0.1:1/0", 0.2), metrics, 0.2)
+    principal = Principal("t", key_id="abc", limits=RateLimitSpec(requests_per_minute=1))
+    for _ in range(3):
+        await limiter.admit(principal)  # no RateLimited raised
+    await limiter.aclose()
+    assert b"switchyard_rate_limit_errors_total 3.0" in metrics.render()
+
+
+async def test_memory_limiter_refuses_over_the_limit() -> None:
+    limiter = RateLimiter(MemoryLimitStore(), Metrics(), 0.2)
+    principal = Principal("t", key_id="mem", limits=RateLimitSpec(requests_per_minute=2))
+    await limiter.admit(principal)
+    await limiter.admit(principal)
+    with pytest.raises(RateLimited) as caught:
+        await limiter.admit(principal)
+    assert caught.value.status == 429
+    assert "retry-after" in caught.value.headers
