@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, SLACK_S, route_rules, sdk_gateway, stopwatch
+from tests.gateway.resilience_harness import MESSAGES, SLACK_S, collect, route_rules, sdk_gateway, stopwatch
 
 
 async def wait_for_event(faults: FaultServer, name: str, event: str, within_s: float = 5.0) -> bool:
@@ -85,10 +85,9 @@ async def test_stream_outliving_its_budget_ends_with_an_error_event(faults: Faul
     dribbling = faults.backend("slowstream-400")  # five chunks over 1.6 s
     async with sdk_gateway(route_rules([dribbling], route=", latency_budget_ms: 900")) as gw:
         stream = await gw.client.chat.completions.create(model="auto", messages=MESSAGES, stream=True)
-        received = []
+        received: list[object] = []
         with stopwatch() as took, pytest.raises(openai.APIError) as caught:
-            async for chunk in stream:
-                received.append(chunk)
+            await collect(stream, received)
     assert 1 <= len(received) < 5
     assert "budget ran out mid-stream" in caught.value.message
     assert took.seconds < 0.9 + SLACK_S

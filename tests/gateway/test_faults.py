@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, SLACK_S, route_rules, sdk_gateway, stopwatch
+from tests.gateway.resilience_harness import MESSAGES, SLACK_S, collect, route_rules, sdk_gateway, stopwatch
 
 BUDGET_MS = 1500
 # fault -> (status, error code) when it is the route's only backend
@@ -73,11 +74,13 @@ async def test_stream_cut_after_chunks_ends_with_an_error_not_a_short_answer(fau
     cut, good = faults.backend("cut-2"), faults.backend("ok")
     async with sdk_gateway(route_rules([cut, good])) as gw:
         stream = await gw.client.chat.completions.create(model="auto", messages=MESSAGES, stream=True)
-        received: list[str] = []
+        received: list[ChatCompletionChunk] = []
         with pytest.raises(openai.APIError) as caught:
-            async for chunk in stream:
-                received.append(chunk.choices[0].delta.content or "")
-    assert received == ["part0 ", "part1 "]  # what came before the cut, then a clean error
+            await collect(stream, received)
+    assert [c.choices[0].delta.content for c in received] == [
+        "part0 ",
+        "part1 ",
+    ]  # what came before the cut, then a clean error
     assert cut[0] in caught.value.message  # the error event names the backend that cut it
     assert faults.count(good[0]) == 0  # after the first chunk there is no fallback: the client saw text
 

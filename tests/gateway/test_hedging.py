@@ -3,8 +3,6 @@ and the loser's connection is closed."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from tests.faults import FaultServer
