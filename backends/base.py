@@ -19,6 +19,8 @@ from gateway.schemas import (
 class Health:
     is_healthy: bool
     detail: str = ""
+    is_probed: bool = True
+    """False when nothing was asked (a paid public API): no evidence either way for the breaker."""
 
 
 class Backend(Protocol):

@@ -145,7 +145,7 @@ class LiteLLMBackend:
     async def health(self, timeout_s: float) -> Health:
         """Probes ``api_base`` when set; a paid public API is not called just to check it."""
         if self._spec.api_base is None:
-            return Health(is_healthy=True, detail="external API, not probed")
+            return Health(is_healthy=True, detail="external API, not probed", is_probed=False)
         try:
             with translated_errors(self.name):
                 headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}

@@ -34,6 +34,7 @@ class ChatCall:
         self.state = state
         self.request = request
         self.started = time.perf_counter()
+        self.received = time.monotonic()
         self.route = self.backend = self.tenant = "-"
         self.cache_status = "bypass"
         self.prompt_tokens = self.completion_tokens = 0
@@ -57,7 +58,7 @@ class ChatCall:
         state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         self.route = decision.route
         principal.require_route(decision.route)
-        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER))
+        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.received)
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
         if plan.can_read:

@@ -34,6 +34,7 @@ class HealthChecker:
         self.last: dict[str, CheckResult] = {}
 
     def start(self) -> None:
+        """Checks begin one interval after start-up: the backends were just opened."""
         loop = asyncio.get_running_loop()
         for name, spec in self._specs.items():
             if spec.enabled:
@@ -45,6 +46,8 @@ class HealthChecker:
         result = CheckResult(health, time.time())
         was_healthy = self.last.get(name, result).health.is_healthy
         self.last[name] = result
+        if not health.is_probed:
+            return result
         if not health.is_healthy:
             upstream.breaker.record_failure()
             if was_healthy:

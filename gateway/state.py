@@ -63,16 +63,17 @@ class GatewayState:
             return 0.0
         return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
 
-    def deadline(self, route: str, budget_header: str | None) -> Deadline:
+    def deadline(self, route: str, budget_header: str | None, received: float) -> Deadline:
         """The request's deadline: its route's budgets (a pinned backend's timeout for an alias),
-        tightened by the client's ``x-switchyard-budget-ms``."""
+        tightened by the client's ``x-switchyard-budget-ms``, counted from ``received``
+        (``time.monotonic()``), so reading the body and routing spend the budget too."""
         spec = self.rules.routes.get(route)
         if spec is None:
             budget_ms, first_chunk_ms = round(self.rules.backends[self.rules.aliases[route]].timeout_s * 1000), None
         else:
             budget_ms, first_chunk_ms = spec.latency_budget_ms, spec.ttft_budget_ms
         budget_ms = requested_budget_ms(budget_header, budget_ms)
-        return Deadline.start(budget_ms, first_chunk_ms)
+        return Deadline.start(budget_ms, first_chunk_ms, now=received)
 
     def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""

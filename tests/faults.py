@@ -25,6 +25,7 @@ import contextlib
 import json
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,8 @@ from contextlib import asynccontextmanager
 class FaultServer:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self.last_seen: dict[tuple[str, str], float] = {}
+        """``time.perf_counter()`` of each (name, event)'s latest occurrence."""
         self.modes: dict[str, str] = {}
         self.health: dict[str, int] = {}
         """Status of ``GET /<name>/v1/models`` per name; 200 unless set."""
@@ -72,16 +75,20 @@ class FaultServer:
                 if method == "GET":
                     await _send_json(writer, self.health.get(name, 200), {"object": "list", "data": []})
                     continue
-                self.events.append((name, "request"))
+                self._note(name, "request")
                 fault = self.modes.get(name, name)
                 is_whole = await self._answer(fault, json.loads(body or b"{}"), reader, writer)
                 if not is_whole:
-                    self.events.append((name, "closed"))
+                    self._note(name, "closed")
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
             writer.close()
+
+    def _note(self, name: str, event: str) -> None:
+        self.events.append((name, event))
+        self.last_seen[(name, event)] = time.perf_counter()
 
     async def _answer(
         self, fault: str, body: dict[str, object], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
