@@ -2,7 +2,8 @@
 and its time to answer, through the gateway under uvicorn with the official openai SDK.
 
 Upstream faults come from the fault-injecting server of the tests (tests/faults.py).
-Usage: .venv/bin/python bench/fault_matrix.py [--runs 5]; writes bench/results/fault-matrix.md.
+Usage: .venv/bin/python -m bench.fault_matrix [--runs 5] (from the repository root); writes
+bench/results/fault-matrix.md.
 """
 
 from __future__ import annotations

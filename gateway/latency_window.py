@@ -7,6 +7,8 @@ from collections import deque
 from collections.abc import Callable
 
 MIN_SAMPLES = 20
+REFRESH_S = 0.5
+"""How long sorted samples are reused: sorting on every request would cost more than it tells."""
 
 
 class LatencyWindow:
@@ -14,21 +16,23 @@ class LatencyWindow:
         self._samples: deque[tuple[float, float]] = deque(maxlen=size)  # (when, seconds)
         self._horizon_s = horizon_s
         self._clock = clock
-        self._sorted: list[float] | None = None  # kept until the next sample: most requests only read
+        self._sorted: list[float] = []
+        self._sorted_at: float | None = None
 
     def add(self, seconds: float) -> None:
         self._samples.append((self._clock(), seconds))
-        self._sorted = None
+        if len(self._sorted) < MIN_SAMPLES:
+            self._sorted_at = None  # until there are enough, every sample counts at once
 
     def percentile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of the recent samples, or ``None`` below ``MIN_SAMPLES`` of them:
         too few to act on. Samples older than the horizon are dropped, so an old slow spell ages out."""
-        cutoff = self._clock() - self._horizon_s
-        while self._samples and self._samples[0][0] < cutoff:
-            self._samples.popleft()
-            self._sorted = None
-        if len(self._samples) < MIN_SAMPLES:
-            return None
-        if self._sorted is None:
+        now = self._clock()
+        if self._sorted_at is None or now - self._sorted_at >= REFRESH_S:
+            while self._samples and self._samples[0][0] < now - self._horizon_s:
+                self._samples.popleft()
             self._sorted = sorted(seconds for _, seconds in self._samples)
+            self._sorted_at = now
+        if len(self._sorted) < MIN_SAMPLES:
+            return None
         return self._sorted[min(len(self._sorted) - 1, int(q * len(self._sorted)))]

@@ -87,10 +87,36 @@ class BackendRace(Generic[Answer]):
 
     async def run(self, call: Call[Answer], discard: Discard[Answer] | None = None) -> tuple[str, Answer]:
         """The first good answer and the backend that gave it; raises the route's exhaustion error."""
+        if self._policy.hedge is None:
+            return await self._one_at_a_time(call)
         try:
             return await self._race(call, discard)
         finally:
             self._cancel_running()
+
+    async def _one_at_a_time(self, call: Call[Answer]) -> tuple[str, Answer]:
+        """Without hedging no two attempts overlap: each is awaited in place, with no task to schedule."""
+        while (upstream := self._next_upstream()) is not None:
+            timeout = self._attempt_timeout(upstream)
+            started = time.monotonic()
+            upstream.in_flight += 1
+            try:
+                async with asyncio.timeout(self._time_left()):
+                    return upstream.name, await self._attempt(upstream, call, timeout)
+            except BackendError as exc:
+                self._failures.append(exc)
+                if not self._policy.fallback.moves_on(exc):
+                    raise self._exhausted(is_refused=True) from None
+            except TimeoutError:  # the budget ran out before the attempt's own timeout said so
+                self._blame(upstream, BackendTimeout(f"backend {upstream.name!r}: out of budget"), timeout)
+                self._record(Attempt(upstream.name, "budget_exceeded", _ms_since(started)))
+                raise self._exhausted() from None
+            except asyncio.CancelledError:
+                upstream.breaker.release()  # the client left: no verdict on the backend
+                raise
+            finally:
+                upstream.in_flight -= 1
+        raise self._exhausted()
 
     async def _race(self, call: Call[Answer], discard: Discard[Answer] | None) -> tuple[str, Answer]:
         wants_another = True
@@ -110,23 +136,29 @@ class BackendRace(Generic[Answer]):
                 return winner
             wants_another = not self._running or self._policy.hedge is not None
 
-    def _start_next(self, call: Call[Answer]) -> bool:
+    def _next_upstream(self) -> Upstream | None:
+        """The next backend that can take the request now; those skipped are recorded as attempts."""
         while self._pending:
             upstream = self._upstreams[self._pending.popleft()]
             skipped = self._skip_reason(upstream)
-            if skipped is not None:
-                self._record(Attempt(upstream.name, skipped))
-                continue
-            timeout = self._attempt_timeout(upstream)
-            task = asyncio.get_running_loop().create_task(self._attempt(upstream, call, timeout))
-            upstream.in_flight += 1  # counted now, so that concurrent requests see the bound at once
-            task.add_done_callback(upstream.attempt_ended)
-            if self._running:
-                self._metrics.observe_hedge(self._decision.route)
-            self._last_start = time.monotonic()
-            self._running[task] = _Running(upstream, self._last_start, timeout)
-            return True
-        return False
+            if skipped is None:
+                return upstream
+            self._record(Attempt(upstream.name, skipped))
+        return None
+
+    def _start_next(self, call: Call[Answer]) -> bool:
+        upstream = self._next_upstream()
+        if upstream is None:
+            return False
+        timeout = self._attempt_timeout(upstream)
+        task = asyncio.get_running_loop().create_task(self._attempt(upstream, call, timeout))
+        upstream.in_flight += 1  # counted now, so that concurrent requests see the bound at once
+        task.add_done_callback(upstream.attempt_ended)
+        if self._running:
+            self._metrics.observe_hedge(self._decision.route)
+        self._last_start = time.monotonic()
+        self._running[task] = _Running(upstream, self._last_start, timeout)
+        return True
 
     def _skip_reason(self, upstream: Upstream) -> str | None:
         if upstream.is_full:
