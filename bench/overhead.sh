@@ -14,6 +14,10 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || {
 pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+# The upstream is started here, not by peer-overhead.sh, whose exit would stop it before our own rows.
+if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
+  nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
+fi
 export SWITCHYARD_BENCH_KEY=sk-bench-switchyard-0123456789 SWITCHYARD_LOG_LEVEL=warning
 start() { # port transport
   SWITCHYARD_UPSTREAM_TRANSPORT=$2 .venv/bin/switchyard serve --config bench/rules.overhead.yaml --port "$1" \
@@ -31,8 +35,9 @@ start 8091 httpx
     bash "$SHARED/bench/peer-overhead.sh"
   gateway_run() { # name port model conns
     out=$(KEY=$SWITCHYARD_BENCH_KEY MODEL=$3 wrk -t1 -c"$4" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$2" 2>&1)
-    printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s\n' "$1" "$4" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
-      "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")"
+    printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s %s\n' "$1" "$4" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
+      "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
+      "$(grep -Eo 'Non-2xx or 3xx responses: [0-9]+|Socket errors:.*' <<<"$out" | tr '\n' ' ' || true)"
   }
   for c in $CONNS; do
     gateway_run gateway-httpx 8091 upstream-model "$c"
