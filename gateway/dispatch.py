@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 from backends.base import Backend
 from gateway.deadline import Deadline
-from gateway.errors import BackendBadResponse
+from gateway.errors import BackendBadResponse, BackendTimeout
 from gateway.metrics import Metrics
 from gateway.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
 from gateway.rules import Rules
@@ -45,11 +46,19 @@ class Dispatcher:
         """Start a stream and wait for its first chunk, so that a failure before it can still fall back."""
 
         async def first_chunk(backend: Backend, timeout_s: float) -> FirstChunk:
-            chunks = backend.stream(request, timeout_s)
+            # The attempt's time bounds the first chunk only; the gaps after it may be as long as the
+            # backend's own timeout, within what is left of the whole budget (the caller sees to that).
+            chunks = backend.stream(request, self.upstreams[backend.name].timeout_s)
             try:
-                return await anext(chunks), chunks
+                async with asyncio.timeout(timeout_s):
+                    return await anext(chunks), chunks
             except StopAsyncIteration:
                 raise BackendBadResponse(f"backend {backend.name!r} sent an empty stream") from None
+            except TimeoutError:
+                await chunks.aclose()  # type: ignore[attr-defined]
+                raise BackendTimeout(
+                    f"backend {backend.name!r}: no first chunk within {timeout_s * 1000:.0f} ms"
+                ) from None
             except BaseException:
                 await chunks.aclose()  # type: ignore[attr-defined]
                 raise
