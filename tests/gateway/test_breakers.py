@@ -134,3 +134,17 @@ async def test_every_backend_at_its_bound_is_a_429_with_retry_after(faults: Faul
     assert refused[0].response.headers["retry-after"] == "1"
     assert isinstance(refused[0].body, dict)
     assert refused[0].body["code"] == "backends_busy"
+
+
+async def test_backend_too_slow_for_the_time_left_is_skipped(faults: FaultServer) -> None:
+    slow, quick = faults.backend("slow-150"), faults.backend("ok")
+    async with sdk_gateway(route_rules([slow, quick])) as gw:
+        for _ in range(20):  # its median becomes ~150 ms
+            await gw.client.chat.completions.create(model="auto", messages=MESSAGES)
+        raw = await gw.client.chat.completions.with_raw_response.create(
+            model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": "100"}
+        )
+        metrics = (await get(gw.url + "/metrics")).text
+    assert raw.headers["x-switchyard-backend"] == quick[0]
+    assert faults.count(slow[0]) == 20  # not even tried
+    assert f'switchyard_backend_attempts_total{{backend="{slow[0]}",outcome="skipped_too_slow"}} 1.0' in metrics
