@@ -119,9 +119,7 @@ async def test_gaps_between_chunks_are_bounded_by_the_backend_timeout_not_the_fi
     dribbling, spare = faults.backend("slowstream-300"), faults.backend("ok")
     rules = route_rules([dribbling, spare], route=", latency_budget_ms: 5000, ttft_budget_ms: 500")
     async with sdk_gateway(rules) as gw:
-        stream = await gw.client.chat.completions.with_raw_response.create(
-            model="auto", messages=MESSAGES, stream=True
-        )
+        stream = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES, stream=True)
         chunks = [c async for c in stream.parse()]
     assert stream.headers["x-switchyard-backend"] == dribbling[0]
     assert len(chunks) == 5  # 300 ms apart: longer than the first chunk's slice (250 ms), yet whole
