@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway.strict import Strict
 
@@ -21,6 +21,12 @@ class FallbackSpec(Strict):
     statuses: list[int] = []
     """Further upstream statuses that move on, e.g. ``[400]`` when a bigger model behind the
     fallback accepts prompts the primary rejects. Other 4xx are the request's own fault and do not."""
+
+    @field_validator("failures", mode="before")
+    @classmethod
+    def _numbers_as_names(cls, value: object) -> object:
+        """YAML reads ``429`` as a number; it names the kind all the same."""
+        return [str(item) if isinstance(item, int) else item for item in value] if isinstance(value, list) else value
 
 
 class HedgeSpec(Strict):

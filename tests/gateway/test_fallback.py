@@ -50,3 +50,8 @@ def test_policy_narrows_to_chosen_kinds_and_widens_to_chosen_statuses() -> None:
     assert policy.moves_on(BackendUnavailable("refused"))
     assert not policy.moves_on(answered(BackendBadResponse("500"), 500))
     assert policy.moves_on(answered(BackendRejected("context too long", status=400), 400))
+
+
+def test_unquoted_429_in_yaml_names_the_kind() -> None:
+    spec = FallbackSpec.model_validate({"failures": ["connect", 429, "5xx"]})
+    assert spec.failures == ["connect", "429", "5xx"]
