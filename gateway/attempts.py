@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gateway.errors import BackendError, BackendsBusy, BudgetExceeded, NoBackendAvailable
@@ -48,6 +49,8 @@ class Exhaustion:
     failures: list[BackendError]
     is_refused: bool = False
     """The last failure does not move on (the request's own fault, or not in the route's fallback list)."""
+    retry_after_s: float | None = None
+    """When a skipped backend's breaker will let a probe through."""
 
     def error(self) -> BackendError:
         tried = "; ".join(a.describe() for a in self.attempts) or "nothing tried"
@@ -62,7 +65,10 @@ class Exhaustion:
                 headers={"retry-after": str(BUSY_RETRY_AFTER_S)},
             )
         elif not self.failures:
-            error = NoBackendAvailable(f"{where}: no backend can take the request now ({tried})")
+            retry = (
+                {"retry-after": str(max(1, math.ceil(self.retry_after_s)))} if self.retry_after_s is not None else None
+            )
+            error = NoBackendAvailable(f"{where}: no backend can take the request now ({tried})", headers=retry)
         else:
             error = self.failures[-1]
             if len(self.attempts) > 1 and not self.is_refused:

@@ -40,6 +40,12 @@ class CircuitBreaker:
             self._move("half_open")
         return self._state
 
+    def seconds_until_probe(self) -> float:
+        """How long an open breaker still keeps its backend out (0 when it is not open)."""
+        if self.state != "open":
+            return 0.0
+        return max(0.0, self._spec.open_s - (self._clock() - self._opened_at))
+
     def try_acquire(self) -> bool:
         """Whether a request may go to the backend now; in half-open, only the one probe may."""
         state = self.state

@@ -84,6 +84,7 @@ class BackendRace(Generic[Answer]):
         self._last_start = 0.0
         self.attempts: list[Attempt] = []
         self._failures: list[BackendError] = []
+        self._reopens_in: list[float] = []  # seconds until each skipped breaker lets a probe through
 
     async def run(self, call: Call[Answer], discard: Discard[Answer] | None = None) -> tuple[str, Answer]:
         """The first good answer and the backend that gave it; raises the route's exhaustion error."""
@@ -167,6 +168,7 @@ class BackendRace(Generic[Answer]):
         if typical is not None and typical > self._time_left():
             return SKIPPED_TOO_SLOW
         if not upstream.breaker.try_acquire():
+            self._reopens_in.append(upstream.breaker.seconds_until_probe())
             return SKIPPED_BREAKER_OPEN
         return None
 
@@ -290,6 +292,7 @@ class BackendRace(Generic[Answer]):
             attempts=list(self.attempts),
             failures=self._failures,
             is_refused=is_refused,
+            retry_after_s=min(self._reopens_in) if self._reopens_in else None,
         ).error()
 
 

@@ -97,3 +97,11 @@ def test_old_failures_leave_the_ratio_window() -> None:
         cb.record_success()
     cb.record_failure()
     assert cb.state == "closed"  # 1 of the last 4
+
+
+def test_open_breaker_says_when_it_lets_a_probe_through() -> None:
+    cb, clock = breaker(consecutive_failures=1, open_s=10)
+    assert cb.seconds_until_probe() == 0.0
+    cb.record_failure()
+    clock.now = 4
+    assert cb.seconds_until_probe() == 6.0

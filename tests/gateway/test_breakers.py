@@ -71,6 +71,7 @@ async def test_route_with_every_breaker_open_is_a_503_naming_the_skips(faults: F
         with pytest.raises(openai.APIStatusError) as caught:
             await gw.client.chat.completions.create(model="auto", messages=MESSAGES)
     assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "1"  # the breaker's open_s (0.5 s), rounded up
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["code"] == "no_backend_available"
     assert caught.value.body["attempts"] == [
