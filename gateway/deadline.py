@@ -19,12 +19,16 @@ class Deadline:
     budget_ms: int
     expires: float
     first_chunk_expires: float
+    is_tightened: bool = False
+    """The client asked for less than the route's budget."""
 
     @classmethod
-    def start(cls, budget_ms: int, first_chunk_ms: int | None = None, now: float | None = None) -> Deadline:
+    def start(
+        cls, budget_ms: int, first_chunk_ms: int | None = None, now: float | None = None, is_tightened: bool = False
+    ) -> Deadline:
         started = time.monotonic() if now is None else now
         first = min(first_chunk_ms or budget_ms, budget_ms)
-        return cls(started, budget_ms, started + budget_ms / 1000, started + first / 1000)
+        return cls(started, budget_ms, started + budget_ms / 1000, started + first / 1000, is_tightened)
 
     def remaining(self, now: float | None = None) -> float:
         """Seconds left, never negative."""

@@ -205,10 +205,16 @@ class BackendRace(Generic[Answer]):
         return answer
 
     def _blame(self, upstream: Upstream, error: BackendError, timeout_s: float) -> None:
-        """Tell the breaker. A timeout counts only if the attempt had the time the backend usually needs:
-        a client's tight budget must not open the breaker for everyone."""
+        """Tell the breaker. A timeout counts only if the attempt had the time the backend usually needs
+        (its p95), or, before that is known, if the client did not tighten the budget: one client's
+        tight budget must not open the breaker for everyone."""
         usual = upstream.latencies(self._is_stream).percentile(0.95)
-        is_fair = not isinstance(error, BackendTimeout) or usual is None or timeout_s >= usual
+        if not isinstance(error, BackendTimeout):
+            is_fair = True
+        elif usual is None:
+            is_fair = not self._deadline.is_tightened
+        else:
+            is_fair = timeout_s >= usual
         if counts_against_backend(error) and is_fair:
             upstream.breaker.record_failure()
         else:

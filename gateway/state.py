@@ -72,8 +72,8 @@ class GatewayState:
             budget_ms, first_chunk_ms = round(self.rules.backends[self.rules.aliases[route]].timeout_s * 1000), None
         else:
             budget_ms, first_chunk_ms = spec.latency_budget_ms, spec.ttft_budget_ms
-        budget_ms = requested_budget_ms(budget_header, budget_ms)
-        return Deadline.start(budget_ms, first_chunk_ms, now=received)
+        asked_ms = requested_budget_ms(budget_header, budget_ms)
+        return Deadline.start(asked_ms, first_chunk_ms, now=received, is_tightened=asked_ms < budget_ms)
 
     def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""

@@ -149,3 +149,19 @@ async def test_backend_too_slow_for_the_time_left_is_skipped(faults: FaultServer
     assert raw.headers["x-switchyard-backend"] == quick[0]
     assert faults.count(slow[0]) == 20  # not even tried
     assert f'switchyard_backend_attempts_total{{backend="{slow[0]}",outcome="skipped_too_slow"}} 1.0' in metrics
+
+
+async def test_timeouts_under_a_clients_tight_budget_do_not_open_the_breaker(faults: FaultServer) -> None:
+    hanging = faults.backend("hang")
+    rules = route_rules([hanging], route=", latency_budget_ms: 600", backend=", breaker: {consecutive_failures: 2}")
+    async with sdk_gateway(rules) as gw:
+        for _ in range(3):
+            with pytest.raises(openai.APIStatusError):
+                await gw.client.chat.completions.create(
+                    model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": "100"}
+                )
+        assert await breaker_state(gw.url, hanging[0]) == "closed"
+        for _ in range(2):  # the route's own budget: now the hang is the backend's fault
+            with pytest.raises(openai.APIStatusError):
+                await gw.client.chat.completions.create(model="auto", messages=MESSAGES)
+        assert await breaker_state(gw.url, hanging[0]) == "open"
