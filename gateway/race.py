@@ -38,6 +38,9 @@ Answer = TypeVar("Answer")
 Call = Callable[[Backend, float], Awaitable[Answer]]
 Discard = Callable[[Answer], Awaitable[None]]
 MAX_PARALLEL = 2
+CLOCK_GRAIN_S = 0.002
+"""Event loops wake timers up to a millisecond early (uvloop counts whole milliseconds): time left
+below this is none."""
 _closing: set[asyncio.Task[object]] = set()  # cancelled losers, kept until they have closed
 
 
@@ -111,7 +114,7 @@ class BackendRace(Generic[Answer]):
             except TimeoutError:  # the budget ran out before the attempt's own timeout said so
                 self._blame(upstream, BackendTimeout(f"backend {upstream.name!r}: out of budget"), timeout)
                 self._record(Attempt(upstream.name, "budget_exceeded", _ms_since(started)))
-                raise self._exhausted() from None
+                raise self._exhausted(is_out_of_time=True) from None
             except asyncio.CancelledError:
                 upstream.breaker.release()  # the client left: no verdict on the backend
                 raise
@@ -127,9 +130,9 @@ class BackendRace(Generic[Answer]):
                 raise self._exhausted()
             done = await self._wait()
             if not done:
-                if self._time_left() <= 0:
+                if self._time_left() <= CLOCK_GRAIN_S:
                     self._stop_out_of_time()
-                    raise self._exhausted()
+                    raise self._exhausted(is_out_of_time=True)
                 wants_another = True  # the hedge delay passed
                 continue
             winner = await self._settle(done, discard)
@@ -288,13 +291,13 @@ class BackendRace(Generic[Answer]):
         end = self._deadline.first_chunk_expires if self._is_stream else self._deadline.expires
         return end - self._deadline.started
 
-    def _exhausted(self, is_refused: bool = False) -> BackendError:
+    def _exhausted(self, is_refused: bool = False, is_out_of_time: bool = False) -> BackendError:
         return Exhaustion(
             route=self._decision.route,
             budget_ms=round(self._budget_s() * 1000),
             elapsed_ms=self._deadline.elapsed_ms(),
             budget_name="first-chunk budget" if self._is_stream else "latency budget",
-            is_out_of_time=self._time_left() <= 0,
+            is_out_of_time=is_out_of_time or self._time_left() <= CLOCK_GRAIN_S,
             attempts=list(self.attempts),
             failures=self._failures,
             is_refused=is_refused,
