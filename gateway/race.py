@@ -256,8 +256,10 @@ class BackendRace(Generic[Answer]):
             if not isinstance(error, BackendError):
                 raise error
             self._failures.append(error)
-            if not self._policy.fallback.moves_on(error) and winner is None and not self._running:
-                raise self._exhausted(is_refused=True)
+            if not self._policy.fallback.moves_on(error):
+                self._pending.clear()  # no further backend for this request; one still running may answer
+                if winner is None and not self._running:
+                    raise self._exhausted(is_refused=True)
         return winner
 
     def _stop_out_of_time(self) -> None:

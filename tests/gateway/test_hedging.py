@@ -65,3 +65,13 @@ async def test_adaptive_hedge_delay_follows_the_primarys_p95(faults: FaultServer
             raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
     assert raw.headers["x-switchyard-backend"] == spare[0]
     assert took.seconds < 1.5  # hedged after ~30 ms, not after the fixed 3,000 ms
+
+
+async def test_hedge_refused_as_the_callers_fault_starts_no_further_backend(faults: FaultServer) -> None:
+    slowish, refusing, spare = faults.backend("slow-300"), faults.backend("status-422"), faults.backend("ok")
+    rules = route_rules([slowish, refusing, spare], route=", hedge: {delay_ms: 50}")
+    async with sdk_gateway(rules) as gw:
+        raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
+    assert raw.headers["x-switchyard-backend"] == slowish[0]  # the primary still answered
+    assert faults.count(refusing[0]) == 1
+    assert faults.count(spare[0]) == 0
