@@ -34,7 +34,7 @@ async def chat_completions(request: Request) -> Response:
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     state = gateway_state(request)
-    started, received = time.perf_counter(), time.monotonic()
+    started = time.monotonic()
     route = backend = "-"
     try:
         principal = state.keyring.authenticate(request.headers)
@@ -46,7 +46,7 @@ async def embeddings(request: Request) -> Response:
         )
         route = decision.route
         principal.require_route(route)
-        deadline = state.deadline(route, request.headers.get(BUDGET_HEADER), received)
+        deadline = state.deadline(route, request.headers.get(BUDGET_HEADER), started)
         backend, answer = await unless_disconnected(request, state.dispatcher.embed(decision, embedding, deadline))
     except GatewayError as exc:
         _observe(state, "embeddings", route, backend, exc.status, started)
@@ -76,4 +76,4 @@ async def models(request: Request) -> Response:
 
 
 def _observe(state: GatewayState, endpoint: str, route: str, backend: str, status: int, started: float) -> None:
-    state.metrics.observe_request(endpoint, route, backend, status, time.perf_counter() - started)
+    state.metrics.observe_request(endpoint, route, backend, status, time.monotonic() - started)

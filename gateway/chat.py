@@ -33,8 +33,8 @@ class ChatCall:
     def __init__(self, state: GatewayState, request: Request) -> None:
         self.state = state
         self.request = request
-        self.started = time.perf_counter()
-        self.received = time.monotonic()
+        self.started = time.monotonic()
+        """When the request arrived: its deadline counts from here, and its latency metric."""
         self.route = self.backend = self.tenant = "-"
         self.cache_status = "bypass"
         self.prompt_tokens = self.completion_tokens = 0
@@ -58,7 +58,7 @@ class ChatCall:
         state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         self.route = decision.route
         principal.require_route(decision.route)
-        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.received)
+        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.started)
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
         if plan.can_read:
@@ -87,7 +87,7 @@ class ChatCall:
         return Response(body, media_type=JSON, headers=self._headers(decision))
 
     def observe(self, status: int) -> None:
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.monotonic() - self.started
         self.state.metrics.observe_request("chat", self.route, self.backend, status, elapsed)
         outcome = Outcome(
             route=self.route,

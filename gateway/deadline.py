@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from gateway.errors import RequestError
 
 BUDGET_HEADER = "x-switchyard-budget-ms"
+CLOCK_GRAIN_S = 0.002
+"""Event loops wake timers up to a millisecond early (uvloop counts whole milliseconds): a timer set
+for the deadline may see a sliver of time left. Less than this left is none."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,9 @@ class Deadline:
     def elapsed_ms(self, now: float | None = None) -> int:
         return round(((time.monotonic() if now is None else now) - self.started) * 1000)
 
-    def is_expired(self, now: float | None = None) -> bool:
-        return self.remaining(now) <= 0
+    def is_expired(self, now: float | None = None, first_chunk: bool = False) -> bool:
+        left = self.remaining_first_chunk(now) if first_chunk else self.remaining(now)
+        return left <= CLOCK_GRAIN_S
 
 
 def requested_budget_ms(header: str | None, route_budget_ms: int) -> int:

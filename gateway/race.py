@@ -38,9 +38,6 @@ Answer = TypeVar("Answer")
 Call = Callable[[Backend, float], Awaitable[Answer]]
 Discard = Callable[[Answer], Awaitable[None]]
 MAX_PARALLEL = 2
-CLOCK_GRAIN_S = 0.002
-"""Event loops wake timers up to a millisecond early (uvloop counts whole milliseconds): time left
-below this is none."""
 _closing: set[asyncio.Task[object]] = set()  # cancelled losers, kept until they have closed
 
 
@@ -112,8 +109,7 @@ class BackendRace(Generic[Answer]):
                 if not self._policy.fallback.moves_on(exc):
                     raise self._exhausted(is_refused=True) from None
             except TimeoutError:  # the budget ran out before the attempt's own timeout said so
-                self._blame(upstream, BackendTimeout(f"backend {upstream.name!r}: out of budget"), timeout)
-                self._record(Attempt(upstream.name, "budget_exceeded", _ms_since(started)))
+                self._out_of_budget(_Running(upstream, started, timeout))
                 raise self._exhausted(is_out_of_time=True) from None
             except asyncio.CancelledError:
                 upstream.breaker.release()  # the client left: no verdict on the backend
@@ -130,7 +126,7 @@ class BackendRace(Generic[Answer]):
                 raise self._exhausted()
             done = await self._wait()
             if not done:
-                if self._time_left() <= CLOCK_GRAIN_S:
+                if self._is_out_of_time():
                     self._stop_out_of_time()
                     raise self._exhausted(is_out_of_time=True)
                 wants_another = True  # the hedge delay passed
@@ -265,10 +261,14 @@ class BackendRace(Generic[Answer]):
     def _stop_out_of_time(self) -> None:
         """The budget ran out with attempts still running: each counts as a timeout."""
         for running in self._running.values():
-            upstream = running.upstream
-            self._blame(upstream, BackendTimeout(f"backend {upstream.name!r}: out of budget"), running.timeout_s)
-            self._record(Attempt(upstream.name, "budget_exceeded", _ms_since(running.started)))
+            self._out_of_budget(running)
         self._cancel_running(is_recorded=True)
+
+    def _out_of_budget(self, running: _Running) -> None:
+        """An attempt cut short by the request's budget: a timeout, for the breaker and the record."""
+        upstream = running.upstream
+        self._blame(upstream, BackendTimeout(f"backend {upstream.name!r}: out of budget"), running.timeout_s)
+        self._record(Attempt(upstream.name, "budget_exceeded", _ms_since(running.started)))
 
     def _cancel_running(self, is_recorded: bool = False) -> None:
         """Cancel what still runs; its connections close as the tasks unwind, without being waited for."""
@@ -283,6 +283,9 @@ class BackendRace(Generic[Answer]):
     def _record(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)
         self._metrics.observe_attempt(attempt.backend, attempt.outcome)
+
+    def _is_out_of_time(self) -> bool:
+        return self._deadline.is_expired(first_chunk=self._is_stream)
 
     def _time_left(self) -> float:
         if self._is_stream:
@@ -299,7 +302,7 @@ class BackendRace(Generic[Answer]):
             budget_ms=round(self._budget_s() * 1000),
             elapsed_ms=self._deadline.elapsed_ms(),
             budget_name="first-chunk budget" if self._is_stream else "latency budget",
-            is_out_of_time=is_out_of_time or self._time_left() <= CLOCK_GRAIN_S,
+            is_out_of_time=is_out_of_time or self._is_out_of_time(),
             attempts=list(self.attempts),
             failures=self._failures,
             is_refused=is_refused,
