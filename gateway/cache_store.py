@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -116,6 +116,11 @@ class RedisStore:
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self._redis = redis_client(url, timeout_s)
+
+    @property
+    def client(self) -> Any:
+        """The Redis client, for others that want the same server with the same millisecond timeouts."""
+        return self._redis
 
     async def get(self, key: str) -> bytes | None:
         value = await self._redis.get(key)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.auth import Principal
+from gateway.cache_store import CacheStore, RedisStore
 from gateway.errors import RateLimited
 from gateway.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
@@ -81,9 +82,14 @@ class MemoryLimitStore:
 
 
 class RedisLimitStore:
-    def __init__(self, url: str, timeout_s: float) -> None:
-        self._redis: Any = redis_client(url, timeout_s)
-        self._take = self._redis.register_script(TAKE_SCRIPT)
+    def __init__(self, client: Any, owns_client: bool = False) -> None:
+        self._redis = client
+        self._owns_client = owns_client
+        self._take = client.register_script(TAKE_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, timeout_s: float) -> RedisLimitStore:
+        return cls(redis_client(url, timeout_s), owns_client=True)
 
     async def take(self, name: str, window: int, fraction: float, check: int, add: int, limit: int) -> Window:
         slot = "{" + name + "}"  # both windows in one Cluster hash slot, as a script needs
@@ -92,7 +98,8 @@ class RedisLimitStore:
         return Window(bool(admitted), int(previous), int(current))
 
     async def aclose(self) -> None:
-        await close_redis(self._redis)
+        if self._owns_client:
+            await close_redis(self._redis)
 
 
 class RateLimiter:
@@ -155,6 +162,9 @@ def retry_after_s(window: Window, fraction: float, check: int, limit: int) -> in
     return max(1, math.ceil((1 - fraction + max(0.0, into_next)) * WINDOW_S))
 
 
-def open_rate_limiter(redis_url: str | None, metrics: Metrics, timeout_s: float) -> RateLimiter:
-    store: LimitStore = RedisLimitStore(redis_url, timeout_s) if redis_url else MemoryLimitStore()
+def open_rate_limiter(cache_store: CacheStore, metrics: Metrics, timeout_s: float) -> RateLimiter:
+    """Counters in the response cache's Redis, over its client, when there is one; in the process otherwise."""
+    store: LimitStore = (
+        RedisLimitStore(cache_store.client) if isinstance(cache_store, RedisStore) else MemoryLimitStore()
+    )
     return RateLimiter(store, metrics, timeout_s)

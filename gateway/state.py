@@ -126,7 +126,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
         semantic=semantic,
         close_semantic=close_semantic,
         health=health,
-        limits=open_rate_limiter(settings.redis_url, metrics, settings.cache_timeout_ms / 1000),
+        limits=open_rate_limiter(cache.store, metrics, settings.cache_timeout_ms / 1000),
         reports=reports,
         dispatcher=Dispatcher(rules, upstreams, metrics),
         metrics=metrics,

@@ -56,7 +56,7 @@ async def store(request: pytest.FixtureRequest) -> LimitStore:
     if request.param == "memory":
         return MemoryLimitStore()
     url = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
-    return RedisLimitStore(url, 1.0)
+    return RedisLimitStore.from_url(url, 1.0)
 
 
 async def test_store_admits_up_to_the_limit_then_refuses(store: LimitStore) -> None:
@@ -113,7 +113,7 @@ async def test_limits_hold_across_replicas_sharing_redis(redis_url: str) -> None
 
 async def test_unreachable_limit_store_lets_requests_through() -> None:
     metrics = Metrics()
-    limiter = RateLimiter(RedisLimitStore("redis://127.0.0.1:1/0", 0.2), metrics, 0.2)
+    limiter = RateLimiter(RedisLimitStore.from_url("redis://127.0.0.1:1/0", 0.2), metrics, 0.2)
     principal = Principal("t", key_id="abc", limits=RateLimitSpec(requests_per_minute=1))
     for _ in range(3):
         await limiter.admit(principal)  # no RateLimited raised
