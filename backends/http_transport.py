@@ -1,7 +1,7 @@
 """The pooled upstream HTTP client and the translation of its failures.
 
 httpx is the API; aiohttp is the transport underneath (``httpx-aiohttp``) unless
-``SWITCHYARD_UPSTREAM_TRANSPORT=httpx``. ``bench/transport.sh`` measures both through the
+``TURNOUT_UPSTREAM_TRANSPORT=httpx``. ``bench/transport.sh`` measures both through the
 whole gateway; the figures are in ``bench/results/transport.txt``.
 """
 

@@ -79,7 +79,7 @@ def start_server(spec: LocalBackendSpec, gguf: Path) -> Any:
     try:
         import xllamacpp
     except ImportError as exc:
-        raise BackendUnavailable("the local backend needs xllamacpp: pip install 'switchyard[local]'") from exc
+        raise BackendUnavailable("the local backend needs xllamacpp: pip install 'turnout[local]'") from exc
     if not gguf.is_file():
         raise BackendUnavailable(f"GGUF file not found: {gguf}")
     params = xllamacpp.CommonParams()

@@ -59,7 +59,7 @@ SCENARIOS = [
     Scenario("only backend hangs", ["hang"], "504 budget_exceeded"),
     Scenario("only backend 500", ["status-500"], "502 bad_upstream_response"),
     Scenario("client budget 300 ms, backend hangs", ["hang"], "504 budget_exceeded", 20000,
-             headers={"x-switchyard-budget-ms": "300"}),
+             headers={"x-turnout-budget-ms": "300"}),
     Scenario("stream: primary hangs before the first chunk", ["hang", "ok"], "stream via fallback, 5 chunks",
              route=", ttft_budget_ms: 500", is_stream=True),
     Scenario("stream: cut after 2 chunks", ["cut-2", "ok"], "error event after 2 chunks", is_stream=True),
@@ -82,7 +82,7 @@ async def gateway_process(rules: str) -> AsyncIterator[str]:
         config = Path(work) / "rules.yaml"
         config.write_text(rules)
         port = free_port()
-        env = {**os.environ, "SWITCHYARD_AUTH_DISABLED": "true", "SWITCHYARD_LOG_LEVEL": "error"}
+        env = {**os.environ, "TURNOUT_AUTH_DISABLED": "true", "TURNOUT_LOG_LEVEL": "error"}
         command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
         process = await asyncio.create_subprocess_exec(*command, env=env)
         url = f"http://127.0.0.1:{port}"
@@ -107,7 +107,7 @@ async def observe(scenario: Scenario, client: openai.AsyncOpenAI, names: list[st
             raw = await client.chat.completions.with_raw_response.create(
                 model="auto", messages=MESSAGES, extra_headers=scenario.headers
             )
-            return f"{raw.status_code} via {via[raw.headers['x-switchyard-backend']]}"
+            return f"{raw.status_code} via {via[raw.headers['x-turnout-backend']]}"
         raw_stream = await client.chat.completions.with_raw_response.create(
             model="auto", messages=MESSAGES, stream=True, extra_headers=scenario.headers
         )
@@ -117,7 +117,7 @@ async def observe(scenario: Scenario, client: openai.AsyncOpenAI, names: list[st
                 chunks += 1
         except openai.APIError:
             return f"error event after {chunks} chunks"
-        return f"stream via {via[raw_stream.headers['x-switchyard-backend']]}, {chunks} chunks"
+        return f"stream via {via[raw_stream.headers['x-turnout-backend']]}, {chunks} chunks"
     except openai.APIStatusError as exc:
         code = exc.body.get("code") if isinstance(exc.body, dict) else None
         return f"{exc.status_code} {code}" if exc.status_code != 422 else "422, no fallback"
@@ -168,7 +168,7 @@ async def main(runs: int) -> None:
     async with fault_server() as faults:
         # The SDK's first request and first error in a process take ~0.4 s of its own: not the gateway's time.
         # (Also its first request with extra headers.)
-        budget = {"x-switchyard-budget-ms": "60000"}
+        budget = {"x-turnout-budget-ms": "60000"}
         await run_scenario(faults, Scenario("warm-up", ["ok"], "200 via primary", headers=budget), 1, sdk)
         await run_scenario(faults, Scenario("warm-up", ["status-500"], "502", headers=budget), 1, sdk)
         for scenario in SCENARIOS:
@@ -188,7 +188,7 @@ async def main(runs: int) -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario, observed, times in rows:
-        budget = int(scenario.headers.get("x-switchyard-budget-ms", scenario.budget_ms))
+        budget = int(scenario.headers.get("x-turnout-budget-ms", scenario.budget_ms))
         worst = max(times) * 1000
         over = f"{worst - budget:+.0f} ms" if worst > budget * 0.5 else "—"
         mark = "yes" if observed.startswith(scenario.expected) else "**NO**"

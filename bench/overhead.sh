@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gateway overhead on the pinned-backend path, side by side in one run:
-#   direct nginx upstream  vs  LiteLLM proxy  vs  Switchyard (aiohttp transport)  vs  Switchyard (httpx transport)
+#   direct nginx upstream  vs  LiteLLM proxy  vs  Turnout (aiohttp transport)  vs  Turnout (httpx transport)
 # One worker each. Figures go to bench/results/overhead.txt.
 # Needs root for apt (nginx-light, wrk) the first time; LiteLLM goes to /tmp/bench-litellm-venv.
 set -euo pipefail
@@ -10,7 +10,7 @@ OUT=${OUT:-bench/results/overhead.txt}
 export DUR=${DUR:-8s} CONNS=${CONNS:-"1 32"}
 command -v nginx >/dev/null && command -v wrk >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
-[ -x .venv/bin/switchyard ] || bash deploy/setup.sh
+[ -x .venv/bin/turnout ] || bash deploy/setup.sh
 pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -18,23 +18,23 @@ trap cleanup EXIT
 if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
   nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
 fi
-export SWITCHYARD_BENCH_KEY=sk-bench-switchyard-0123456789 SWITCHYARD_LOG_LEVEL=warning
+export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 start() { # port transport
-  SWITCHYARD_UPSTREAM_TRANSPORT=$2 .venv/bin/switchyard serve --config bench/rules.overhead.yaml --port "$1" \
-    >"/tmp/bench-switchyard-$2.log" 2>&1 & pids="$pids $!"
+  TURNOUT_UPSTREAM_TRANSPORT=$2 .venv/bin/turnout serve --config bench/rules.overhead.yaml --port "$1" \
+    >"/tmp/bench-turnout-$2.log" 2>&1 & pids="$pids $!"
   for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$1/healthz" && return; sleep 0.5; done
-  echo "switchyard on $1 did not start" >&2; exit 1
+  echo "turnout on $1 did not start" >&2; exit 1
 }
 start 8090 aiohttp
 start 8091 httpx
 {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), auth on, cache bypassed (no temperature 0 or seed)"
-  echo "# gateway = Switchyard, aiohttp transport; gateway-httpx = the same with httpx's own transport"
+  echo "# gateway = Turnout, aiohttp transport; gateway-httpx = the same with httpx's own transport"
   echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
-  GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$SWITCHYARD_BENCH_KEY GATEWAY_MODEL=upstream-model \
+  GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$TURNOUT_BENCH_KEY GATEWAY_MODEL=upstream-model \
     bash "$SHARED/bench/peer-overhead.sh"
   gateway_run() { # name port model conns
-    out=$(KEY=$SWITCHYARD_BENCH_KEY MODEL=$3 wrk -t1 -c"$4" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$2" 2>&1)
+    out=$(KEY=$TURNOUT_BENCH_KEY MODEL=$3 wrk -t1 -c"$4" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$2" 2>&1)
     printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s %s\n' "$1" "$4" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
       "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
       "$(grep -Eo 'Non-2xx or 3xx responses: [0-9]+|Socket errors:.*' <<<"$out" | tr '\n' ' ' || true)"

@@ -53,7 +53,7 @@ def compare(train_rows: list[Example], test_sets: dict[str, list[Example]], work
     results: dict[str, object] = {}
     for name, rows in test_sets.items():
         results[name] = {
-            "switchyard": evaluate(model, rows),
+            "turnout": evaluate(model, rows),
             "tfidf_baseline": tfidf(train_rows, rows),
             "majority_baseline": majority(train_rows, rows),
         }
@@ -94,14 +94,14 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     (out / "router-quality.json").write_text(json.dumps(results, indent=1) + "\n")
     per_label = {
-        name: {label: row["recall"] for label, row in r["switchyard"]["per_label"].items()}
+        name: {label: row["recall"] for label, row in r["turnout"]["per_label"].items()}
         for name, r in results.items()
         if "clinc" not in name
     }  # type: ignore[index]
     lines = [
         *summary_rows(results),
         "",
-        "Per-label recall (Switchyard):",
+        "Per-label recall (Turnout):",
         "",
         "```",
         json.dumps(per_label, indent=1),

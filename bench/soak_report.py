@@ -49,8 +49,8 @@ def main() -> None:
     base, last, peak = after_warmup[0], after_warmup[-1], max(rss for _, rss in samples)
     growth = (last - base) / base * 100
     wrk = wrk_figures(wrk_text)
-    statuses = metric_counts(metrics, "switchyard_requests_total", "status")
-    attempts = metric_counts(metrics, "switchyard_backend_attempts_total", "*")
+    statuses = metric_counts(metrics, "turnout_requests_total", "status")
+    attempts = metric_counts(metrics, "turnout_backend_attempts_total", "*")
     server_errors = sum(n for status, n in statuses.items() if status.startswith("5"))
     print(f"# Soak: {duration} s at {conns} connections, 10 % of requests on a route whose primary always fails")
     print()

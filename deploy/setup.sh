@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv with Switchyard and the embedded local model. Idempotent.
+# Sets up .venv with Turnout and the embedded local model. Idempotent.
 #   bash deploy/setup.sh          the gateway and the local model
 #   bash deploy/setup.sh dev      the same plus the test tools
 set -euo pipefail

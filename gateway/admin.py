@@ -1,4 +1,4 @@
-"""The admin API, behind its own key (``SWITCHYARD_ADMIN_KEY``): for ops, not for callers."""
+"""The admin API, behind its own key (``TURNOUT_ADMIN_KEY``): for ops, not for callers."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ ADMIN_PAGE = Path(__file__).parent / "static" / "admin.html"
 
 def require_admin(state: GatewayState, request: Request) -> None:
     if state.settings.admin_key is None:
-        raise PermissionDenied("the admin API is off: set SWITCHYARD_ADMIN_KEY", code="admin_disabled")
+        raise PermissionDenied("the admin API is off: set TURNOUT_ADMIN_KEY", code="admin_disabled")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     expected = state.settings.admin_key.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
@@ -37,7 +37,7 @@ def require_admin(state: GatewayState, request: Request) -> None:
 async def route_explain(request: Request) -> Response:
     """Where a chat request (``model`` defaults to ``auto``) would go, and why. Nothing is sent to a backend.
 
-    ``x-switchyard-tenant`` sets the tenant that rules see; other headers are seen as sent.
+    ``x-turnout-tenant`` sets the tenant that rules see; other headers are seen as sent.
     """
     state = gateway_state(request)
     require_admin(state, request)
@@ -47,7 +47,7 @@ async def route_explain(request: Request) -> Response:
     elif isinstance(payload, dict):
         payload.setdefault("model", "auto")
     chat = validate_payload(ChatCompletionRequest, payload)
-    context = RoutingContext(request.headers.get("x-switchyard-tenant", "anonymous"), request.headers)
+    context = RoutingContext(request.headers.get("x-turnout-tenant", "anonymous"), request.headers)
     answer = await explain(state.selector, state.router.description, chat, context)
     return Response(orjson.dumps(answer), media_type="application/json")
 

@@ -41,9 +41,7 @@ async def embeddings(request: Request) -> Response:
         await state.limits.admit(principal)
         embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
         context = RoutingContext(principal.tenant, request.headers)
-        decision = await state.selector.select(
-            embedding.model, request.headers.get("x-switchyard-route"), None, context
-        )
+        decision = await state.selector.select(embedding.model, request.headers.get("x-turnout-route"), None, context)
         route = decision.route
         principal.require_route(route)
         deadline = state.deadline(route, request.headers.get(BUDGET_HEADER), started)

@@ -35,7 +35,7 @@ def create_app(
         finally:
             await close_state(state)
 
-    app = FastAPI(title="Switchyard", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(title="Turnout", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(probes.router)

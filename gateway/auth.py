@@ -61,8 +61,8 @@ class KeyRing:
             keys.append((digest(key), Principal(tenant, key_id=digest(key).hex()[:16])))
         if not keys:
             raise AuthConfigError(
-                "no API keys: add api_keys to the rules file or SWITCHYARD_API_KEYS, "
-                "or turn auth off explicitly with SWITCHYARD_AUTH_DISABLED=true"
+                "no API keys: add api_keys to the rules file or TURNOUT_API_KEYS, "
+                "or turn auth off explicitly with TURNOUT_AUTH_DISABLED=true"
             )
         return cls(keys)
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from gateway.resilience_rules import BreakerSpec
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 BreakerState = Literal["closed", "open", "half_open"]
 
 

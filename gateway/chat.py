@@ -54,7 +54,7 @@ class ChatCall:
     async def _answer(self, chat: ChatCompletionRequest) -> Response:
         state, request, principal = self.state, self.request, self.principal
         context = RoutingContext(principal.tenant, request.headers)
-        decision = await state.selector.select(chat.model, request.headers.get("x-switchyard-route"), chat, context)
+        decision = await state.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)
         state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         self.route = decision.route
         principal.require_route(decision.route)
@@ -133,7 +133,7 @@ class ChatCall:
         self.observe(200)
         headers = self._headers(decision)
         if similarity is not None:
-            headers["x-switchyard-cache-similarity"] = f"{similarity:.4f}"
+            headers["x-turnout-cache-similarity"] = f"{similarity:.4f}"
         if not chat.stream:
             return Response(entry.completion, media_type=JSON, headers=headers)
         include_usage = bool((getattr(chat, "stream_options", None) or {}).get("include_usage"))
@@ -187,14 +187,14 @@ class ChatCall:
             await self.state.semantic.remember(self.probe, plan.key, plan.policy.ttl_s)
 
     def _headers(self, decision: RouteDecision) -> dict[str, str]:
-        return {**route_headers(decision, self.backend), "x-switchyard-cache": self.cache_status}
+        return {**route_headers(decision, self.backend), "x-turnout-cache": self.cache_status}
 
 
 def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:
     """What every routed answer says about its routing."""
-    headers = {"x-switchyard-route": decision.route, "x-switchyard-backend": backend}
+    headers = {"x-turnout-route": decision.route, "x-turnout-backend": backend}
     if decision.score is not None:
-        headers["x-switchyard-router-score"] = f"{decision.score:.4f}"
+        headers["x-turnout-router-score"] = f"{decision.score:.4f}"
     return headers
 
 

@@ -1,4 +1,4 @@
-"""The ``switchyard`` command line."""
+"""The ``turnout`` command line."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switchyard", description="An OpenAI-compatible LLM router gateway.")
+    parser = argparse.ArgumentParser(prog="turnout", description="An OpenAI-compatible LLM router gateway.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", type=Path, default=None, help="rules file (default: $SWITCHYARD_CONFIG)")
+    serve.add_argument("--config", type=Path, default=None, help="rules file (default: $TURNOUT_CONFIG)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
@@ -57,7 +57,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from gateway.settings import Settings
 
     if args.config is not None:
-        os.environ["SWITCHYARD_CONFIG"] = str(args.config)
+        os.environ["TURNOUT_CONFIG"] = str(args.config)
     settings = Settings()
     try:
         load_rules(settings.config)

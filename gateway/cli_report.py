@@ -1,4 +1,4 @@
-"""``switchyard report cache``: the cost report of a running gateway, as a table, JSON or CSV."""
+"""``turnout report cache``: the cost report of a running gateway, as a table, JSON or CSV."""
 
 from __future__ import annotations
 
@@ -20,16 +20,14 @@ def add_commands(commands: Any) -> None:
     cache.add_argument("--since", default="24h", help="e.g. 90m, 24h, 7d")
     cache.add_argument("--by", default="route", help="any of hour,route,backend,tenant (comma-separated)")
     cache.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    cache.add_argument("--url", default=os.environ.get("SWITCHYARD_URL", "http://127.0.0.1:8080"))
-    cache.add_argument(
-        "--admin-key", default=os.environ.get("SWITCHYARD_ADMIN_KEY"), help="default: $SWITCHYARD_ADMIN_KEY"
-    )
+    cache.add_argument("--url", default=os.environ.get("TURNOUT_URL", "http://127.0.0.1:8080"))
+    cache.add_argument("--admin-key", default=os.environ.get("TURNOUT_ADMIN_KEY"), help="default: $TURNOUT_ADMIN_KEY")
     cache.set_defaults(handler=cache_command)
 
 
 def cache_command(args: argparse.Namespace) -> int:
     if not args.admin_key:
-        print("error: give --admin-key or set SWITCHYARD_ADMIN_KEY", file=sys.stderr)
+        print("error: give --admin-key or set TURNOUT_ADMIN_KEY", file=sys.stderr)
         return 1
     wire = "csv" if args.format == "csv" else "json"
     params = {"since": args.since, "by": args.by, "format": wire}

@@ -1,4 +1,4 @@
-"""``switchyard router ...`` and ``switchyard route explain``: train, measure and explain routing."""
+"""``turnout router ...`` and ``turnout route explain``: train, measure and explain routing."""
 
 from __future__ import annotations
 

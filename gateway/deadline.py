@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gateway.errors import RequestError
 
-BUDGET_HEADER = "x-switchyard-budget-ms"
+BUDGET_HEADER = "x-turnout-budget-ms"
 CLOCK_GRAIN_S = 0.002
 """Event loops wake timers up to a millisecond early (uvloop counts whole milliseconds): a timer set
 for the deadline may see a sliver of time left. Less than this left is none."""
@@ -49,7 +49,7 @@ class Deadline:
 
 
 def requested_budget_ms(header: str | None, route_budget_ms: int) -> int:
-    """The route's budget, tightened (never loosened) by the client's ``x-switchyard-budget-ms``."""
+    """The route's budget, tightened (never loosened) by the client's ``x-turnout-budget-ms``."""
     if header is None:
         return route_budget_ms
     value = header.strip()

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError, RequestError
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 
 
 def error_response(error: GatewayError) -> Response:

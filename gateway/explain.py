@@ -18,7 +18,7 @@ from routers.selector import RouteSelector
 async def explain(
     selector: RouteSelector, router: str, request: ChatCompletionRequest, context: RoutingContext
 ) -> dict[str, Any]:
-    decision = await selector.select(request.model, context.headers.get("x-switchyard-route"), request, context)
+    decision = await selector.select(request.model, context.headers.get("x-turnout-route"), request, context)
     rules = selector.rules.explain(request, context)
     return {
         "route": decision.route,

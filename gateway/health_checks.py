@@ -13,7 +13,7 @@ from backends.base import Health
 from gateway.resilience_rules import HealthCheckSpec
 from gateway.upstreams import Upstream
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 
 
 @dataclass(frozen=True)

@@ -20,66 +20,64 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._requests = Counter(
-            "switchyard_requests",
+            "turnout_requests",
             "Requests answered, by route, backend and HTTP status.",
             ["endpoint", "route", "backend", "status"],
             registry=self.registry,
         )
         self._latency = Histogram(
-            "switchyard_request_duration_seconds",
+            "turnout_request_duration_seconds",
             "Time from request to the last byte of the answer.",
             ["endpoint", "route", "backend"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._attempts = Counter(
-            "switchyard_backend_attempts",
+            "turnout_backend_attempts",
             "Calls to backends, by outcome (ok or the error code).",
             ["backend", "outcome"],
             registry=self.registry,
         )
         self._decisions = Counter(
-            "switchyard_router_decisions",
+            "turnout_router_decisions",
             "Routing decisions, by route and what decided.",
             ["route", "decided_by"],
             registry=self.registry,
         )
         self._confidence = Histogram(
-            "switchyard_router_confidence",
+            "turnout_router_confidence",
             "The router's confidence in the label it chose.",
             ["route"],
             buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
             registry=self.registry,
         )
         self._cache = Counter(
-            "switchyard_cache_requests",
+            "turnout_cache_requests",
             "Cache outcomes (hit, miss, bypass, off) by route.",
             ["route", "status"],
             registry=self.registry,
         )
-        self._cache_errors = Counter(
-            "switchyard_cache_errors", "Failed calls to the cache store.", registry=self.registry
-        )
+        self._cache_errors = Counter("turnout_cache_errors", "Failed calls to the cache store.", registry=self.registry)
         self._saved_tokens = Counter(
-            "switchyard_cache_saved_tokens",
+            "turnout_cache_saved_tokens",
             "Tokens not generated thanks to cache hits.",
             ["route"],
             registry=self.registry,
         )
         self._saved_usd = Counter(
-            "switchyard_cache_saved_usd", "Dollars not spent thanks to cache hits.", ["route"], registry=self.registry
+            "turnout_cache_saved_usd", "Dollars not spent thanks to cache hits.", ["route"], registry=self.registry
         )
         self._hedges = Counter(
-            "switchyard_hedges", "Hedged attempts started, by route.", ["route"], registry=self.registry
+            "turnout_hedges", "Hedged attempts started, by route.", ["route"], registry=self.registry
         )
         self._rate_limited = Counter(
-            "switchyard_rate_limited",
+            "turnout_rate_limited",
             "Requests refused by a per-key limit, by tenant and limit.",
             ["tenant", "limit"],
             registry=self.registry,
         )
         self._limit_errors = Counter(
-            "switchyard_rate_limit_errors",
+            "turnout_rate_limit_errors",
             "Failed calls to the rate-limit store (the request was let through).",
             registry=self.registry,
         )
@@ -142,12 +140,12 @@ class _UpstreamCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         states = GaugeMetricFamily(
-            "switchyard_backend_breaker_state",
+            "turnout_backend_breaker_state",
             "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.",
             labels=["backend"],
         )
         in_flight = GaugeMetricFamily(
-            "switchyard_backend_in_flight", "Requests in flight per backend.", labels=["backend"]
+            "turnout_backend_in_flight", "Requests in flight per backend.", labels=["backend"]
         )
         for name, upstream in self._upstreams.items():
             states.add_metric([name], BREAKER_STATES[upstream.breaker.state])

@@ -1,7 +1,7 @@
 """Per-API-key limits on requests and tokens per minute, over a sliding window.
 
 The window is the current minute plus the previous one weighted by how much of it still
-overlaps the last 60 seconds. Counters live in Redis when ``SWITCHYARD_REDIS_URL`` is set, so
+overlaps the last 60 seconds. Counters live in Redis when ``TURNOUT_REDIS_URL`` is set, so
 every replica sees the same totals, and in the process otherwise. A failing store lets requests
 through (and counts the failure): limits degrade, service does not.
 """
@@ -21,7 +21,7 @@ from gateway.errors import RateLimited
 from gateway.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 WINDOW_S = 60
 UNLIMITED = 2**53
 KEEP_S = 150  # a counter must outlive the next window, which weighs it
@@ -93,7 +93,7 @@ class RedisLimitStore:
 
     async def take(self, name: str, window: int, fraction: float, check: int, add: int, limit: int) -> Window:
         slot = "{" + name + "}"  # both windows in one Cluster hash slot, as a script needs
-        keys = [f"sy:rl:{slot}:{window}", f"sy:rl:{slot}:{window - 1}"]
+        keys = [f"tn:rl:{slot}:{window}", f"tn:rl:{slot}:{window - 1}"]
         admitted, previous, current = await self._take(keys=keys, args=[check, add, fraction, limit, KEEP_S])
         return Window(bool(admitted), int(previous), int(current))
 

@@ -20,7 +20,7 @@ import redis
 
 from gateway.redis_client import close_redis, redis_client
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 FIELDS = (
     "requests", "hits", "misses", "bypasses", "offs", "errors",
     "prompt_tokens", "completion_tokens", "cost_usd", "saved_tokens", "saved_usd", "routing_saved_usd",
@@ -107,8 +107,8 @@ class ReportBook:
         pipe = self._redis.pipeline(transaction=False)
         for (hour, route, backend, tenant), values in pending.items():
             for name, value in values.items():
-                pipe.hincrbyfloat(f"sy:r:{hour}", SEPARATOR.join((route, backend, tenant, name)), value)
-            pipe.expire(f"sy:r:{hour}", KEEP_S)
+                pipe.hincrbyfloat(f"tn:r:{hour}", SEPARATOR.join((route, backend, tenant, name)), value)
+            pipe.expire(f"tn:r:{hour}", KEEP_S)
         try:
             await pipe.execute()
         except (redis.RedisError, OSError) as exc:
@@ -126,7 +126,7 @@ class ReportBook:
         await self.flush()
         pipe = self._redis.pipeline(transaction=False)
         for hour in hours:
-            pipe.hgetall(f"sy:r:{hour}")
+            pipe.hgetall(f"tn:r:{hour}")
         rows: defaultdict[Key, dict[str, float]] = defaultdict(dict)
         for hour, found in zip(hours, await pipe.execute(), strict=True):
             for field, value in found.items():

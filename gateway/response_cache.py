@@ -1,7 +1,7 @@
 """The response cache: who may read and write which entry, single flight, and failing open.
 
 A store that errors or is slow never fails a request: the call is abandoned after a few
-milliseconds and the request is served uncached (``x-switchyard-cache: off``). After a few
+milliseconds and the request is served uncached (``x-turnout-cache: off``). After a few
 failures in a row the store is left alone for a growing back-off, and the incident is logged
 once, not per request.
 """
@@ -24,7 +24,7 @@ from gateway.metrics import Metrics
 from gateway.rules import CachePolicy
 from gateway.schemas import ChatCompletion, ChatCompletionRequest
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 T = TypeVar("T")
 POLL_S = 0.02
 LOCK = ":lock"

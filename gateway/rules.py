@@ -99,7 +99,7 @@ class RouteSpec(Strict):
     """Primary first, fallbacks after, tried in this order."""
     cache: CachePolicy = CachePolicy()
     latency_budget_ms: int = Field(60_000, ge=1)
-    """The whole request, fallbacks included; a client may tighten it with ``x-switchyard-budget-ms``."""
+    """The whole request, fallbacks included; a client may tighten it with ``x-turnout-budget-ms``."""
     ttft_budget_ms: int | None = Field(None, ge=1)
     """For streams: the longest wait for the first chunk, fallbacks included. Unset: the whole budget."""
     attempt_reserve_ms: int | None = Field(None, ge=0)
@@ -136,7 +136,7 @@ class RuleSpec(Strict):
 class ClassifierRouterSpec(Strict):
     kind: Literal["classifier"]
     model: Path | None = None
-    """A directory from ``switchyard router train``; unset: the shipped task classifier."""
+    """A directory from ``turnout router train``; unset: the shipped task classifier."""
     labels: dict[str, str] = {}
     """Label to route, by name. Unlisted labels go to the route of the same name, else the default route."""
     threshold: float = Field(0.5, ge=0, le=1)

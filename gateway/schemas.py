@@ -89,7 +89,7 @@ class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int = 0
-    owned_by: str = "switchyard"
+    owned_by: str = "turnout"
     description: str = ""
 
 

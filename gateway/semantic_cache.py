@@ -43,7 +43,7 @@ def semantic_space(namespace: str, route: str, model_identity: str, request: Cha
             messages[i] = ChatMessage(role="user", content="")
             break
     blanked = request.model_copy(update={"messages": messages})
-    return "sy:v:" + cache_key(namespace, route, model_identity, blanked).removeprefix("sy:c:")
+    return "tn:v:" + cache_key(namespace, route, model_identity, blanked).removeprefix("tn:c:")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Process settings, read from the environment with the prefix ``SWITCHYARD_``."""
+"""Process settings, read from the environment with the prefix ``TURNOUT_``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore")
 
     config: Path = Path("rules.yaml")
     """The rules file (routes, backends, keys)."""

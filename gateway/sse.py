@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from gateway.errors import BackendError
 from gateway.schemas import ChatCompletionChunk
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 DONE_EVENT = b"data: [DONE]\n\n"
 
 

@@ -29,7 +29,7 @@ from gateway.upstreams import open_upstreams
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 
 
 def model_identity(spec: BackendSpec) -> str:
@@ -65,7 +65,7 @@ class GatewayState:
 
     def deadline(self, route: str, budget_header: str | None, received: float) -> Deadline:
         """The request's deadline: its route's budgets (a pinned backend's timeout for an alias),
-        tightened by the client's ``x-switchyard-budget-ms``, counted from ``received``
+        tightened by the client's ``x-turnout-budget-ms``, counted from ``received``
         (``time.monotonic()``), so reading the body and routing spend the budget too."""
         spec = self.rules.routes.get(route)
         if spec is None:

@@ -24,7 +24,7 @@ class MicroBatcher:
         self._pending: list[tuple[str, asyncio.Future[NDArray[np.float32]]]] = []
         self._is_draining = False
         # One thread: ONNX Runtime parallelises inside a call; two calls at once would only contend.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchyard-router")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnout-router")
 
     async def score(self, text: str) -> NDArray[np.float32]:
         """The score row for one text."""

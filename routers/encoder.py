@@ -14,7 +14,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 CLS_ID, SEP_ID = 101, 102
 
 

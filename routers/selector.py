@@ -1,6 +1,6 @@
 """From what the caller asked for to a route.
 
-Precedence: the ``x-switchyard-route`` header, then a ``model`` naming a route or alias, then
+Precedence: the ``x-turnout-route`` header, then a ``model`` naming a route or alias, then
 the rules file's ``rules`` (first match), then the router for ``model: "auto"``.
 """
 
@@ -38,10 +38,10 @@ class RouteSelector:
         """
         if forced_route is not None:
             if forced_route not in self._routes:
-                message = f"route {forced_route!r} in x-switchyard-route does not exist"
-                raise UnknownModel(message, param="x-switchyard-route")
+                message = f"route {forced_route!r} in x-turnout-route does not exist"
+                raise UnknownModel(message, param="x-turnout-route")
             forced = self._by_name[forced_route]
-            return RouteDecision(forced.route, forced.backends, "header", "x-switchyard-route forced it")
+            return RouteDecision(forced.route, forced.backends, "header", "x-turnout-route forced it")
         named = self._by_name.get(model)
         if named is not None:
             return named

@@ -24,9 +24,9 @@ from routers.dataset import OUT_OF_SCOPE, Example
 from routers.encoder import Encoder
 from routers.ngram import NgramScorer
 
-log = logging.getLogger("switchyard")
+log = logging.getLogger("turnout")
 DEFAULT_ENCODER = "minilm-l6"
-CACHE_DIR = Path(os.environ.get("SWITCHYARD_CACHE_DIR", Path.home() / ".cache" / "switchyard"))
+CACHE_DIR = Path(os.environ.get("TURNOUT_CACHE_DIR", Path.home() / ".cache" / "turnout"))
 
 
 def split_by_group(examples: list[Example], test_fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:

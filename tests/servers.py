@@ -148,12 +148,12 @@ def redis_cluster(workdir: str) -> Iterator[str]:
 
 @contextmanager
 def redis_sentinel(workdir: str) -> Iterator[str]:
-    """A master and one Sentinel watching it as ``switchyard``."""
+    """A master and one Sentinel watching it as ``turnout``."""
     master, sentinel_port = free_port(), free_port()
     config = f"{workdir}/sentinel-{sentinel_port}.conf"
     with open(config, "w") as file:
-        file.write(f"sentinel monitor switchyard 127.0.0.1 {master} 1\n")
+        file.write(f"sentinel monitor turnout 127.0.0.1 {master} 1\n")
     processes = [start_redis(master)]
     with stopping(processes):
         processes.append(start_redis(sentinel_port, config, "--sentinel"))
-        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/switchyard"
+        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/turnout"

@@ -11,9 +11,7 @@ WITH_RULE = RULES.replace(
 async def test_explain_names_route_reason_and_each_rule() -> None:
     async with gateway(rules=WITH_RULE, admin_key="adm-secret") as client:
         plain = await client.post("/admin/route/explain", json={"prompt": "hello"}, headers=ADMIN)
-        as_t2 = await client.post(
-            "/admin/route/explain", json=chat_body(), headers={**ADMIN, "x-switchyard-tenant": "t2"}
-        )
+        as_t2 = await client.post("/admin/route/explain", json=chat_body(), headers={**ADMIN, "x-turnout-tenant": "t2"})
     assert plain.status_code == 200
     assert plain.json()["route"] == "general"
     assert plain.json()["decided_by"] == "default"
@@ -49,5 +47,5 @@ async def test_decisions_are_counted_in_metrics() -> None:
         await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         await client.post("/v1/chat/completions", json=chat_body("code"), headers=AUTH)
         text = (await client.get("/metrics")).text
-    assert 'switchyard_router_decisions_total{decided_by="default",route="general"} 1.0' in text
-    assert 'switchyard_router_decisions_total{decided_by="model",route="code"} 1.0' in text
+    assert 'turnout_router_decisions_total{decided_by="default",route="general"} 1.0' in text
+    assert 'turnout_router_decisions_total{decided_by="model",route="code"} 1.0' in text

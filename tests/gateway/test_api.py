@@ -13,19 +13,19 @@ async def test_auto_goes_to_default_route_primary_with_route_headers() -> None:
         response = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "from primary"
-    assert response.headers["x-switchyard-route"] == "general"
-    assert response.headers["x-switchyard-backend"] == "primary"
+    assert response.headers["x-turnout-route"] == "general"
+    assert response.headers["x-turnout-backend"] == "primary"
 
 
 async def test_route_name_alias_and_header_choose_the_route() -> None:
     async with gateway() as client:
         by_alias = await client.post("/v1/chat/completions", json=chat_body("pinned-fallback"), headers=AUTH)
         by_header = await client.post(
-            "/v1/chat/completions", json=chat_body("auto"), headers={**AUTH, "x-switchyard-route": "code"}
+            "/v1/chat/completions", json=chat_body("auto"), headers={**AUTH, "x-turnout-route": "code"}
         )
-    assert by_alias.headers["x-switchyard-backend"] == "fallback"
+    assert by_alias.headers["x-turnout-backend"] == "fallback"
     assert by_alias.json()["model"] == "fallback-model"
-    assert by_header.headers["x-switchyard-route"] == "code"
+    assert by_header.headers["x-turnout-route"] == "code"
 
 
 async def test_unknown_fields_reach_the_backend_untouched() -> None:
@@ -52,7 +52,7 @@ async def test_primary_failure_falls_back_to_next_backend(status: int) -> None:
     async with gateway(upstream) as client:
         response = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
     assert response.status_code == 200
-    assert response.headers["x-switchyard-backend"] == "fallback"
+    assert response.headers["x-turnout-backend"] == "fallback"
 
 
 async def test_connection_error_falls_back() -> None:
@@ -63,7 +63,7 @@ async def test_connection_error_falls_back() -> None:
 
     async with gateway(upstream) as client:
         response = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
-    assert response.headers["x-switchyard-backend"] == "fallback"
+    assert response.headers["x-turnout-backend"] == "fallback"
 
 
 async def test_request_rejected_by_upstream_does_not_fall_back() -> None:
@@ -129,7 +129,7 @@ async def test_stream_failing_before_first_chunk_falls_back() -> None:
     async with gateway(upstream) as client:
         response = await client.post("/v1/chat/completions", json=chat_body(stream=True), headers=AUTH)
     assert response.status_code == 200
-    assert response.headers["x-switchyard-backend"] == "fallback"
+    assert response.headers["x-turnout-backend"] == "fallback"
 
 
 async def test_stream_cut_after_first_chunk_ends_with_error_event_not_done() -> None:
@@ -146,7 +146,7 @@ async def test_embeddings_are_routed_and_returned() -> None:
     async with gateway(lambda r: httpx.Response(200, json=answer)) as client:
         response = await client.post("/v1/embeddings", json={"model": "auto", "input": "hi"}, headers=AUTH)
     assert response.json()["data"][0]["embedding"] == [0.5]
-    assert response.headers["x-switchyard-route"] == "general"
+    assert response.headers["x-turnout-route"] == "general"
 
 
 async def test_models_lists_auto_routes_and_aliases_the_key_may_use() -> None:
@@ -162,10 +162,10 @@ async def test_metrics_count_requests_by_route_backend_status() -> None:
         await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         await client.post("/v1/chat/completions", json=chat_body("nope"), headers=AUTH)
         text = (await client.get("/metrics")).text
-    assert 'switchyard_requests_total{backend="primary",endpoint="chat",route="general",status="200"} 1.0' in text
-    assert 'switchyard_requests_total{backend="-",endpoint="chat",route="-",status="404"} 1.0' in text
-    assert 'switchyard_backend_attempts_total{backend="primary",outcome="ok"} 1.0' in text
-    assert "switchyard_request_duration_seconds_bucket" in text
+    assert 'turnout_requests_total{backend="primary",endpoint="chat",route="general",status="200"} 1.0' in text
+    assert 'turnout_requests_total{backend="-",endpoint="chat",route="-",status="404"} 1.0' in text
+    assert 'turnout_backend_attempts_total{backend="primary",outcome="ok"} 1.0' in text
+    assert "turnout_request_duration_seconds_bucket" in text
 
 
 async def test_readyz_reflects_default_route_backends() -> None:

@@ -67,7 +67,7 @@ def test_unset_key_env_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_no_keys_refuses_to_start_unless_auth_is_explicitly_off() -> None:
     rules = parse_rules(RULES.split("api_keys:")[0])
-    with pytest.raises(AuthConfigError, match="SWITCHYARD_AUTH_DISABLED"):
+    with pytest.raises(AuthConfigError, match="TURNOUT_AUTH_DISABLED"):
         KeyRing.from_config(rules, Settings())
     assert KeyRing.from_config(rules, Settings(auth_disabled=True)).authenticate(Headers({})).tenant == "anonymous"
 

@@ -77,10 +77,10 @@ async def test_unknown_model_is_404_naming_the_model() -> None:
 async def test_unknown_forced_route_is_404() -> None:
     async with gateway() as client:
         response = await client.post(
-            "/v1/chat/completions", json=chat_body(), headers={**AUTH, "x-switchyard-route": "nope"}
+            "/v1/chat/completions", json=chat_body(), headers={**AUTH, "x-turnout-route": "nope"}
         )
     assert response.status_code == 404
-    assert response.json()["error"]["param"] == "x-switchyard-route"
+    assert response.json()["error"]["param"] == "x-turnout-route"
 
 
 @pytest.mark.parametrize(

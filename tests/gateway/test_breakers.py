@@ -25,7 +25,7 @@ async def breaker_state(url: str, backend: str) -> str:
 
 
 async def breaker_metric(url: str, backend: str) -> str:
-    prefix = f'switchyard_backend_breaker_state{{backend="{backend}"}} '
+    prefix = f'turnout_backend_breaker_state{{backend="{backend}"}} '
     line = next(x for x in (await get(url + "/metrics")).text.splitlines() if x.startswith(prefix))
     return line.removeprefix(prefix)
 
@@ -35,7 +35,7 @@ async def test_breaker_opens_skips_then_half_opens_and_closes_on_success(faults:
     async with sdk_gateway(route_rules([flaky, good], backend=BREAKER)) as gw:
         for _ in range(2):
             raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-            assert raw.headers["x-switchyard-backend"] == good[0]
+            assert raw.headers["x-turnout-backend"] == good[0]
         assert await breaker_state(gw.url, flaky[0]) == "open"
         assert await breaker_metric(gw.url, flaky[0]) == "2.0"
 
@@ -46,7 +46,7 @@ async def test_breaker_opens_skips_then_half_opens_and_closes_on_success(faults:
         await asyncio.sleep(0.6)
         assert await breaker_state(gw.url, flaky[0]) == "half_open"
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-        assert raw.headers["x-switchyard-backend"] == flaky[0]  # the probe went back to the primary
+        assert raw.headers["x-turnout-backend"] == flaky[0]  # the probe went back to the primary
         assert await breaker_state(gw.url, flaky[0]) == "closed"
         assert await breaker_metric(gw.url, flaky[0]) == "0.0"
 
@@ -91,7 +91,7 @@ async def test_failing_health_checks_open_the_breaker_without_traffic(faults: Fa
             await asyncio.sleep(0.05)
         assert await breaker_state(gw.url, sick[0]) == "open"
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-        assert raw.headers["x-switchyard-backend"] == good[0]
+        assert raw.headers["x-turnout-backend"] == good[0]
         assert faults.count(sick[0]) == 0
         faults.health[sick[0]] = 200  # recovers: a passing check lets one request probe it
         for _ in range(100):
@@ -99,7 +99,7 @@ async def test_failing_health_checks_open_the_breaker_without_traffic(faults: Fa
                 break
             await asyncio.sleep(0.05)
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-        assert raw.headers["x-switchyard-backend"] == sick[0]
+        assert raw.headers["x-turnout-backend"] == sick[0]
 
 
 async def test_readyz_is_503_when_the_default_routes_breakers_are_open(faults: FaultServer) -> None:
@@ -120,7 +120,7 @@ async def test_backend_at_its_in_flight_bound_passes_requests_to_the_next(faults
         answers = await asyncio.gather(
             *(gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES) for _ in range(2))
         )
-    assert sorted(a.headers["x-switchyard-backend"] for a in answers) == sorted([slow[0], spare[0]])
+    assert sorted(a.headers["x-turnout-backend"] for a in answers) == sorted([slow[0], spare[0]])
 
 
 async def test_every_backend_at_its_bound_is_a_429_with_retry_after(faults: FaultServer) -> None:
@@ -143,12 +143,12 @@ async def test_backend_too_slow_for_the_time_left_is_skipped(faults: FaultServer
         for _ in range(20):  # its median becomes ~150 ms
             await gw.client.chat.completions.create(model="auto", messages=MESSAGES)
         raw = await gw.client.chat.completions.with_raw_response.create(
-            model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": "100"}
+            model="auto", messages=MESSAGES, extra_headers={"x-turnout-budget-ms": "100"}
         )
         metrics = (await get(gw.url + "/metrics")).text
-    assert raw.headers["x-switchyard-backend"] == quick[0]
+    assert raw.headers["x-turnout-backend"] == quick[0]
     assert faults.count(slow[0]) == 20  # not even tried
-    assert f'switchyard_backend_attempts_total{{backend="{slow[0]}",outcome="skipped_too_slow"}} 1.0' in metrics
+    assert f'turnout_backend_attempts_total{{backend="{slow[0]}",outcome="skipped_too_slow"}} 1.0' in metrics
 
 
 async def test_timeouts_under_a_clients_tight_budget_do_not_open_the_breaker(faults: FaultServer) -> None:
@@ -158,7 +158,7 @@ async def test_timeouts_under_a_clients_tight_budget_do_not_open_the_breaker(fau
         for _ in range(3):
             with pytest.raises(openai.APIStatusError):
                 await gw.client.chat.completions.create(
-                    model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": "100"}
+                    model="auto", messages=MESSAGES, extra_headers={"x-turnout-budget-ms": "100"}
                 )
         assert await breaker_state(gw.url, hanging[0]) == "closed"
         for _ in range(2):  # the route's own budget: now the hang is the backend's fault

@@ -26,7 +26,7 @@ async def test_client_budget_header_tightens_the_route_budget(faults: FaultServe
     async with sdk_gateway(route_rules([hanging], route=", latency_budget_ms: 20000")) as gw:
         with stopwatch() as took, pytest.raises(openai.APIStatusError) as caught:
             await gw.client.chat.completions.create(
-                model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": "400"}
+                model="auto", messages=MESSAGES, extra_headers={"x-turnout-budget-ms": "400"}
             )
     assert caught.value.status_code == 504
     assert isinstance(caught.value.body, dict)
@@ -39,7 +39,7 @@ async def test_client_budget_header_never_loosens_the_route_budget(faults: Fault
     async with sdk_gateway(route_rules([hanging], route=", latency_budget_ms: 300")) as gw:
         with pytest.raises(openai.APIStatusError) as caught:
             await gw.client.chat.completions.create(
-                model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": "60000"}
+                model="auto", messages=MESSAGES, extra_headers={"x-turnout-budget-ms": "60000"}
             )
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["budget_ms"] == 300
@@ -50,10 +50,10 @@ async def test_bad_budget_header_is_a_400_naming_it(faults: FaultServer, value: 
     async with sdk_gateway(route_rules([faults.backend("ok")])) as gw:
         with pytest.raises(openai.BadRequestError) as caught:
             await gw.client.chat.completions.create(
-                model="auto", messages=MESSAGES, extra_headers={"x-switchyard-budget-ms": value}
+                model="auto", messages=MESSAGES, extra_headers={"x-turnout-budget-ms": value}
             )
     assert isinstance(caught.value.body, dict)
-    assert caught.value.body["param"] == "x-switchyard-budget-ms"
+    assert caught.value.body["param"] == "x-turnout-budget-ms"
 
 
 async def test_first_chunk_budget_moves_a_slow_stream_on_to_the_fallback(faults: FaultServer) -> None:
@@ -65,7 +65,7 @@ async def test_first_chunk_budget_moves_a_slow_stream_on_to_the_fallback(faults:
                 model="auto", messages=MESSAGES, stream=True
             )
         chunks = [c async for c in stream.parse()]
-    assert stream.headers["x-switchyard-backend"] == good[0]
+    assert stream.headers["x-turnout-backend"] == good[0]
     assert len(chunks) == 5
     assert took.seconds < 0.8 + SLACK_S  # the first chunk's budget, not the whole one
     assert await wait_for_event(faults, slow[0], "closed")  # the slow attempt was hung up on
@@ -121,5 +121,5 @@ async def test_gaps_between_chunks_are_bounded_by_the_backend_timeout_not_the_fi
     async with sdk_gateway(rules) as gw:
         stream = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES, stream=True)
         chunks = [c async for c in stream.parse()]
-    assert stream.headers["x-switchyard-backend"] == dribbling[0]
+    assert stream.headers["x-turnout-backend"] == dribbling[0]
     assert len(chunks) == 5  # 300 ms apart: longer than the first chunk's slice (250 ms), yet whole

@@ -61,11 +61,11 @@ async def test_repeat_is_a_hit_with_the_original_usage(store_settings: dict[str,
     async with gateway(upstream, **store_settings) as client:
         first = await ask(client, messages=[{"role": "user", "content": f"q-{id(store_settings)}"}])
         second = await ask(client, messages=[{"role": "user", "content": f"q-{id(store_settings)}"}])
-    assert first.headers["x-switchyard-cache"] == "miss"
-    assert second.headers["x-switchyard-cache"] == "hit"
+    assert first.headers["x-turnout-cache"] == "miss"
+    assert second.headers["x-turnout-cache"] == "hit"
     assert second.json() == first.json()
     assert second.json()["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-    assert second.headers["x-switchyard-backend"] == "primary"
+    assert second.headers["x-turnout-backend"] == "primary"
     assert upstream.calls.total() == 1
 
 
@@ -73,7 +73,7 @@ async def test_non_deterministic_requests_bypass_by_default() -> None:
     upstream = Upstream()
     async with gateway(upstream) as client:
         responses = [await ask(client, temperature=0.8) for _ in range(2)]
-    assert [r.headers["x-switchyard-cache"] for r in responses] == ["bypass", "bypass"]
+    assert [r.headers["x-turnout-cache"] for r in responses] == ["bypass", "bypass"]
     assert upstream.calls.total() == 2
 
 
@@ -82,7 +82,7 @@ async def test_seed_makes_a_request_cacheable() -> None:
     async with gateway(upstream) as client:
         await ask(client, temperature=0.8, seed=1)
         second = await ask(client, temperature=0.8, seed=1)
-    assert second.headers["x-switchyard-cache"] == "hit"
+    assert second.headers["x-turnout-cache"] == "hit"
 
 
 async def test_no_cache_skips_the_read_and_no_store_skips_the_write() -> None:
@@ -92,9 +92,9 @@ async def test_no_cache_skips_the_read_and_no_store_skips_the_write() -> None:
         fresh = await ask(client, headers={"cache-control": "no-cache"})
         unstored = await ask(client, headers={"cache-control": "no-store"}, max_tokens=3)
         after_unstored = await ask(client, max_tokens=3)
-    assert fresh.headers["x-switchyard-cache"] == "bypass"
-    assert unstored.headers["x-switchyard-cache"] == "miss"
-    assert after_unstored.headers["x-switchyard-cache"] == "miss"
+    assert fresh.headers["x-turnout-cache"] == "bypass"
+    assert unstored.headers["x-turnout-cache"] == "miss"
+    assert after_unstored.headers["x-turnout-cache"] == "miss"
     assert upstream.calls.total() == 4
 
 
@@ -107,7 +107,7 @@ async def test_errors_are_never_cached(status: int, answered: int) -> None:
         second = await ask(client)
     assert first.status_code == answered
     assert second.status_code == 200
-    assert second.headers["x-switchyard-cache"] == "miss"
+    assert second.headers["x-turnout-cache"] == "miss"
 
 
 async def test_tenants_do_not_see_each_others_entries() -> None:
@@ -115,7 +115,7 @@ async def test_tenants_do_not_see_each_others_entries() -> None:
     async with gateway(upstream) as client:
         await ask(client, model="code")
         other = await ask(client, key=LIMITED_KEY, model="code")
-    assert other.headers["x-switchyard-cache"] == "miss"
+    assert other.headers["x-turnout-cache"] == "miss"
     assert upstream.calls.total() == 2
 
 
@@ -125,7 +125,7 @@ async def test_shared_route_serves_every_tenant() -> None:
     async with gateway(upstream, rules=shared) as client:
         await ask(client, model="code")
         other = await ask(client, key=LIMITED_KEY, model="code")
-    assert other.headers["x-switchyard-cache"] == "hit"
+    assert other.headers["x-turnout-cache"] == "hit"
 
 
 async def test_fallback_answer_does_not_fill_the_cache_unless_allowed() -> None:
@@ -141,9 +141,9 @@ async def test_fallback_answer_does_not_fill_the_cache_unless_allowed() -> None:
     async with gateway(primary_down, rules=allowed) as client:
         await ask(client)
         filled = await ask(client)
-    assert again.headers["x-switchyard-cache"] == "miss"
-    assert filled.headers["x-switchyard-cache"] == "hit"
-    assert filled.headers["x-switchyard-backend"] == "fallback"
+    assert again.headers["x-turnout-cache"] == "miss"
+    assert filled.headers["x-turnout-cache"] == "hit"
+    assert filled.headers["x-turnout-backend"] == "fallback"
 
 
 async def test_stream_then_json_and_json_then_stream_hit() -> None:
@@ -153,10 +153,10 @@ async def test_stream_then_json_and_json_then_stream_hit() -> None:
         await asyncio.sleep(0.05)  # the stream is stored as it closes
         as_json = await ask(client)
         as_stream = await ask(client, stream=True, stream_options={"include_usage": True})
-    assert streamed.headers["x-switchyard-cache"] == "miss"
-    assert as_json.headers["x-switchyard-cache"] == "hit"
+    assert streamed.headers["x-turnout-cache"] == "miss"
+    assert as_json.headers["x-turnout-cache"] == "hit"
     assert as_json.json()["choices"][0]["message"]["content"] == "Hello"
-    assert as_stream.headers["x-switchyard-cache"] == "hit"
+    assert as_stream.headers["x-turnout-cache"] == "hit"
     assert content_of(as_stream) == "Hello"
     assert as_stream.text.endswith("data: [DONE]\n\n")
     assert upstream.calls.total() == 1
@@ -169,7 +169,7 @@ async def test_truncated_stream_is_not_cached() -> None:
         await asyncio.sleep(0.05)
         upstream.cut_stream = False
         second = await ask(client)
-    assert second.headers["x-switchyard-cache"] == "miss"
+    assert second.headers["x-turnout-cache"] == "miss"
 
 
 async def test_tool_call_answers_are_not_cached_by_default() -> None:
@@ -191,7 +191,7 @@ async def test_tool_call_answers_are_not_cached_by_default() -> None:
     async with gateway(tool_call) as client:
         await ask(client)
         second = await ask(client)
-    assert second.headers["x-switchyard-cache"] == "miss"
+    assert second.headers["x-turnout-cache"] == "miss"
 
 
 async def test_fifty_identical_concurrent_misses_reach_the_backend_once(store_settings: dict[str, object]) -> None:
@@ -201,7 +201,7 @@ async def test_fifty_identical_concurrent_misses_reach_the_backend_once(store_se
         responses = await asyncio.gather(*(ask(client, **body) for _ in range(50)))
     assert all(r.status_code == 200 for r in responses)
     assert upstream.calls.total() == 1
-    statuses = Counter(r.headers["x-switchyard-cache"] for r in responses)
+    statuses = Counter(r.headers["x-turnout-cache"] for r in responses)
     assert statuses["hit"] == 49
     assert statuses["miss"] + statuses["off"] == 1  # the leader; "off" if its store read timed out under load
 
@@ -217,6 +217,6 @@ async def test_redis_killed_mid_load_fails_no_request() -> None:
             after = [await ask(client, max_tokens=i % 3 + 1) for i in range(20)]
             metrics = (await client.get("/metrics")).text
     assert all(r.status_code == 200 for r in before + after)
-    assert {r.headers["x-switchyard-cache"] for r in before} == {"miss", "hit"}
-    assert {r.headers["x-switchyard-cache"] for r in after} == {"off"}
-    assert "switchyard_cache_errors_total" in metrics
+    assert {r.headers["x-turnout-cache"] for r in before} == {"miss", "hit"}
+    assert {r.headers["x-turnout-cache"] for r in after} == {"off"}
+    assert "turnout_cache_errors_total" in metrics

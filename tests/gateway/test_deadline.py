@@ -35,7 +35,7 @@ def test_bad_budget_header_is_rejected(value: str) -> None:
     with pytest.raises(RequestError) as caught:
         requested_budget_ms(value, 2000)
     assert caught.value.status == 400
-    assert caught.value.param == "x-switchyard-budget-ms"
+    assert caught.value.param == "x-turnout-budget-ms"
 
 
 def test_latency_window_needs_enough_recent_samples() -> None:

@@ -30,7 +30,7 @@ async def test_fault_falls_back_inside_budget(faults: FaultServer, fault: str) -
     async with sdk_gateway(rules) as gw:
         with stopwatch() as took:
             raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-    assert raw.headers["x-switchyard-backend"] == good[0]
+    assert raw.headers["x-turnout-backend"] == good[0]
     assert raw.parse().choices[0].message.content == "from ok"
     assert faults.count(broken[0]) == 1
     assert took.seconds < BUDGET_MS / 1000 + SLACK_S
@@ -98,7 +98,7 @@ async def test_fallback_statuses_are_configurable(faults: FaultServer) -> None:
     moves_on_400 = route_rules([refusing, good], route=", fallback: {statuses: [400]}")
     async with sdk_gateway(moves_on_400) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-    assert raw.headers["x-switchyard-backend"] == good[0]
+    assert raw.headers["x-turnout-backend"] == good[0]
     only_connect = route_rules([failing, good], route=", fallback: {failures: [connect, timeout]}")
     async with sdk_gateway(only_connect) as gw:
         with pytest.raises(openai.InternalServerError) as caught:

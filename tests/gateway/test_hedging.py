@@ -16,13 +16,13 @@ async def test_hedge_picks_the_fast_backend_and_closes_the_slow_one(faults: Faul
     async with sdk_gateway(rules) as gw:
         with stopwatch() as took:
             raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-        assert raw.headers["x-switchyard-backend"] == fast[0]
+        assert raw.headers["x-turnout-backend"] == fast[0]
         assert await wait_for_event(faults, slow[0], "closed", within_s=2)  # cancelled, not left to finish
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(gw.url + "/metrics")).text
     assert took.seconds < 4  # did not wait for the slow one
-    assert 'switchyard_hedges_total{route="r"} 1.0' in metrics
-    assert 'switchyard_backend_attempts_total{backend="' + slow[0] + '",outcome="cancelled"} 1.0' in metrics
+    assert 'turnout_hedges_total{route="r"} 1.0' in metrics
+    assert 'turnout_backend_attempts_total{backend="' + slow[0] + '",outcome="cancelled"} 1.0' in metrics
 
 
 async def test_hedge_for_a_stream_keeps_the_first_stream_and_closes_the_other(faults: FaultServer) -> None:
@@ -40,7 +40,7 @@ async def test_no_hedge_before_the_delay(faults: FaultServer) -> None:
     rules = route_rules([quick, spare], route=", hedge: {delay_ms: 2000}")
     async with sdk_gateway(rules) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-    assert raw.headers["x-switchyard-backend"] == quick[0]
+    assert raw.headers["x-turnout-backend"] == quick[0]
     assert faults.count(spare[0]) == 0
 
 
@@ -49,7 +49,7 @@ async def test_hedge_that_fails_leaves_the_primary_to_answer(faults: FaultServer
     rules = route_rules([slowish, broken], route=", hedge: {delay_ms: 100}")
     async with sdk_gateway(rules) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-    assert raw.headers["x-switchyard-backend"] == slowish[0]
+    assert raw.headers["x-turnout-backend"] == slowish[0]
     assert faults.count(broken[0]) == 1
 
 
@@ -63,7 +63,7 @@ async def test_adaptive_hedge_delay_follows_the_primarys_p95(faults: FaultServer
         faults.modes[primary[0]] = "hang"
         with stopwatch() as took:
             raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-    assert raw.headers["x-switchyard-backend"] == spare[0]
+    assert raw.headers["x-turnout-backend"] == spare[0]
     assert took.seconds < 1.5  # hedged after ~30 ms, not after the fixed 3,000 ms
 
 
@@ -72,6 +72,6 @@ async def test_hedge_refused_as_the_callers_fault_starts_no_further_backend(faul
     rules = route_rules([slowish, refusing, spare], route=", hedge: {delay_ms: 50}")
     async with sdk_gateway(rules) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES)
-    assert raw.headers["x-switchyard-backend"] == slowish[0]  # the primary still answered
+    assert raw.headers["x-turnout-backend"] == slowish[0]  # the primary still answered
     assert faults.count(refusing[0]) == 1
     assert faults.count(spare[0]) == 0

@@ -64,9 +64,9 @@ async def test_chat_completion_through_gateway(client: openai.AsyncOpenAI, model
     assert completion.usage is not None
     assert completion.usage.prompt_tokens > 0
     assert 0 < completion.usage.completion_tokens <= 12
-    assert raw.headers["x-switchyard-route"] == ("general" if model == "auto" else model)
+    assert raw.headers["x-turnout-route"] == ("general" if model == "auto" else model)
     expected_backend = {"auto": "llama", "external": "external", "embedded": "embedded"}[model]
-    assert raw.headers["x-switchyard-backend"] == expected_backend
+    assert raw.headers["x-turnout-backend"] == expected_backend
 
 
 @pytest.mark.parametrize("model", ["auto", "external", "embedded"])
@@ -88,7 +88,7 @@ async def test_streamed_chat_completion_through_gateway(client: openai.AsyncOpen
     assert finish in {"stop", "length"}
     assert usage is not None
     assert usage.completion_tokens > 0
-    assert raw.headers["x-switchyard-backend"] in {"llama", "external", "embedded"}
+    assert raw.headers["x-turnout-backend"] in {"llama", "external", "embedded"}
 
 
 async def test_auto_is_routed_by_the_shipped_classifier(client: openai.AsyncOpenAI) -> None:
@@ -97,8 +97,8 @@ async def test_auto_is_routed_by_the_shipped_classifier(client: openai.AsyncOpen
         messages=[{"role": "user", "content": "What is 12 times 12?"}],
         max_tokens=8,
     )
-    assert raw.headers["x-switchyard-route"] == "math"
-    assert 0.5 < float(raw.headers["x-switchyard-router-score"]) <= 1
+    assert raw.headers["x-turnout-route"] == "math"
+    assert 0.5 < float(raw.headers["x-turnout-router-score"]) <= 1
 
 
 async def test_embeddings_through_gateway(client: openai.AsyncOpenAI) -> None:

@@ -87,7 +87,7 @@ async def test_key_over_its_request_limit_gets_429_with_retry_after() -> None:
     assert refused.json()["error"]["code"] == "requests_per_minute_exceeded"
     assert 1 <= int(refused.headers["retry-after"]) <= 120  # a sliding window may need part of the next minute
     assert other.status_code == 200  # limits are per key
-    assert 'switchyard_rate_limited_total{limit="requests",tenant="small"} 1.0' in metrics
+    assert 'turnout_rate_limited_total{limit="requests",tenant="small"} 1.0' in metrics
 
 
 async def test_key_over_its_token_limit_gets_429_after_spending_them() -> None:
@@ -118,7 +118,7 @@ async def test_unreachable_limit_store_lets_requests_through() -> None:
     for _ in range(3):
         await limiter.admit(principal)  # no RateLimited raised
     await limiter.aclose()
-    assert b"switchyard_rate_limit_errors_total 3.0" in metrics.render()
+    assert b"turnout_rate_limit_errors_total 3.0" in metrics.render()
 
 
 async def test_memory_limiter_refuses_over_the_limit() -> None:

@@ -104,9 +104,9 @@ def two_gateways(tmp_path: Path) -> Iterator[list[str]]:
         config.write_text(rules + "router: {kind: default}\n" if "router:" not in rules else rules)
         env = {
             **os.environ,
-            "SWITCHYARD_REDIS_URL": redis_url,
-            "SWITCHYARD_ADMIN_KEY": "adm",
-            "SWITCHYARD_LOG_LEVEL": "warning",
+            "TURNOUT_REDIS_URL": redis_url,
+            "TURNOUT_ADMIN_KEY": "adm",
+            "TURNOUT_LOG_LEVEL": "warning",
         }
         ports = [free_port(), free_port()]
         processes = [
@@ -191,4 +191,4 @@ async def test_identical_requests_on_two_replicas_reach_the_backend_once(two_gat
         )
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     assert UPSTREAM_CALLS.count(prompt) == 1
-    assert sum(r.headers["x-switchyard-cache"] == "hit" for r in responses) == 19
+    assert sum(r.headers["x-turnout-cache"] == "hit" for r in responses) == 19

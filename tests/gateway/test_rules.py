@@ -5,9 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from starlette.datastructures import Headers
 
+from gateway.auth import KeyRing
 from gateway.cli import main
-from gateway.rules import RulesInvalid, parse_rules
+from gateway.rules import RulesInvalid, load_rules, parse_rules
+from gateway.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 VALID = """
@@ -119,3 +122,10 @@ def test_fallback_kinds_are_validated() -> None:
         "code: {backends: [gpu, ext]}", "code: {backends: [gpu, ext], fallback: {failures: [5xx, teapot]}}"
     )
     assert any("routes.code.fallback.failures[1]" in p for p in problems_of(text))
+
+
+def test_quickstart_dev_key_is_the_one_the_readme_names() -> None:
+    keyring = KeyRing.from_config(load_rules(ROOT / "deploy" / "rules.local.yaml"), Settings(api_keys={}))
+    principal = keyring.authenticate(Headers({"authorization": "Bearer sk-turnout-dev"}))
+    assert principal.tenant
+    assert "sk-turnout-dev" in (ROOT / "README.md").read_text()

@@ -42,9 +42,9 @@ async def test_paraphrase_hits_with_its_similarity(store_settings: dict[str, obj
     async with gateway(upstream, rules=SEMANTIC, **store_settings) as client:
         first = await ask(client, **user("How do I reset my password?"))
         paraphrase = await ask(client, **user("How can I reset my password?"))
-    assert first.headers["x-switchyard-cache"] == "miss"
-    assert paraphrase.headers["x-switchyard-cache"] == "hit"
-    assert 0.9 <= float(paraphrase.headers["x-switchyard-cache-similarity"]) <= 1
+    assert first.headers["x-turnout-cache"] == "miss"
+    assert paraphrase.headers["x-turnout-cache"] == "hit"
+    assert 0.9 <= float(paraphrase.headers["x-turnout-cache-similarity"]) <= 1
     assert paraphrase.json() == first.json()
     assert upstream.calls.total() == 1
 
@@ -56,7 +56,7 @@ async def test_different_numbers_or_meaning_never_hit(store_settings: dict[str, 
         other_number = await ask(client, **user("What is 15% of 90?"))
         other_question = await ask(client, **user("What is the capital of France?"))
         other_params = await ask(client, max_tokens=7, **user("What is 15 % of 80?"))
-    assert [r.headers["x-switchyard-cache"] for r in (other_number, other_question, other_params)] == ["miss"] * 3
+    assert [r.headers["x-turnout-cache"] for r in (other_number, other_question, other_params)] == ["miss"] * 3
     assert upstream.calls.total() == 4
 
 
@@ -65,7 +65,7 @@ async def test_routes_without_a_threshold_stay_exact() -> None:
     async with gateway(upstream) as client:
         await ask(client, **user("How do I reset my password?"))
         paraphrase = await ask(client, **user("How can I reset my password?"))
-    assert paraphrase.headers["x-switchyard-cache"] == "miss"
+    assert paraphrase.headers["x-turnout-cache"] == "miss"
 
 
 async def test_redis_without_vector_sets_keeps_the_exact_cache(redis_url: str) -> None:
@@ -74,6 +74,6 @@ async def test_redis_without_vector_sets_keeps_the_exact_cache(redis_url: str) -
         await ask(client, **user("How do I reset my password? 7"))
         exact = await ask(client, **user("How do I reset my password? 7"))
         paraphrase = await ask(client, **user("How can I reset my password? 7"))
-    assert exact.headers["x-switchyard-cache"] == "hit"
+    assert exact.headers["x-turnout-cache"] == "hit"
     assert paraphrase.status_code == 200
-    assert paraphrase.headers["x-switchyard-cache"] == "miss"
+    assert paraphrase.headers["x-turnout-cache"] == "miss"

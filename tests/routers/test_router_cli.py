@@ -10,7 +10,7 @@ import pytest
 from tests.routers.test_classifier import PROMPTS
 
 
-def switchyard(*args: str) -> subprocess.CompletedProcess[str]:
+def turnout(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=False)
 
 
@@ -27,7 +27,7 @@ def intents(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(intents: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("model")
-    result = switchyard("router", "train", "--data", str(intents), "--out", str(out))
+    result = turnout("router", "train", "--data", str(intents), "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -40,7 +40,7 @@ def test_train_writes_a_model_with_the_operators_labels(trained: Path) -> None:
 
 
 def test_eval_json_has_the_documented_schema(trained: Path, intents: Path) -> None:
-    result = switchyard("router", "eval", "--model", str(trained), "--data", str(intents), "--json")
+    result = turnout("router", "eval", "--model", str(trained), "--data", str(intents), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {"accuracy", "macro_f1", "per_label", "confusion", "p50_ms", "p99_ms"} <= set(report)
@@ -51,7 +51,7 @@ def test_eval_json_has_the_documented_schema(trained: Path, intents: Path) -> No
 
 
 def test_eval_without_model_uses_the_shipped_one(intents: Path) -> None:
-    result = switchyard("router", "eval", "--data", str(intents), "--json")
+    result = turnout("router", "eval", "--data", str(intents), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["rows"] == 44
@@ -63,7 +63,7 @@ def test_eval_without_model_uses_the_shipped_one(intents: Path) -> None:
 def test_train_rejects_rows_without_label(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x"}\n')
-    result = switchyard("router", "train", "--data", str(bad), "--out", str(tmp_path / "m"))
+    result = turnout("router", "train", "--data", str(bad), "--out", str(tmp_path / "m"))
     assert result.returncode == 1
     assert "bad.jsonl:1" in result.stderr
 
@@ -78,7 +78,7 @@ default_route: general
 rules: [{name: sql, when: {regex: "(?i)select .* from"}, route: code}]
 """
     )
-    result = switchyard("route", "explain", "--config", str(config), "What is 12 times 12?")
+    result = turnout("route", "explain", "--config", str(config), "What is 12 times 12?")
     assert result.returncode == 0, result.stderr
     explained = json.loads(result.stdout)
     assert explained["route"] == "math"
@@ -93,5 +93,5 @@ rules: [{name: sql, when: {regex: "(?i)select .* from"}, route: code}]
         "summarization",
     }
     assert explained["rules"] == [{"rule": "sql", "matched": False, "failed": "regex"}]
-    by_rule = json.loads(switchyard("route", "explain", "--config", str(config), "SELECT a FROM t").stdout)
+    by_rule = json.loads(turnout("route", "explain", "--config", str(config), "SELECT a FROM t").stdout)
     assert by_rule["decided_by"] == "rule:sql"
