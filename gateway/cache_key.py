@@ -25,4 +25,4 @@ def cache_key(namespace: str, route: str, model_identity: str, request: ChatComp
 
 
 def is_deterministic(request: ChatCompletionRequest) -> bool:
-    return request.temperature == 0 or (request.model_extra or {}).get("seed") is not None
+    return request.temperature == 0 or request.seed is not None

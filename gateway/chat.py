@@ -136,7 +136,7 @@ class ChatCall:
             headers["x-turnout-cache-similarity"] = f"{similarity:.4f}"
         if not chat.stream:
             return Response(entry.completion, media_type=JSON, headers=headers)
-        include_usage = bool((getattr(chat, "stream_options", None) or {}).get("include_usage"))
+        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         chunks = replay_chunks(entry.answer(), include_usage)
         return StreamingResponse(
             sse_events(chunks[0], _iterate(chunks[1:]), lambda: None), media_type="text/event-stream", headers=headers

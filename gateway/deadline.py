@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
 from gateway.errors import RequestError
 
 BUDGET_HEADER = "x-turnout-budget-ms"
+WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only: ``str.isdigit`` also takes ``²`` and ``١``, which ``int`` then refuses or reads."""
 CLOCK_GRAIN_S = 0.002
 """Event loops wake timers up to a millisecond early (uvloop counts whole milliseconds): a timer set
 for the deadline may see a sliver of time left. Less than this left is none."""
@@ -53,7 +56,7 @@ def requested_budget_ms(header: str | None, route_budget_ms: int) -> int:
     if header is None:
         return route_budget_ms
     value = header.strip()
-    if not value.isdigit() or int(value) == 0:
+    if WHOLE_NUMBER.fullmatch(value) is None or int(value) == 0:
         raise RequestError(
             f"{BUDGET_HEADER} must be a positive whole number of milliseconds, got {header!r}",
             param=BUDGET_HEADER,

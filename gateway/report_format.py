@@ -9,13 +9,13 @@ import re
 from gateway.errors import InvalidRequest
 from gateway.reports import DIMENSIONS, FIELDS
 
-DURATION = re.compile(r"^(\d+)([smhd]?)$")
+DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_since(text: str) -> float:
     """``90m``, ``24h``, ``7d`` or seconds."""
-    match = DURATION.match(text.strip())
+    match = DURATION.fullmatch(text.strip())
     if match is None:
         raise InvalidRequest(f"since={text!r}: want a duration such as 90m, 24h or 7d", param="since")
     return int(match.group(1)) * UNIT_S[match.group(2)]

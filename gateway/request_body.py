@@ -8,14 +8,17 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from gateway.errors import BodyTooLarge, InvalidRequest, MalformedJSON
+from gateway.deadline import WHOLE_NUMBER
+from gateway.errors import BodyTooLarge, InvalidRequest, MalformedJSON, RequestError
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and WHOLE_NUMBER.fullmatch(declared) is None:
+        raise RequestError(f"content-length must be a whole number of bytes, got {declared!r}", param="content-length")
+    if declared is not None and int(declared) > limit:
         raise BodyTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     body = bytearray()
     async for part in request.stream():
@@ -52,6 +55,17 @@ def request_error(exc: ValidationError) -> MalformedJSON | InvalidRequest:
     errors = exc.errors()
     if errors[0]["type"] == "json_invalid":
         return MalformedJSON(f"request body is not valid JSON: {errors[0]['msg']}")
-    fields = [(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in errors]
+    deepest = max(len(e["loc"]) for e in errors)
+    fields = dict.fromkeys((_field_path(e["loc"]), e["msg"]) for e in errors if len(e["loc"]) == deepest)
     message = "; ".join(f"{where}: {msg}" for where, msg in fields)
-    return InvalidRequest(f"invalid request: {message}", param=fields[0][0])
+    return InvalidRequest(f"invalid request: {message}", param=next(iter(fields))[0])
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``messages.0.content`` from pydantic's location, without the union members it tried
+    (``str``, ``list[ContentPart]``)."""
+    kept = [str(p) for p in loc if not (isinstance(p, str) and (p in UNION_TAGS or "[" in p))]
+    return ".".join(kept) or "body"
+
+
+UNION_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}

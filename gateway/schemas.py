@@ -7,28 +7,79 @@ fields the gateway reads and otherwise passed through as they came.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class Passthrough(BaseModel):
+    """Unknown fields are kept and sent upstream; numbers among them must still fit JSON's 64-bit
+    integers, or the cache key and the upstream body could not be written."""
+
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _extras_fit_64_bits(self) -> Passthrough:
+        for name, value in (self.model_extra or {}).items():
+            if not fits_64_bits(value):
+                raise ValueError(f"field {name!r} holds an integer outside the 64-bit range")
+        return self
+
+
+class Wire(BaseModel):
+    """A part of a request whose shape the OpenAI API fixes: wrong types are errors, not coerced."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ContentPart(Wire):
+    """One part of a message's content; the field its ``type`` names must be there."""
+
+    type: Literal["text", "image_url", "input_audio", "file", "refusal"]
+    text: StrictStr | None = None
+    refusal: StrictStr | None = None
+    image_url: dict[str, Any] | None = None
+    input_audio: dict[str, Any] | None = None
+    file: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _has_its_payload(self) -> ContentPart:
+        if getattr(self, self.type) is None:
+            raise ValueError(f"a {self.type!r} content part needs its {self.type!r} field")
+        return self
+
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class ChatMessage(Passthrough):
-    role: str = Field(min_length=1)
-    content: str | list[Any] | None = None
+    role: Role
+    content: StrictStr | list[ContentPart] | None = None
+
+
+class StreamOptions(Wire):
+    include_usage: StrictBool | None = None
 
 
 class ChatCompletionRequest(Passthrough):
-    model: str = Field(min_length=1)
+    model: StrictStr = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    n: int | None = Field(None, ge=1, le=128)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    temperature: Number | None = Field(None, ge=0, le=2)
+    top_p: Number | None = Field(None, ge=0, le=1)
+    max_tokens: Int64 | None = Field(None, ge=1)
+    max_completion_tokens: Int64 | None = Field(None, ge=1)
+    n: Int64 | None = Field(None, ge=1, le=128)
+    seed: Int64 | None = None
+    logprobs: StrictBool | None = None
+    parallel_tool_calls: StrictBool | None = None
+    presence_penalty: Number | None = Field(None, ge=-2, le=2)
+    frequency_penalty: Number | None = Field(None, ge=-2, le=2)
 
     def upstream_body(self, model: str) -> bytes:
         """The request as the backend should see it: the same fields, its own model name."""
@@ -37,13 +88,14 @@ class ChatCompletionRequest(Passthrough):
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
             if message.role == "user":
-                return _text_of(message.content)
+                return text_of(message.content)
         return ""
 
 
 class EmbeddingRequest(Passthrough):
-    model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    model: StrictStr = Field(min_length=1)
+    input: StrictStr | list[StrictStr] | list[Int64] | list[list[Int64]]
+    dimensions: Int64 | None = Field(None, ge=1)
 
     def upstream_body(self, model: str) -> bytes:
         return self.model_copy(update={"model": model}).model_dump_json(exclude_unset=True).encode()
@@ -98,8 +150,18 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-def _text_of(content: str | list[Any] | None) -> str:
+def fits_64_bits(value: object) -> bool:
+    """Whether every integer in a parsed JSON value fits a signed 64-bit integer."""
+    if isinstance(value, bool) or not isinstance(value, int | list | dict):
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    items = value.values() if isinstance(value, dict) else value
+    return all(fits_64_bits(item) for item in items)
+
+
+def text_of(content: str | list[ContentPart] | None) -> str:
+    """The text a message says: a string, or its text parts joined by newlines."""
     if isinstance(content, str):
         return content
-    parts = [p.get("text", "") for p in content or [] if isinstance(p, dict) and p.get("type") == "text"]
-    return "\n".join(parts)
+    return "\n".join(part.text for part in content or [] if part.text is not None)

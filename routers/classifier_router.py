@@ -8,15 +8,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.rules import ClassifierRouterSpec, Rules
-from gateway.schemas import ChatCompletionRequest
+from gateway.schemas import ChatCompletionRequest, text_of
 from routers.batcher import MicroBatcher
 from routers.decision import RouteDecision
-from routers.rules_engine import text_of_message
 
 
 def routing_text(request: ChatCompletionRequest) -> str:
     """The last user message; the whole conversation's text if there is none."""
-    return request.last_user_text() or " ".join(text_of_message(m.content) for m in request.messages)
+    return request.last_user_text() or " ".join(text_of(m.content) for m in request.messages)
 
 
 FastScore = Callable[[str], NDArray[np.float32] | None]

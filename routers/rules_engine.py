@@ -6,26 +6,18 @@ import re
 from dataclasses import dataclass
 
 from gateway.rules import RuleMatch, Rules, RuleSpec
-from gateway.schemas import ChatCompletionRequest
+from gateway.schemas import ChatCompletionRequest, text_of
 from routers.decision import RouteDecision, RoutingContext
 
 
 def estimated_tokens(request: ChatCompletionRequest) -> int:
     """About four characters a token, over every message's text."""
-    return sum(len(text_of_message(m.content)) for m in request.messages) // 4
-
-
-def text_of_message(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+    return sum(len(text_of(m.content)) for m in request.messages) // 4
 
 
 def has_images(request: ChatCompletionRequest) -> bool:
     return any(
-        isinstance(part, dict) and part.get("type") in {"image_url", "input_image", "image"}
+        part.type == "image_url"
         for message in request.messages
         if isinstance(message.content, list)
         for part in message.content
