@@ -18,7 +18,7 @@ from gateway.request_body import parse_body, read_body
 from gateway.response_cache import CacheEntry, CachePlan
 from gateway.rules import CachePolicy
 from gateway.schemas import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
-from gateway.semantic_cache import Probe, semantic_space
+from gateway.semantic_cache import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.sse import sse_events
 from gateway.state import GatewayState
 from gateway.stream_assembly import StreamAssembler, replay_chunks
@@ -114,7 +114,7 @@ class ChatCall:
     ) -> tuple[CacheEntry, float] | None:
         threshold = plan.policy.semantic_threshold
         text = chat.last_user_text()
-        if threshold is None or self.state.semantic is None or not text:
+        if threshold is None or self.state.semantic is None or not text or len(text) > MAX_TEXT_CHARS:
             return None
         identity = self.state.cache.identities[plan.primary]
         space = semantic_space(plan.namespace, decision.route, identity, chat)

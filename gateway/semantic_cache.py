@@ -84,6 +84,10 @@ class SemanticCache:
 
 
 SEMANTIC_HEAD_TOKENS, SEMANTIC_TAIL_TOKENS = 64, 62
+MAX_TEXT_CHARS = 8192
+"""Longer messages skip the semantic cache (the exact cache still serves them): their identifiers
+would be compared over the whole text on the event loop, and near-duplicate long documents that
+differ somewhere in the middle are exactly the false hits a semantic cache must not serve."""
 
 
 def open_semantic(

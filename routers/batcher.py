@@ -22,7 +22,8 @@ class MicroBatcher:
         self._score = score
         self._max_batch = max_batch
         self._pending: list[tuple[str, asyncio.Future[NDArray[np.float32]]]] = []
-        self._is_draining = False
+        self._drainer: asyncio.Task[None] | None = None
+        """The running drain, referenced so the loop cannot collect it mid-batch."""
         # One thread: ONNX Runtime parallelises inside a call; two calls at once would only contend.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnout-router")
 
@@ -30,28 +31,24 @@ class MicroBatcher:
         """The score row for one text."""
         future: asyncio.Future[NDArray[np.float32]] = asyncio.get_running_loop().create_future()
         self._pending.append((text, future))
-        if not self._is_draining:
-            self._is_draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-                try:
-                    rows = await loop.run_in_executor(self._executor, self._score, [text for text, _ in batch])
-                except Exception as exc:  # every waiter learns of the failure
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), row in zip(batch, rows, strict=True):
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            try:
+                rows = await loop.run_in_executor(self._executor, self._score, [text for text, _ in batch])
+            except Exception as exc:  # every waiter learns of the failure
+                for _, future in batch:
                     if not future.done():
-                        future.set_result(row)
-        finally:
-            self._is_draining = False
+                        future.set_exception(exc)
+                continue
+            for (_, future), row in zip(batch, rows, strict=True):
+                if not future.done():
+                    future.set_result(row)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -8,15 +8,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.rules import ClassifierRouterSpec, Rules
-from gateway.schemas import ChatCompletionRequest, text_of
+from gateway.schemas import ChatCompletionRequest
 from routers.batcher import MicroBatcher
 from routers.decision import RouteDecision
-
-
-def routing_text(request: ChatCompletionRequest) -> str:
-    """The last user message; the whole conversation's text if there is none."""
-    return request.last_user_text() or " ".join(text_of(m.content) for m in request.messages)
-
+from routers.routing_text import routing_text
 
 FastScore = Callable[[str], NDArray[np.float32] | None]
 

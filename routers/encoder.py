@@ -14,6 +14,8 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
+from routers.routing_text import bounded
+
 log = logging.getLogger("turnout")
 CLS_ID, SEP_ID = 101, 102
 
@@ -44,6 +46,8 @@ class Encoder:
         self.provider = self._session.get_providers()[0]
 
     def token_ids(self, text: str) -> list[int]:
+        # A token is rarely over 16 characters: this bound keeps every token the model reads.
+        text = bounded(text, 16 * self.head_tokens, 16 * self.tail_tokens)
         ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
         if len(ids) > self.head_tokens + self.tail_tokens:
             ids = ids[: self.head_tokens] + (ids[-self.tail_tokens :] if self.tail_tokens else [])

@@ -15,8 +15,8 @@ from backends.base import Backend
 from gateway.errors import BackendError
 from gateway.rules import LLMRouterSpec, Rules
 from gateway.schemas import ChatCompletionRequest
-from routers.classifier_router import routing_text
 from routers.decision import RouteDecision, Router
+from routers.routing_text import routing_text
 
 PROMPT_CHARS = 2000
 INSTRUCTIONS = (

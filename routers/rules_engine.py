@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway.rules import RuleMatch, Rules, RuleSpec
 from gateway.schemas import ChatCompletionRequest, text_of
 from routers.decision import RouteDecision, RoutingContext
+from routers.routing_text import bounded
 
 
 def estimated_tokens(request: ChatCompletionRequest) -> int:
@@ -41,7 +42,7 @@ class CompiledRule:
             return "tenant"
         if when.models is not None and request.model not in when.models:
             return "model"
-        if self.pattern is not None and not self.pattern.search(request.last_user_text()):
+        if self.pattern is not None and not self.pattern.search(bounded(request.last_user_text())):
             return "regex"
         if when.min_tokens is not None or when.max_tokens is not None:
             tokens = estimated_tokens(request)
