@@ -6,19 +6,26 @@ import csv
 import io
 import re
 
-from gateway.errors import InvalidRequest
-from gateway.reports import DIMENSIONS, FIELDS
+from gateway.errors import InvalidRequest, RequestError
+from gateway.reports import DIMENSIONS, FIELDS, KEEP_S
 
 DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_since(text: str) -> float:
-    """``90m``, ``24h``, ``7d`` or seconds."""
+def parse_since(text: str, longest_s: float = KEEP_S) -> float:
+    """``90m``, ``24h``, ``7d`` or seconds; at most ``longest_s``, what the report keeps."""
     match = DURATION.fullmatch(text.strip())
     if match is None:
         raise InvalidRequest(f"since={text!r}: want a duration such as 90m, 24h or 7d", param="since")
-    return int(match.group(1)) * UNIT_S[match.group(2)]
+    since_s = int(match.group(1)) * UNIT_S[match.group(2)]
+    if since_s > longest_s:
+        raise RequestError(
+            f"since={text!r} reaches past what the report keeps ({longest_s // 86400:.0f}d)",
+            param="since",
+            code="since_out_of_range",
+        )
+    return since_s
 
 
 def parse_by(text: str) -> list[str]:

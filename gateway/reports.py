@@ -95,8 +95,8 @@ class ReportBook:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            await self.flush()
         if self._redis is not None:
+            await self.flush()
             await close_redis(self._redis)
 
     async def flush(self) -> None:
@@ -113,9 +113,15 @@ class ReportBook:
             await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("report flush to Redis failed (%s); keeping the figures for the next flush", exc)
-            for key, values in pending.items():
-                for name, value in values.items():
-                    self._pending[key][name] += value
+            self._put_back(pending)
+        except BaseException:  # cancelled (shutdown): the figures stay for the closing flush
+            self._put_back(pending)
+            raise
+
+    def _put_back(self, pending: defaultdict[Key, defaultdict[str, float]]) -> None:
+        for key, values in pending.items():
+            for name, value in values.items():
+                self._pending[key][name] += value
 
     async def totals(self, since_s: float, now: float | None = None) -> dict[Key, dict[str, float]]:
         """Every (hour, route, backend, tenant) row since ``since_s`` seconds ago."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -192,3 +193,37 @@ async def test_identical_requests_on_two_replicas_reach_the_backend_once(two_gat
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     assert UPSTREAM_CALLS.count(prompt) == 1
     assert sum(r.headers["x-turnout-cache"] == "hit" for r in responses) == 19
+
+
+@pytest.mark.parametrize("since", ["200000h", "41d", "999999999"])
+async def test_report_reaching_past_what_is_kept_is_400_naming_since(since: str) -> None:
+    async with gateway(admin_key="adm") as client:
+        response = await client.get(f"/admin/reports/cache?since={since}", headers=ADMIN)
+        longest = await client.get("/admin/reports/cache?since=40d", headers=ADMIN)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "since"
+    assert longest.status_code == 200
+
+
+async def test_figures_survive_a_flush_cancelled_mid_write(redis_url: str) -> None:
+    book = ReportBook(redis_url, flush_interval_s=3600)
+    admin = aioredis.from_url(redis_url)
+    await admin.flushdb()
+    for _ in range(3):
+        book.record(Outcome("code", "gpu", "cancel-test", "miss", 10, 5, 0.01, 0.02))
+    await admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    try:
+        flushing = asyncio.create_task(book.flush())
+        await asyncio.sleep(0.2)  # the writes are sent and held by the paused server
+        flushing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flushing
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+    await book.aclose()  # the shutdown flush sends what the cancelled one took out
+    reader = ReportBook(redis_url)
+    totals = group(await reader.totals(3600), ["tenant"])
+    await reader.aclose()
+    await admin.aclose()
+    assert totals[0]["requests"] == 3
+    assert totals[0]["prompt_tokens"] == 30
