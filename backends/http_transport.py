@@ -7,11 +7,13 @@ whole gateway; the figures are in ``bench/results/transport.txt``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import httpx
+import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.errors import (
@@ -21,6 +23,7 @@ from gateway.errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    ResponseTooLarge,
 )
 
 # Looked up along the exception's MRO, most specific class first.
@@ -36,6 +39,9 @@ HTTPX_ERRORS: dict[type[Exception], type[BackendError]] = {
     httpx.HTTPError: BackendBadResponse,
     aiohttp.ClientError: BackendBadResponse,
 }
+
+ERROR_BODY_BYTES = 64 * 1024
+"""Of an error answer only this much is read: its message is all the gateway relays."""
 
 # Statuses that mean the backend (not the caller) is wrong: bad credentials, wrong model.
 BACKEND_FAULT_STATUSES = {401, 403, 404}
@@ -69,13 +75,58 @@ def error_class_for(exc: BaseException) -> type[BackendError] | None:
     return None
 
 
-def raise_for_status(backend: str, response: httpx.Response) -> None:
+async def read_body(backend: str, response: httpx.Response, limit: int) -> bytes:
+    """A streamed response's whole (decoded) body; ``ResponseTooLarge`` past ``limit`` bytes.
+    The caller closes the response, which drops the connection when the body was not read to its end."""
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise too_large(backend, limit)
+    body = bytearray()
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) > limit:
+            body.clear()  # now, not when the traceback holding this frame is collected
+            raise too_large(backend, limit)
+    return bytes(body)
+
+
+def too_large(backend: str, limit: int) -> ResponseTooLarge:
+    return ResponseTooLarge(f"backend {backend!r} answered more than its max_response_bytes ({limit})")
+
+
+async def read_head(response: httpx.Response, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of a streamed body: enough to tell what went wrong."""
+    head = bytearray()
+    async for part in response.aiter_bytes():
+        head += part[: limit - len(head)]
+        if len(head) >= limit:
+            break
+    return bytes(head)
+
+
+async def raise_for_status(backend: str, response: httpx.Response) -> None:
+    """For a streamed response: nothing below 400; else the error, reading at most ``ERROR_BODY_BYTES``."""
     status = response.status_code
     if status < 400:
         return
-    error = status_error(backend, status, upstream_message(response), response.headers.get("retry-after"))
+    detail = upstream_message(await read_head(response, ERROR_BODY_BYTES), response.reason_phrase)
+    error = status_error(backend, status, detail, response.headers.get("retry-after"))
     error.upstream_status = status
     raise error
+
+
+async def check_models(
+    client: httpx.AsyncClient, backend: str, url: str, headers: dict[str, str], timeout_s: float
+) -> None:
+    """``GET {url}`` as a health check: raises the backend error unless it answers below 400."""
+    request = client.build_request("GET", url, headers=headers, timeout=timeout_s)
+    with translated_errors(backend):
+        async with asyncio.timeout(timeout_s):
+            response = await client.send(request, stream=True)
+            try:
+                await raise_for_status(backend, response)
+            finally:
+                await response.aclose()
 
 
 def status_error(backend: str, status: int, detail: str, retry_after: str | None) -> BackendError:
@@ -91,11 +142,11 @@ def status_error(backend: str, status: int, detail: str, retry_after: str | None
     return BackendRejected(message, status=status)
 
 
-def upstream_message(response: httpx.Response) -> str:
+def upstream_message(body: bytes, reason: str) -> str:
     try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return response.text[:200] or response.reason_phrase
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return body[:200].decode("utf-8", "replace") or reason
     if isinstance(error, dict):
         return str(error.get("message", error))[:500]
     return str(error)[:500]

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from backends.base import Health
-from backends.http_transport import error_class_for, raise_for_status, translated_errors
+from backends.http_transport import check_models, error_class_for
 from gateway.errors import (
     BackendBadResponse,
     BackendError,
@@ -147,12 +147,9 @@ class LiteLLMBackend:
         if self._spec.api_base is None:
             return Health(is_healthy=True, detail="external API, not probed", is_probed=False)
         try:
-            with translated_errors(self.name):
-                headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-                response = await self._client.get(
-                    self._spec.api_base.rstrip("/") + "/models", headers=headers, timeout=timeout_s
-                )
-                raise_for_status(self.name, response)
+            headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            url = self._spec.api_base.rstrip("/") + "/models"
+            await check_models(self._client, self.name, url, headers, timeout_s)
         except Exception as exc:  # a health check reports, it never raises
             return Health(is_healthy=False, detail=str(exc))
         return Health(is_healthy=True)

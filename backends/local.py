@@ -43,7 +43,7 @@ class LocalBackend:
         gguf = spec.gguf or default_gguf()
         server = await asyncio.to_thread(start_server, spec, gguf)
         endpoint = server.listening_address.rstrip("/") + "/v1"
-        return cls(name, server, OpenAICompatBackend(name, endpoint, spec.model, client, api_key=None))
+        return cls(name, server, OpenAICompatBackend(name, endpoint, spec.model, client, None, spec.max_response_bytes))
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         return await self._upstream.complete(request, timeout_s)

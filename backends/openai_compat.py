@@ -11,8 +11,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from backends.base import Health
-from backends.http_transport import raise_for_status, translated_errors
-from backends.sse import read_chunks
+from backends.http_transport import check_models, raise_for_status, read_body, translated_errors
+from backends.sse import bounded_lines, read_chunks
 from gateway.errors import BackendBadResponse
 from gateway.rules import OpenAIBackend
 from gateway.schemas import (
@@ -24,12 +24,22 @@ from gateway.schemas import (
 )
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 class OpenAICompatBackend:
-    def __init__(self, name: str, endpoint: str, model: str, client: httpx.AsyncClient, api_key: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        endpoint: str,
+        model: str,
+        client: httpx.AsyncClient,
+        api_key: str | None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.name = name
         self.model = model
+        self._max_bytes = max_response_bytes
         self._base = endpoint.rstrip("/")
         self._client = client
         self._headers = {"content-type": "application/json"}
@@ -39,11 +49,11 @@ class OpenAICompatBackend:
     @classmethod
     async def open(cls, name: str, spec: OpenAIBackend, client: httpx.AsyncClient) -> OpenAICompatBackend:
         api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        return cls(name, spec.endpoint, spec.model, client, api_key)
+        return cls(name, spec.endpoint, spec.model, client, api_key, spec.max_response_bytes)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
-        response = await self._post("/chat/completions", request.upstream_body(self.model), timeout_s)
-        return self._parse(ChatCompletion, response.content)
+        body = await self._post("/chat/completions", request.upstream_body(self.model), timeout_s)
+        return self._parse(ChatCompletion, body)
 
     async def stream(self, request: ChatCompletionRequest, timeout_s: float) -> AsyncIterator[ChatCompletionChunk]:
         body = request.upstream_body(self.model)
@@ -54,23 +64,20 @@ class OpenAICompatBackend:
             async with asyncio.timeout(timeout_s):
                 response = await self._client.send(upstream, stream=True)
             try:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise_for_status(self.name, response)
-                async for chunk in read_chunks(self.name, response.aiter_lines(), timeout_s):
+                await raise_for_status(self.name, response)
+                lines = bounded_lines(self.name, response.aiter_bytes(), self._max_bytes)
+                async for chunk in read_chunks(self.name, lines, timeout_s):
                     yield chunk
             finally:
                 await response.aclose()
 
     async def embed(self, request: EmbeddingRequest, timeout_s: float) -> EmbeddingResponse:
-        response = await self._post("/embeddings", request.upstream_body(self.model), timeout_s)
-        return self._parse(EmbeddingResponse, response.content)
+        body = await self._post("/embeddings", request.upstream_body(self.model), timeout_s)
+        return self._parse(EmbeddingResponse, body)
 
     async def health(self, timeout_s: float) -> Health:
         try:
-            with translated_errors(self.name):
-                response = await self._client.get(self._base + "/models", headers=self._headers, timeout=timeout_s)
-                raise_for_status(self.name, response)
+            await check_models(self._client, self.name, self._base + "/models", self._headers, timeout_s)
         except Exception as exc:  # a health check reports, it never raises
             return Health(is_healthy=False, detail=str(exc))
         return Health(is_healthy=True)
@@ -78,14 +85,19 @@ class OpenAICompatBackend:
     async def aclose(self) -> None:
         """The pooled client belongs to the app and is closed by it."""
 
-    async def _post(self, path: str, body: bytes, timeout_s: float) -> httpx.Response:
+    async def _post(self, path: str, body: bytes, timeout_s: float) -> bytes:
+        """The answer's body, read within ``timeout_s`` and ``max_response_bytes``."""
+        upstream = self._client.build_request(
+            "POST", self._base + path, content=body, headers=self._headers, timeout=timeout_s
+        )
         with translated_errors(self.name):
             async with asyncio.timeout(timeout_s):
-                response = await self._client.post(
-                    self._base + path, content=body, headers=self._headers, timeout=timeout_s
-                )
-        raise_for_status(self.name, response)
-        return response
+                response = await self._client.send(upstream, stream=True)
+                try:
+                    await raise_for_status(self.name, response)
+                    return await read_body(self.name, response, self._max_bytes)
+                finally:
+                    await response.aclose()
 
     def _parse(self, model: type[Parsed], content: bytes) -> Parsed:
         try:

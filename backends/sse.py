@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import orjson
 from pydantic import ValidationError
 
-from gateway.errors import BackendBadResponse
+from gateway.errors import BackendBadResponse, ResponseTooLarge
 from gateway.schemas import ChatCompletionChunk
 
 DONE = "[DONE]"
@@ -37,6 +37,26 @@ async def read_chunks(backend: str, lines: AsyncIterator[str], timeout_s: float)
         yield chunk
     if not has_finished:
         raise BackendBadResponse(f"backend {backend!r}: the stream ended before the answer was finished")
+
+
+async def bounded_lines(backend: str, parts: AsyncIterator[bytes], limit: int) -> AsyncIterator[str]:
+    """The stream's lines, reading at most ``limit`` bytes in all (so no line is longer either):
+    an endless stream or an endless line ends in ``ResponseTooLarge``, never in a growing buffer."""
+    pending = bytearray()
+    received = 0
+    async for part in parts:
+        received += len(part)
+        if received > limit:
+            pending.clear()
+            raise ResponseTooLarge(f"backend {backend!r} streamed more than its max_response_bytes ({limit})")
+        pending += part
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield pending[start:end].rstrip(b"\r").decode("utf-8", "replace")
+            start = end + 1
+        del pending[:start]
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 def parse_chunk(backend: str, data: str) -> ChatCompletionChunk:

@@ -15,6 +15,7 @@ OpenAI-style body: ``{"error": {"message", "type", "param", "code"}}``.
     ├── ClientClosedRequest           499  the client left; its work was cancelled
     └── BackendError                  502 upstream_error         (a backend failed us)
         ├── BackendBadResponse        502  malformed body, cut stream, 5xx
+        │   └── ResponseTooLarge      502  code=upstream_response_too_large
         ├── BackendUnavailable        503  connection refused or reset
         │   └── NoBackendAvailable    503  every backend of the route skipped (breakers open)
         ├── BackendTimeout            504
@@ -113,6 +114,10 @@ class BackendError(GatewayError):
 
 class BackendBadResponse(BackendError):
     default_code = "bad_upstream_response"
+
+
+class ResponseTooLarge(BackendBadResponse):
+    default_code = "upstream_response_too_large"
 
 
 class BackendUnavailable(BackendError):

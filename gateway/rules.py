@@ -37,6 +37,10 @@ class BackendBase(Strict):
     and 429 with Retry-After when every one is full."""
     breaker: BreakerSpec = BreakerSpec()
     health_check: HealthCheckSpec = HealthCheckSpec()
+    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Largest answer read from this backend: a JSON body, a whole stream, any one SSE line. Past it
+    the connection is closed and the attempt fails with 502 ``upstream_response_too_large``
+    (a ``bad_response``: the route's next backend is tried if its fallback allows)."""
 
 
 class OpenAIBackend(BackendBase):

@@ -12,6 +12,11 @@ backend's endpoint, ``http://127.0.0.1:PORT/<fault>/v1``:
     malformed           200 with a body that is not JSON
     reset               reads the request, then resets the connection
     cut-<n>             streams n chunks, then closes without finishing
+    endless             200 JSON whose body never ends (chunked, until the gateway hangs up)
+    endlessline         200 SSE whose first line never ends
+    huge-<mb>           a valid completion (or stream) whose content is <mb> MB
+    echoauth-<code>     answers <code> with the request's Authorization header in its message
+                        (as an error event mid-stream when the request streams)
     <name>              whatever ``server.modes[name]`` says (a switch tests flip)
 
 ``events`` records ``(name, "request")`` for each call and ``(name, "closed")`` when the
@@ -40,6 +45,8 @@ class FaultServer:
         """Status of ``GET /<name>/v1/models`` per name; 200 unless set."""
         self._server: asyncio.Server | None = None
         self.url = ""
+        self.last_headers: dict[str, str] = {}
+        """The headers of the latest chat request."""
 
     def endpoint(self, name: str) -> str:
         return f"{self.url}/{name}/v1"
@@ -70,13 +77,14 @@ class FaultServer:
                 request = await _read_request(reader)
                 if request is None:
                     return
-                method, path, body = request
+                method, path, headers, body = request
                 name = path.strip("/").split("/")[0]
                 if method == "GET":
                     await _send_json(writer, self.health.get(name, 200), {"object": "list", "data": []})
                     continue
                 self._note(name, "request")
                 fault = self.modes.get(name, name)
+                self.last_headers = headers
                 is_whole = await self._answer(fault, json.loads(body or b"{}"), reader, writer)
                 if not is_whole:
                     self._note(name, "closed")
@@ -112,6 +120,16 @@ class FaultServer:
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
+            return True
+        if kind in ("endless", "endlessline"):
+            return await _endless(writer, reader, is_line=kind == "endlessline")
+        if kind == "huge":
+            return await _huge(writer, int(arg), is_stream)
+        if kind == "echoauth":
+            said = f"bad request from {self.last_headers.get('authorization', '')}"
+            if is_stream:
+                return await _stream_error(writer, said)
+            await _send_json(writer, int(arg), {"error": {"message": said, "type": "x"}})
             return True
         if not is_stream and kind in ("ok", "slow", "slowstream"):
             await _send_json(writer, 200, completion(f"from {fault}"))
@@ -167,6 +185,41 @@ async def _stream(
     return True
 
 
+async def _endless(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, is_line: bool) -> bool:
+    kind = "text/event-stream" if is_line else "application/json"
+    writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+    _write_chunk(writer, b"data: {" if is_line else b'{"id": "')
+    block = b"a" * 65536
+    try:
+        while not reader.at_eof():
+            _write_chunk(writer, block)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    return False
+
+
+async def _huge(writer: asyncio.StreamWriter, megabytes: int, is_stream: bool) -> bool:
+    content = "x" * (megabytes * 1024 * 1024)
+    if not is_stream:
+        await _send_json(writer, 200, completion(content))
+        return True
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    _write_chunk(writer, chunk(content, "stop") + b"data: [DONE]\n\n")
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True
+
+
+async def _stream_error(writer: asyncio.StreamWriter, message: str) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    _write_chunk(writer, chunk("partial "))
+    _write_chunk(writer, b"data: " + json.dumps({"error": {"message": message}}).encode() + b"\n\n")
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True
+
+
 def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
@@ -180,7 +233,7 @@ async def _wait_unless_closed(reader: asyncio.StreamReader, seconds: float) -> b
     return False
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -190,7 +243,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] 
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
-    return method, path, body
+    return method, path, headers, body
 
 
 async def _send_json(

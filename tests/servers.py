@@ -157,3 +157,45 @@ def redis_sentinel(workdir: str) -> Iterator[str]:
     with stopping(processes):
         processes.append(start_redis(sentinel_port, config, "--sentinel"))
         yield f"redis+sentinel://127.0.0.1:{sentinel_port}/turnout"
+
+
+@contextmanager
+def gateway_process(config: Path, **env: str) -> Iterator[tuple[str, int]]:
+    """``turnout serve`` in a process of its own (so its memory can be read apart from the test's);
+    yields its URL and pid. ``env`` adds ``TURNOUT_*`` settings."""
+    import os
+    import sys
+
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)],
+        env={**os.environ, "TURNOUT_LOG_LEVEL": "warning", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway process did not start (exit {process.poll()})")
+            time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
