@@ -11,9 +11,13 @@ from fastapi import FastAPI
 
 from gateway import admin, api, probes
 from gateway.error_handlers import install_error_handlers
+from gateway.redaction import RedactingFilter
 from gateway.rules import Rules, load_rules
 from gateway.settings import Settings
 from gateway.state import close_state, open_state
+
+REDACTED_LOGGERS = ("turnout", "uvicorn.error", "LiteLLM")
+"""Loggers that may carry an upstream's words."""
 
 
 def create_app(
@@ -30,10 +34,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await open_state(settings, rules or load_rules(settings.config), http_client)
         app.state.gateway = state
+        redacting = RedactingFilter(state.redactor)
+        for name in REDACTED_LOGGERS:
+            logging.getLogger(name).addFilter(redacting)
         try:
             yield
         finally:
             await close_state(state)
+            for name in REDACTED_LOGGERS:
+                logging.getLogger(name).removeFilter(redacting)
 
     app = FastAPI(title="Turnout", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     install_error_handlers(app)

@@ -139,7 +139,9 @@ class ChatCall:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         chunks = replay_chunks(entry.answer(), include_usage)
         return StreamingResponse(
-            sse_events(chunks[0], _iterate(chunks[1:]), lambda: None), media_type="text/event-stream", headers=headers
+            sse_events(chunks[0], _iterate(chunks[1:]), lambda: None, self.state.redactor.bytes),
+            media_type="text/event-stream",
+            headers=headers,
         )
 
     async def _stream(
@@ -154,7 +156,7 @@ class ChatCall:
             _background.add(task)
             task.add_done_callback(_background.discard)
 
-        events = sse_events(first, _teed(rest, assembler, deadline), on_close=finished)
+        events = sse_events(first, _teed(rest, assembler, deadline), finished, self.state.redactor.bytes)
         return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
 
     async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool) -> None:

@@ -10,17 +10,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError, RequestError
+from gateway.redaction import Redactor
 
 log = logging.getLogger("turnout")
 
 
-def error_response(error: GatewayError) -> Response:
-    return Response(error.body(), status_code=error.status, media_type="application/json", headers=error.headers)
+def error_response(error: GatewayError, redactor: Redactor | None = None) -> Response:
+    body = error.body() if redactor is None else redactor.bytes(error.body())
+    return Response(body, status_code=error.status, media_type="application/json", headers=error.headers)
 
 
 async def on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc)
+    state = getattr(request.app.state, "gateway", None)
+    return error_response(exc, state.redactor if state is not None else None)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:

@@ -17,7 +17,10 @@ def encode(chunk: ChatCompletionChunk) -> bytes:
 
 
 async def sse_events(
-    first: ChatCompletionChunk, rest: AsyncIterator[ChatCompletionChunk], on_close: Callable[[], None]
+    first: ChatCompletionChunk,
+    rest: AsyncIterator[ChatCompletionChunk],
+    on_close: Callable[[], None],
+    redact: Callable[[bytes], bytes],
 ) -> AsyncIterator[bytes]:
     """The stream as SSE. A failure after the first chunk ends it with an error event and
     no ``[DONE]``, so no client mistakes a cut answer for a whole one."""
@@ -28,7 +31,7 @@ async def sse_events(
         yield DONE_EVENT
     except BackendError as exc:
         log.warning("stream cut after the first chunk: %s", exc.message)
-        yield b"data: " + exc.body() + b"\n\n"
+        yield b"data: " + redact(exc.body()) + b"\n\n"
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
         on_close()

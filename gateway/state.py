@@ -20,6 +20,7 @@ from gateway.dispatch import Dispatcher
 from gateway.health_checks import HealthChecker
 from gateway.metrics import Metrics
 from gateway.rate_limits import RateLimiter, open_rate_limiter
+from gateway.redaction import Redactor
 from gateway.reports import ReportBook
 from gateway.response_cache import ResponseCache
 from gateway.rules import BackendSpec, Rules
@@ -56,6 +57,7 @@ class GatewayState:
     reports: ReportBook
     semantic: SemanticCache | None
     close_semantic: Callable[[], None]
+    redactor: Redactor
 
     def price(self, backend: str, prompt_tokens: int, completion_tokens: int) -> float:
         spec = self.rules.backends.get(backend)
@@ -133,6 +135,7 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
         backends=backends,
         http=http,
         owns_http=http_client is None,
+        redactor=Redactor.for_rules(rules),
     )
 
 
