@@ -6,10 +6,10 @@ from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gateway.deadline import WHOLE_NUMBER
-from gateway.errors import BodyTooLarge, InvalidRequest, MalformedJSON, RequestError
+from gateway.errors import BodyTooLarge, ClientClosedRequest, InvalidRequest, MalformedJSON, RequestError
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -21,10 +21,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and int(declared) > limit:
         raise BodyTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+    except ClientDisconnect:
+        raise ClientClosedRequest("the client disconnected while sending its body") from None
     return bytes(body)
 
 
