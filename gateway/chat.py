@@ -61,17 +61,18 @@ class ChatCall:
         deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.started)
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
-        if plan.can_read:
-            lookup = await state.cache.lookup(plan, deadline.remaining())
-            if lookup.entry is not None:
-                return self._hit(lookup.entry, chat, decision)
-            is_leader = lookup.is_leader
-            self.cache_status = "off" if lookup.is_store_down else "miss"
-            if not lookup.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
-                if is_leader:
-                    await state.cache.share(plan, found[0])
-                return self._hit(found[0], chat, decision, similarity=found[1])
-        try:
+        try:  # from the moment this request may lead a flight, every way out settles it
+            if plan.can_read:
+                lookup = await state.cache.lookup(plan, deadline.remaining())
+                if lookup.entry is not None:
+                    return self._hit(lookup.entry, chat, decision)
+                is_leader = lookup.is_leader
+                self.cache_status = "off" if lookup.is_store_down else "miss"
+                if not lookup.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
+                    if is_leader:
+                        is_leader = False
+                        await state.cache.share(plan, found[0])
+                    return self._hit(found[0], chat, decision, similarity=found[1])
             if chat.stream:
                 response = await self._stream(decision, chat, plan, is_leader, deadline)
                 is_leader = False  # the stream finishes the flight when it ends

@@ -166,6 +166,9 @@ class ResponseCache:
                 entry = await self._poll(plan, wait_s)  # another replica leads
         except CacheUnavailable:
             return Lookup(None, is_leader=True, is_store_down=True)
+        except BaseException:  # cancelled or failed before it could lead: followers ask for themselves
+            self._settle(plan, None)
+            raise
         if entry is not None:
             self._settle(plan, entry)
             return Lookup(entry, is_leader=False)
