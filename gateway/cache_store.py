@@ -6,6 +6,7 @@ Both implement :class:`CacheStore` and pass the same tests. Stores raise on fail
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -19,6 +20,14 @@ from gateway.redis_client import close_redis, redis_client
 MAX_VECTORS_PER_SPACE = 10_000
 
 
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 class CacheStore(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The entry, or ``None`` when absent or expired."""
@@ -28,11 +37,13 @@ class CacheStore(Protocol):
         """Store ``value`` for ``ttl_s`` seconds from now."""
         ...
 
-    async def lock(self, key: str, ttl_ms: int) -> bool:
-        """Take a short lock named ``key``; ``False`` when someone else holds it."""
+    async def lock(self, key: str, ttl_ms: int) -> str | None:
+        """Take a short lock named ``key``: its owner's token, or ``None`` when someone else holds it."""
         ...
 
-    async def unlock(self, key: str) -> None: ...
+    async def unlock(self, key: str, token: str) -> None:
+        """Release the lock if ``token`` still owns it (it may have expired and been taken since)."""
+        ...
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
         """Add a unit vector to the set ``space`` (which lives ``ttl_s`` from its latest addition)."""
@@ -52,7 +63,8 @@ class MemoryStore:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._locks: dict[str, float] = {}
+        self._locks: dict[str, tuple[float, str]] = {}
+        """Lock name to (expiry, owner's token)."""
         self._vectors: dict[str, tuple[float, dict[str, tuple[NDArray[np.float32], str]]]] = {}
 
     async def get(self, key: str) -> bytes | None:
@@ -75,15 +87,17 @@ class MemoryStore:
         while self._bytes > self._max_bytes:
             self._drop(next(iter(self._entries)))
 
-    async def lock(self, key: str, ttl_ms: int) -> bool:
+    async def lock(self, key: str, ttl_ms: int) -> str | None:
         now = time.monotonic()
-        if self._locks.get(key, 0) > now:
-            return False
-        self._locks[key] = now + ttl_ms / 1000
-        return True
+        if self._locks.get(key, (0.0, ""))[0] > now:
+            return None
+        token = secrets.token_hex(16)
+        self._locks[key] = (now + ttl_ms / 1000, token)
+        return token
 
-    async def unlock(self, key: str) -> None:
-        self._locks.pop(key, None)
+    async def unlock(self, key: str, token: str) -> None:
+        if self._locks.get(key, (0.0, ""))[1] == token:
+            del self._locks[key]
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
         members = self._vector_space(space)
@@ -129,11 +143,13 @@ class RedisStore:
     async def set(self, key: str, value: bytes, ttl_s: int) -> None:
         await self._redis.set(key, value, ex=ttl_s)
 
-    async def lock(self, key: str, ttl_ms: int) -> bool:
-        return bool(await self._redis.set(key, b"1", nx=True, px=ttl_ms))
+    async def lock(self, key: str, ttl_ms: int) -> str | None:
+        token = secrets.token_hex(16)
+        return token if await self._redis.set(key, token, nx=True, px=ttl_ms) else None
 
-    async def unlock(self, key: str) -> None:
-        await self._redis.delete(key)
+    async def unlock(self, key: str, token: str) -> None:
+        """Compare-and-delete in one script: never another owner's lock."""
+        await self._redis.eval(UNLOCK_SCRIPT, 1, key, token)
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
         blob = vector.astype("<f4").tobytes()

@@ -114,6 +114,8 @@ class ResponseCache:
         self.identities = identities
         self.guard = StoreGuard(timeout_s, metrics)
         self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
+        self._lock_tokens: dict[str, str] = {}
+        """Cache key to the token of the store lock this process's leader holds for it."""
 
     def plan(
         self,
@@ -162,8 +164,12 @@ class ResponseCache:
         self._inflight[plan.key] = asyncio.get_running_loop().create_future()
         try:
             entry = await self.read(plan)
-            if entry is None and not await self.guard.call(self.store.lock(plan.key + LOCK, int(wait_s * 1000))):
-                entry = await self._poll(plan, wait_s)  # another replica leads
+            if entry is None:
+                token = await self.guard.call(self.store.lock(plan.key + LOCK, int(wait_s * 1000)))
+                if token is None:
+                    entry = await self._poll(plan, wait_s)  # another replica leads
+                else:
+                    self._lock_tokens[plan.key] = token
         except CacheUnavailable:
             return Lookup(None, is_leader=True, is_store_down=True)
         except BaseException:  # cancelled or failed before it could lead: followers ask for themselves
@@ -192,8 +198,10 @@ class ResponseCache:
     async def share(self, plan: CachePlan, entry: CacheEntry | None) -> None:
         """End a flight this request leads: waiters get ``entry`` (``None``: ask the backend themselves)."""
         self._settle(plan, entry)
-        with contextlib.suppress(CacheUnavailable):
-            await self.guard.call(self.store.unlock(plan.key + LOCK))
+        token = self._lock_tokens.pop(plan.key, None)
+        if token is not None:  # a leader whose wait for another replica ran out holds no lock
+            with contextlib.suppress(CacheUnavailable):
+                await self.guard.call(self.store.unlock(plan.key + LOCK, token))
 
     def _may_store(self, plan: CachePlan, entry: CacheEntry, has_tool_calls: bool) -> bool:
         if not plan.can_write or (entry.backend != plan.primary and not plan.policy.fallback_fills):

@@ -43,10 +43,18 @@ async def test_entries_expire_after_their_ttl_and_hits_do_not_refresh_it(store: 
 
 async def test_lock_is_exclusive_until_released(store: CacheStore) -> None:
     key = fresh()
+    token = await store.lock(key, ttl_ms=5000)
+    assert token
+    assert await store.lock(key, ttl_ms=5000) is None
+    await store.unlock(key, token)
     assert await store.lock(key, ttl_ms=5000)
-    assert not await store.lock(key, ttl_ms=5000)
-    await store.unlock(key)
+
+
+async def test_unlock_with_another_owners_token_keeps_the_lock(store: CacheStore) -> None:
+    key = fresh()
     assert await store.lock(key, ttl_ms=5000)
+    await store.unlock(key, "not-the-owner")
+    assert await store.lock(key, ttl_ms=5000) is None
 
 
 async def test_lock_expires_on_its_own(store: CacheStore) -> None:

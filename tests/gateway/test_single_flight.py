@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
-from gateway.cache_store import MemoryStore
+from gateway.cache_store import MemoryStore, RedisStore
 from gateway.metrics import Metrics
-from gateway.response_cache import CachePlan, ResponseCache
+from gateway.response_cache import LOCK, CachePlan, ResponseCache
 from gateway.rules import CachePolicy
 from gateway.schemas import ChatCompletionRequest
 from tests.gateway.harness import AUTH, chat_body, completion, gateway
@@ -67,3 +70,39 @@ async def test_a_leader_failing_after_its_lookup_releases_its_followers() -> Non
         async with asyncio.timeout(5):
             second = await client.post("/v1/chat/completions", json=chat_body(temperature=0), headers=AUTH)
     assert second.status_code == 200
+
+
+FOLLOWER = """
+import asyncio, sys
+from gateway.cache_store import RedisStore
+from tests.gateway.test_single_flight import cache_over
+
+async def main() -> None:
+    cache, plan = cache_over(RedisStore(sys.argv[1], 1.0))
+    lookup = await cache.lookup(plan, 0.3)  # the other process leads; this wait runs out
+    assert lookup.is_leader and lookup.entry is None
+    await cache.share(plan, None)  # what a leader does when it is done
+    print("released")
+
+asyncio.run(main())
+"""
+
+
+async def test_a_replica_whose_wait_ran_out_never_deletes_the_leaders_redis_lock(redis_url: str) -> None:
+    store = RedisStore(redis_url, 1.0)
+    leader, plan = cache_over(store)
+    raw = aioredis.from_url(redis_url)
+    await raw.delete(plan.key, plan.key + LOCK)
+    lookup = await leader.lookup(plan, 30)
+    assert lookup.is_leader
+    follower = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", FOLLOWER, redis_url], capture_output=True, text=True, timeout=60
+    )
+    assert follower.stdout.strip() == "released", follower.stderr
+    still_held = await raw.exists(plan.key + LOCK)
+    await leader.share(plan, None)
+    released = await raw.exists(plan.key + LOCK)
+    await raw.aclose()
+    await store.aclose()
+    assert still_held == 1
+    assert released == 0
