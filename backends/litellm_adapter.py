@@ -175,9 +175,7 @@ class LiteLLMBackend:
             yield
         except BackendError:
             raise
-        except Exception as exc:
-            if not type(exc).__module__.startswith(("litellm", "openai", "httpx", "aiohttp")):
-                raise
+        except Exception as exc:  # every failure, a malformed answer (ValidationError) included
             raise translate(self.name, exc) from exc
 
 

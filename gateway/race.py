@@ -10,6 +10,7 @@ left are skipped. Each attempt gets the time left minus what the fallbacks after
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,13 +27,15 @@ from gateway.attempts import (
     Exhaustion,
 )
 from gateway.deadline import Deadline
-from gateway.errors import BackendError, BackendTimeout
+from gateway.errors import BackendBadResponse, BackendError, BackendTimeout
 from gateway.fallback import FallbackPolicy, counts_against_backend
 from gateway.metrics import Metrics
 from gateway.resilience_rules import FallbackSpec, HedgeSpec
 from gateway.rules import RouteSpec
 from gateway.upstreams import Upstream
 from routers.decision import RouteDecision
+
+log = logging.getLogger("turnout")
 
 Answer = TypeVar("Answer")
 Call = Callable[[Backend, float], Awaitable[Answer]]
@@ -189,7 +192,13 @@ class BackendRace(Generic[Answer]):
     async def _attempt(self, upstream: Upstream, call: Call[Answer], timeout_s: float) -> Answer:
         started = time.monotonic()
         try:
-            answer = await call(upstream.backend, timeout_s)
+            try:
+                answer = await call(upstream.backend, timeout_s)
+            except (BackendError, asyncio.CancelledError, TimeoutError):
+                raise
+            except Exception as exc:  # an adapter bug: the backend failed, and its probe must settle
+                log.exception("backend %s failed with an unmapped %s", upstream.name, type(exc).__name__)
+                raise BackendBadResponse(f"backend {upstream.name!r} failed: {type(exc).__name__}") from exc
         except BackendError as exc:
             self._blame(upstream, exc, timeout_s)
             self._record(Attempt(upstream.name, exc.code or "error", _ms_since(started), exc.upstream_status))

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import inspect
+import types
 
+import httpx
 import pytest
 
 from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
-from gateway.errors import BackendRateLimited, BackendRejected, BackendTimeout, BackendUnavailable
+from gateway.errors import (
+    BackendBadResponse,
+    BackendRateLimited,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+)
 from gateway.fallback import failure_kind
 from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
 from gateway.schemas import ChatCompletionRequest
@@ -76,3 +84,20 @@ async def test_unreachable_api_base_is_unavailable() -> None:
     backend = await LiteLLMBackend.open("ext", spec_for(f"http://127.0.0.1:{free_port()}/v1"), client=None)  # type: ignore[arg-type]
     with pytest.raises(BackendUnavailable):
         await backend.complete(chat(), 10)
+
+
+class _Malformed:
+    def model_dump(self) -> dict[str, object]:
+        return {"id": "x", "choices": []}  # no choice: not a chat completion
+
+
+async def test_malformed_litellm_answer_is_a_backend_error_not_a_validation_error() -> None:
+    async def acompletion(**_: object) -> _Malformed:
+        return _Malformed()
+
+    fake = types.SimpleNamespace(acompletion=acompletion)
+    spec = LiteLLMBackendSpec(kind="litellm", model="openai/m", api_base="http://127.0.0.1:9/v1")
+    async with httpx.AsyncClient() as client:
+        backend = LiteLLMBackend("ext", spec, fake, client)  # type: ignore[arg-type]
+        with pytest.raises(BackendBadResponse):
+            await backend.complete(ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}]), 5)  # type: ignore[list-item]

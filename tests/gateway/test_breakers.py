@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import httpx
 import openai
 import pytest
 
 from tests.faults import FaultServer
+from tests.gateway.harness import AUTH, chat_body, completion, gateway
 from tests.gateway.resilience_harness import MESSAGES, route_rules, sdk_gateway
 
 BREAKER = ", breaker: {consecutive_failures: 2, open_s: 0.5}"
@@ -165,3 +167,37 @@ async def test_timeouts_under_a_clients_tight_budget_do_not_open_the_breaker(fau
             with pytest.raises(openai.APIStatusError):
                 await gw.client.chat.completions.create(model="auto", messages=MESSAGES)
         assert await breaker_state(gw.url, hanging[0]) == "open"
+
+
+async def test_probe_failing_with_an_unexpected_exception_settles_the_half_open_breaker() -> None:
+    answers = iter(["500", "bug", "ok", "ok"])
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer == "bug":
+            raise RuntimeError("an adapter bug, not a BackendError")
+        if answer == "500":
+            return httpx.Response(500, json={"error": {"message": "down"}})
+        return httpx.Response(200, json=completion("back"))
+
+    rules = """
+backends:
+  only: {kind: openai, endpoint: "http://only/v1", model: m, breaker: {consecutive_failures: 1, open_s: 0.1},
+         health_check: {enabled: false}}
+routes:
+  r: {backends: [only]}
+default_route: r
+router: {kind: default}
+api_keys:
+  - {tenant: t1, sha256: "KEY_DIGEST"}
+""".replace("KEY_DIGEST", hashlib.sha256(b"sk-test-key").hexdigest())
+    async with gateway(upstream, rules) as client:
+        opened = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        await asyncio.sleep(0.15)
+        probe = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        await asyncio.sleep(0.15)
+        recovered = await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    assert opened.status_code == 502
+    assert probe.status_code == 502
+    assert probe.json()["error"]["attempts"][0]["outcome"] == "bad_upstream_response"
+    assert recovered.status_code == 200
