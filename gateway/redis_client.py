@@ -3,12 +3,16 @@
 redis://host:6379/0, rediss://..., unix:///run/redis.sock   standalone
 redis+sentinel://h1:26379,h2:26379/mymaster[/db]            the master Sentinel names
 redis+cluster://h1:7000,h2:7001                             Redis Cluster (any nodes to start from)
+
+Credentials go where URLs put them, ``redis+cluster://user:password@h1:7000,h2:7001``: they
+authenticate to every data node (each cluster node; a Sentinel's master and replicas). Sentinels
+themselves are asked without credentials.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -18,17 +22,30 @@ from redis.asyncio.sentinel import Sentinel
 def redis_client(url: str, timeout_s: float) -> Any:
     """A client with the same async API (``get``, ``set``, ``pipeline`` ...) whatever the topology."""
     parts = urlsplit(url)
+    username, password = _credential(parts.username), _credential(parts.password)
     if parts.scheme == "redis+cluster":
         nodes = [ClusterNode(host, int(port)) for host, port in _hosts(parts.netloc, 6379)]
-        return RedisCluster(startup_nodes=nodes, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return RedisCluster(
+            startup_nodes=nodes,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            username=username,
+            password=password,
+        )
     if parts.scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ValueError(f"{url}: name the master, e.g. redis+sentinel://host:26379/mymaster")
         timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
-        sentinel = Sentinel(_hosts(parts.netloc, 26379), sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
+            _hosts(parts.netloc, 26379), sentinel_kwargs=timeouts, **timeouts, username=username, password=password
+        )  # type: ignore[no-untyped-call]
         return sentinel.master_for(path[0], db=int(path[1]) if len(path) > 1 else 0)
     return redis.Redis.from_url(url, retry_on_timeout=False, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+
+def _credential(value: str | None) -> str | None:
+    return unquote(value) if value else None
 
 
 def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:

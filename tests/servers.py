@@ -98,11 +98,17 @@ def stopping(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
 
 
 @contextmanager
-def redis_server(binary: str | None = None) -> Iterator[str]:
-    """Start ``redis-server`` (Debian's, installed by .ci/run, unless another binary is given) on a free port."""
+def redis_server(binary: str | None = None, password: str | None = None) -> Iterator[str]:
+    """Start ``redis-server`` (Debian's, installed by .ci/run, unless another binary is given) on a free port;
+    with ``password``, it requires it (``requirepass``) and the URL carries it."""
     port = free_port()
-    with stopping([start_redis(port, binary=binary)]):
-        yield f"redis://127.0.0.1:{port}/0"
+    auth = ("--requirepass", password) if password else ()
+    with stopping([start_redis(port, *auth, binary=binary)]):
+        yield f"redis://{_userinfo(password)}127.0.0.1:{port}/0"
+
+
+def _userinfo(password: str | None) -> str:
+    return f":{password}@" if password else ""
 
 
 def free_cluster_port() -> int:
@@ -120,43 +126,46 @@ def free_cluster_port() -> int:
 
 
 @contextmanager
-def redis_cluster(workdir: str) -> Iterator[str]:
-    """A local 3-node Redis Cluster (three masters, no replicas)."""
+def redis_cluster(workdir: str, password: str | None = None) -> Iterator[str]:
+    """A local 3-node Redis Cluster (three masters, no replicas); with ``password``, every node requires
+    it (``requirepass`` and ``masterauth``) and the URL carries it."""
     ports = [free_cluster_port() for _ in range(3)]
+    auth = ("--requirepass", password, "--masterauth", password) if password else ()
+    cli_auth = ["-a", password, "--no-auth-warning"] if password else []
     processes = [
         start_redis(
-            p, "--cluster-enabled", "yes", "--cluster-config-file", f"{workdir}/nodes-{p}.conf", "--dir", workdir
+            p, "--cluster-enabled", "yes", "--cluster-config-file", f"{workdir}/nodes-{p}.conf", "--dir", workdir, *auth
         )
         for p in ports
     ]
     with stopping(processes):
         nodes = [f"127.0.0.1:{p}" for p in ports]
-        create = [redis_binary("redis-cli"), "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+        cli = [redis_binary("redis-cli"), *cli_auth]
+        create = [*cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
         subprocess.run(create, check=True, capture_output=True, timeout=60)
         deadline = time.monotonic() + 30
-        while (
-            b"cluster_state:ok"
-            not in subprocess.run(
-                [redis_binary("redis-cli"), "-p", str(ports[0]), "cluster", "info"], capture_output=True, check=True
-            ).stdout
-        ):
+        info = [*cli, "-p", str(ports[0]), "cluster", "info"]
+        while b"cluster_state:ok" not in subprocess.run(info, capture_output=True, check=True).stdout:
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not come up")
             time.sleep(0.2)
-        yield "redis+cluster://" + ",".join(nodes)
+        yield f"redis+cluster://{_userinfo(password)}" + ",".join(nodes)
 
 
 @contextmanager
-def redis_sentinel(workdir: str) -> Iterator[str]:
-    """A master and one Sentinel watching it as ``turnout``."""
+def redis_sentinel(workdir: str, password: str | None = None) -> Iterator[str]:
+    """A master and one Sentinel watching it as ``turnout``; with ``password``, the master requires it
+    (the Sentinel knows it as ``auth-pass``) and the URL carries it."""
     master, sentinel_port = free_port(), free_port()
     config = f"{workdir}/sentinel-{sentinel_port}.conf"
     with open(config, "w") as file:
         file.write(f"sentinel monitor turnout 127.0.0.1 {master} 1\n")
-    processes = [start_redis(master)]
+        if password:
+            file.write(f"sentinel auth-pass turnout {password}\n")
+    processes = [start_redis(master, *(("--requirepass", password) if password else ()))]
     with stopping(processes):
         processes.append(start_redis(sentinel_port, config, "--sentinel"))
-        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/turnout"
+        yield f"redis+sentinel://{_userinfo(password)}127.0.0.1:{sentinel_port}/turnout"
 
 
 @contextmanager
