@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from backends.base import Health
 from backends.http_transport import check_models, raise_for_status, read_body, translated_errors
+from backends.request_context import upstream_headers
 from backends.sse import bounded_lines, read_chunks
 from gateway.errors import BackendBadResponse
 from gateway.rules import OpenAIBackend
@@ -58,7 +59,11 @@ class OpenAICompatBackend:
     async def stream(self, request: ChatCompletionRequest, timeout_s: float) -> AsyncIterator[ChatCompletionChunk]:
         body = request.upstream_body(self.model)
         upstream = self._client.build_request(
-            "POST", self._base + "/chat/completions", content=body, headers=self._headers, timeout=timeout_s
+            "POST",
+            self._base + "/chat/completions",
+            content=body,
+            headers=upstream_headers(self._headers),
+            timeout=timeout_s,
         )
         with translated_errors(self.name):
             async with asyncio.timeout(timeout_s):
@@ -88,7 +93,7 @@ class OpenAICompatBackend:
     async def _post(self, path: str, body: bytes, timeout_s: float) -> bytes:
         """The answer's body, read within ``timeout_s`` and ``max_response_bytes``."""
         upstream = self._client.build_request(
-            "POST", self._base + path, content=body, headers=self._headers, timeout=timeout_s
+            "POST", self._base + path, content=body, headers=upstream_headers(self._headers), timeout=timeout_s
         )
         with translated_errors(self.name):
             async with asyncio.timeout(timeout_s):

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.access_log import log_access
 from gateway.chat import ChatCall, route_headers
 from gateway.deadline import BUDGET_HEADER
 from gateway.disconnect import unless_disconnected
 from gateway.errors import GatewayError
 from gateway.request_body import parse_body, read_body
 from gateway.schemas import EmbeddingRequest, ModelCard, ModelList
-from gateway.state import GatewayState, gateway_state
+from gateway.state import gateway_state
 from routers.decision import RoutingContext
 
 router = APIRouter()
@@ -28,6 +30,12 @@ async def chat_completions(request: Request) -> Response:
         return await call.respond()
     except GatewayError as exc:
         call.observe(exc.status)
+        raise
+    except asyncio.CancelledError:
+        call.observe(499)
+        raise
+    except Exception:
+        call.observe(500)  # answered by the catch-all handler; metrics and reports must show it too
         raise
 
 
@@ -47,9 +55,9 @@ async def embeddings(request: Request) -> Response:
         deadline = state.deadline(route, request.headers.get(BUDGET_HEADER), started)
         backend, answer = await unless_disconnected(request, state.dispatcher.embed(decision, embedding, deadline))
     except GatewayError as exc:
-        _observe(state, "embeddings", route, backend, exc.status, started)
+        _observe(request, "embeddings", route, backend, exc.status, started)
         raise
-    _observe(state, "embeddings", route, backend, 200, started)
+    _observe(request, "embeddings", route, backend, 200, started)
     body = answer.__pydantic_serializer__.to_json(answer, exclude_unset=True)
     return Response(body, media_type=JSON, headers=route_headers(decision, backend))
 
@@ -73,5 +81,16 @@ async def models(request: Request) -> Response:
     return Response(ModelList(data=cards).model_dump_json(), media_type=JSON)
 
 
-def _observe(state: GatewayState, endpoint: str, route: str, backend: str, status: int, started: float) -> None:
-    state.metrics.observe_request(endpoint, route, backend, status, time.monotonic() - started)
+def _observe(request: Request, endpoint: str, route: str, backend: str, status: int, started: float) -> None:
+    elapsed = time.monotonic() - started
+    gateway_state(request).metrics.observe_request(endpoint, route, backend, status, elapsed)
+    log_access(
+        {
+            "request_id": getattr(request.state, "request_id", "-"),
+            "endpoint": endpoint,
+            "route": route,
+            "backend": backend,
+            "status": status,
+            "ms": round(elapsed * 1000, 1),
+        }
+    )

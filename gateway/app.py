@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from gateway import admin, api, probes
+from gateway.access_log import RequestIds, configure_logging
 from gateway.error_handlers import install_error_handlers
 from gateway.redaction import RedactingFilter
 from gateway.rules import Rules, load_rules
@@ -46,6 +47,7 @@ def create_app(
 
     app = FastAPI(title="Turnout", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    app.add_middleware(RequestIds)
     app.include_router(api.router)
     app.include_router(probes.router)
     app.include_router(admin.router)
@@ -55,7 +57,5 @@ def create_app(
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every upstream request at INFO: noise, and a cost on the hot path.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gateway.access_log import log_access
 from gateway.auth import ANONYMOUS, Principal
 from gateway.deadline import BUDGET_HEADER, Deadline
 from gateway.disconnect import unless_disconnected
@@ -35,7 +36,7 @@ class ChatCall:
         self.request = request
         self.started = time.monotonic()
         """When the request arrived: its deadline counts from here, and its latency metric."""
-        self.route = self.backend = self.tenant = "-"
+        self.route = self.backend = self.tenant = self.decided_by = "-"
         self.cache_status = "bypass"
         self.prompt_tokens = self.completion_tokens = 0
         self.cost_usd = 0.0
@@ -56,7 +57,7 @@ class ChatCall:
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)
         state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
-        self.route = decision.route
+        self.route, self.decided_by = decision.route, decision.decided_by
         principal.require_route(decision.route)
         deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.started)
         plan = self._plan(decision, chat, principal.tenant)
@@ -101,6 +102,21 @@ class ChatCall:
             reference_cost_usd=self.state.reference_price(self.prompt_tokens, self.completion_tokens),
         )
         self.state.reports.record(outcome)
+        log_access(
+            {
+                "request_id": getattr(self.request.state, "request_id", "-"),
+                "endpoint": "chat",
+                "tenant": self.tenant,
+                "route": self.route,
+                "backend": self.backend,
+                "decided_by": self.decided_by,
+                "cache": self.cache_status,
+                "status": status,
+                "ms": round(elapsed * 1000, 1),
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            }
+        )
 
     def _plan(self, decision: RouteDecision, chat: ChatCompletionRequest, tenant: str) -> CachePlan:
         route = self.state.rules.routes.get(decision.route)
@@ -140,7 +156,7 @@ class ChatCall:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         chunks = replay_chunks(entry.answer(), include_usage)
         return StreamingResponse(
-            sse_events(chunks[0], _iterate(chunks[1:]), lambda: None, self.state.redactor.bytes),
+            sse_events(chunks[0], _iterate(chunks[1:]), lambda status: None, self.state.redactor.bytes),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -152,21 +168,21 @@ class ChatCall:
         assembler = StreamAssembler()
         assembler.add(first)
 
-        def finished() -> None:
-            task = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader))
+        def finished(status: int) -> None:
+            task = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader, status))
             _background.add(task)
             task.add_done_callback(_background.discard)
 
         events = sse_events(first, _teed(rest, assembler, deadline), finished, self.state.redactor.bytes)
         return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
 
-    async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool) -> None:
-        completion = assembler.completion()
+    async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool, status: int) -> None:
+        completion = assembler.completion() if status == 200 else None
         if completion is not None:
             await self._store(plan, completion, is_leader)
         elif is_leader:
             await self.state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
-        self.observe(200)
+        self.observe(status)
 
     async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
         self.state.metrics.observe_cache(self.route, self.cache_status)

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     """Longest a cache store call may take before the request is served uncached."""
     admin_key: SecretStr | None = None
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (the access log's fields as keys), for log pipelines."""
     auth_disabled: bool = False
     """Serve without API keys. Must be set explicitly; auth is on by default."""
     api_keys: dict[str, str] = {}

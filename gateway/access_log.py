@@ -1,0 +1,91 @@
+"""Request ids on every response, and one access-log line per API request.
+
+The line carries what happened, never what was said: request id, tenant, route, backend, what
+decided the route, cache status, HTTP status, latency and tokens; no prompt text, no key.
+``TURNOUT_LOG_FORMAT=json`` (or ``turnout serve --log-format json``) writes every log line as
+one JSON object, the access line's fields as its own keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backends.request_context import REQUEST_ID, REQUEST_ID_HEADER
+
+access_log = logging.getLogger("turnout.access")
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+"""What a caller's id may be; anything else is replaced, so logs and upstream headers stay clean."""
+
+
+class RequestIds:
+    """ASGI middleware: takes the caller's ``x-request-id`` (or makes one), exposes it to the request
+    and to backends, and returns it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+def _request_id_of(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER.encode():
+            text: str = value.decode("latin-1")
+            if VALID_REQUEST_ID.fullmatch(text):
+                return text
+    return uuid.uuid4().hex
+
+
+def log_access(fields: dict[str, object]) -> None:
+    """One line: ``key=value`` pairs in text, the fields themselves in JSON."""
+    if access_log.isEnabledFor(logging.INFO):
+        line = " ".join(f"{key}={value}" for key, value in fields.items())
+        access_log.info(line, extra={"fields": fields})
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # httpx logs every upstream request at INFO: noise, and a cost on the hot path.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
