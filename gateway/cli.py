@@ -17,7 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        status = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe can be handled, not at interpreter exit
+        return status
+    except BrokenPipeError:  # `turnout ... | head`: the reader left; that is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not raise again
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], default=None, help="default: $TURNOUT_LOG_FORMAT or text"
+    )
     serve.set_defaults(handler=serve_command)
 
     rules = commands.add_parser("rules", help="work with rules files").add_subparsers(required=True, metavar="ACTION")
@@ -58,7 +68,17 @@ def serve_command(args: argparse.Namespace) -> int:
 
     if args.config is not None:
         os.environ["TURNOUT_CONFIG"] = str(args.config)
+    if args.log_format is not None:
+        os.environ["TURNOUT_LOG_FORMAT"] = args.log_format
     settings = Settings()
+    if not settings.config.exists():
+        source = "--config" if args.config else "TURNOUT_CONFIG, default rules.yaml"
+        print(
+            f"no rules file at {settings.config.resolve()} (from {source}); "
+            "pass --config FILE, e.g. --config deploy/rules.local.yaml",
+            file=sys.stderr,
+        )
+        return 1
     try:
         load_rules(settings.config)
     except RulesInvalid as exc:

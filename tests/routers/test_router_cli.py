@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main as turnout_main
+from routers.classifier import SHIPPED_MODEL as SHIPPED
 from tests.routers.test_classifier import PROMPTS
 
 
@@ -95,3 +98,24 @@ rules: [{name: sql, when: {regex: "(?i)select .* from"}, route: code}]
     assert explained["rules"] == [{"rule": "sql", "matched": False, "failed": "regex"}]
     by_rule = json.loads(turnout("route", "explain", "--config", str(config), "SELECT a FROM t").stdout)
     assert by_rule["decided_by"] == "rule:sql"
+
+
+def test_eval_into_a_closed_pipe_exits_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"prompt": "write a function", "label": "code"}\n{"prompt": "what is 2+2", "label": "math"}\n')
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (`head`) has left
+    closed = os.fdopen(write_end, "w")
+    monkeypatch.setattr("sys.stdout", closed)
+    status = turnout_main(["router", "eval", "--model", str(SHIPPED), "--data", str(data), "--json"])
+    closed.close()  # flushes into /dev/null now, not into the closed pipe
+    assert status == 0
+
+
+def test_serve_without_a_rules_file_names_the_file_it_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TURNOUT_CONFIG", raising=False)
+    assert turnout_main(["serve"]) == 1
+    assert str(tmp_path / "rules.yaml") in capsys.readouterr().err
