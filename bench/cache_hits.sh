@@ -4,7 +4,8 @@
 # Redis on loopback (127.0.0.1:16379). Figures go to bench/results/cache-hits.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=${SHARED:-$(cd .. && pwd)/shared}
+source bench/common.sh
+find_shared
 OUT=${OUT:-bench/results/cache-hits.txt}
 export DUR=${DUR:-8s} CONNS=${CONNS:-"1 32"} SCRIPT=chat-fixed.lua LITELLM_CONFIG=litellm-cache-config.yaml
 command -v nginx >/dev/null && command -v wrk >/dev/null && command -v redis-server >/dev/null || {
@@ -26,4 +27,4 @@ for _ in $(seq 1 60); do curl -fs -o /dev/null http://127.0.0.1:8092/healthz && 
     -H "authorization: Bearer $TURNOUT_BENCH_KEY" -H 'content-type: application/json' \
     -d '{"model":"upstream-model","temperature":0,"messages":[{"role":"user","content":"Summarize: the quick brown fox jumps over the lazy dog."}]}' \
     | tr -d '\r' | awk -F': ' 'tolower($1)=="x-turnout-cache"{print $2}')"
-} | tee "$OUT"
+} | tee /dev/stderr | write_results "$OUT"

@@ -5,7 +5,8 @@
 # Needs root for apt (nginx-light, wrk) the first time; LiteLLM goes to /tmp/bench-litellm-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=${SHARED:-$(cd .. && pwd)/shared}
+source bench/common.sh
+find_shared
 OUT=${OUT:-bench/results/overhead.txt}
 export DUR=${DUR:-8s} CONNS=${CONNS:-"1 32"}
 command -v nginx >/dev/null && command -v wrk >/dev/null || {
@@ -43,4 +44,4 @@ start 8091 httpx
     gateway_run gateway-httpx 8091 upstream-model "$c"
     gateway_run gateway-auto 8090 auto "$c"
   done
-} | tee "$OUT"
+} | tee /dev/stderr | write_results "$OUT"

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-600} CONNS=${CONNS:-64} PORT=${PORT:-8095} WARMUP=${WARMUP:-60}
 OUT=${OUT:-bench/results/soak.md}
+source bench/common.sh
 command -v nginx >/dev/null && command -v wrk >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
 [ -x .venv/bin/turnout ] || bash deploy/setup.sh
@@ -26,4 +27,4 @@ wrk_out=$(KEY=$TURNOUT_BENCH_KEY wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 10s -s
   "http://127.0.0.1:$PORT")
 metrics=$(curl -fs "http://127.0.0.1:$PORT/metrics")
 .venv/bin/python bench/soak_report.py "$rss_log" "$WARMUP" "$DUR" "$CONNS" <<<"$wrk_out"$'\n'"@@METRICS@@"$'\n'"$metrics" \
-  | tee "$OUT"
+  | tee /dev/stderr | write_results "$OUT"
