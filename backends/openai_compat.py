@@ -25,7 +25,7 @@ from gateway.schemas import (
 )
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
-DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES: int = OpenAIBackend.model_fields["max_response_bytes"].default
 
 
 class OpenAICompatBackend:

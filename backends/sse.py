@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import orjson
 from pydantic import ValidationError
 
-from gateway.errors import BackendBadResponse, ResponseTooLarge
+from backends.http_transport import too_large
+from gateway.errors import BackendBadResponse
 from gateway.schemas import ChatCompletionChunk
 
 DONE = "[DONE]"
@@ -48,7 +49,7 @@ async def bounded_lines(backend: str, parts: AsyncIterator[bytes], limit: int) -
         received += len(part)
         if received > limit:
             pending.clear()
-            raise ResponseTooLarge(f"backend {backend!r} streamed more than its max_response_bytes ({limit})")
+            raise too_large(backend, limit)
         pending += part
         start = 0
         while (end := pending.find(b"\n", start)) >= 0:

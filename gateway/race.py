@@ -192,25 +192,29 @@ class BackendRace(Generic[Answer]):
     async def _attempt(self, upstream: Upstream, call: Call[Answer], timeout_s: float) -> Answer:
         started = time.monotonic()
         try:
-            try:
-                answer = await call(upstream.backend, timeout_s)
-            except (BackendError, asyncio.CancelledError, TimeoutError):
-                raise
-            except Exception as exc:  # an adapter bug: the backend failed, and its probe must settle
-                log.exception("backend %s failed with an unmapped %s", upstream.name, type(exc).__name__)
-                raise BackendBadResponse(f"backend {upstream.name!r} failed: {type(exc).__name__}") from exc
+            answer = await call(upstream.backend, timeout_s)
         except BackendError as exc:
-            self._blame(upstream, exc, timeout_s)
-            self._record(Attempt(upstream.name, exc.code or "error", _ms_since(started), exc.upstream_status))
+            self._failed(upstream, exc, timeout_s, started)
             raise
         except asyncio.CancelledError:
             if self._running.pop(asyncio.current_task(), None) is not None:  # type: ignore[arg-type]
                 self._record(Attempt(upstream.name, CANCELLED, _ms_since(started)))  # a hedge that lost
             raise
+        except TimeoutError:  # the request's budget, raised by the caller's timeout: its concern
+            raise
+        except Exception as exc:  # an adapter bug: the backend still failed, and a probe must settle
+            log.exception("backend %s failed with an unmapped %s", upstream.name, type(exc).__name__)
+            error = BackendBadResponse(f"backend {upstream.name!r} failed: {type(exc).__name__}")
+            self._failed(upstream, error, timeout_s, started)
+            raise error from exc
         upstream.breaker.record_success()
         upstream.latencies(self._is_stream).add(time.monotonic() - started)
         self._record(Attempt(upstream.name, "ok", _ms_since(started)))
         return answer
+
+    def _failed(self, upstream: Upstream, error: BackendError, timeout_s: float, started: float) -> None:
+        self._blame(upstream, error, timeout_s)
+        self._record(Attempt(upstream.name, error.code or "error", _ms_since(started), error.upstream_status))
 
     def _blame(self, upstream: Upstream, error: BackendError, timeout_s: float) -> None:
         """Tell the breaker. A timeout counts only if the attempt had the time the backend usually needs

@@ -32,6 +32,10 @@ class Redactor:
         names = {getattr(spec, "api_key_env", None) for spec in rules.backends.values()}
         return cls(environ[name] for name in names if name and environ.get(name))
 
+    @property
+    def has_secrets(self) -> bool:
+        return self._text is not None
+
     def text(self, text: str) -> str:
         return text if self._text is None else self._text.sub(MASK, text)
 
@@ -47,6 +51,8 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not self.redactor.has_secrets:
+            return True  # nothing to mask: leave the record (and its traceback) to be formatted lazily
         record.msg, record.args = self.redactor.text(record.getMessage()), None
         if record.exc_info and not record.exc_text:
             record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))

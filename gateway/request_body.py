@@ -8,7 +8,6 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.deadline import WHOLE_NUMBER
 from gateway.errors import BodyTooLarge, ClientClosedRequest, InvalidRequest, MalformedJSON, RequestError
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -16,7 +15,7 @@ Schema = TypeVar("Schema", bound=BaseModel)
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and WHOLE_NUMBER.fullmatch(declared) is None:
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
         raise RequestError(f"content-length must be a whole number of bytes, got {declared!r}", param="content-length")
     if declared is not None and int(declared) > limit:
         raise BodyTooLarge(f"request body is {declared} bytes; the limit is {limit}")

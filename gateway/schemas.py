@@ -17,13 +17,16 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class Passthrough(BaseModel):
-    """Unknown fields are kept and sent upstream; numbers among them must still fit JSON's 64-bit
-    integers, or the cache key and the upstream body could not be written."""
-
     model_config = ConfigDict(extra="allow")
 
+
+class RequestPassthrough(Passthrough):
+    """A caller's model: unknown fields are kept and sent upstream, but numbers among them must fit
+    JSON's 64-bit integers, or the cache key and the upstream body could not be written. (Upstream
+    answers are not checked: that would cost every stream chunk a walk of its extras.)"""
+
     @model_validator(mode="after")
-    def _extras_fit_64_bits(self) -> Passthrough:
+    def _extras_fit_64_bits(self) -> RequestPassthrough:
         for name, value in (self.model_extra or {}).items():
             if not fits_64_bits(value):
                 raise ValueError(f"field {name!r} holds an integer outside the 64-bit range")
@@ -56,7 +59,7 @@ class ContentPart(Wire):
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class ChatMessage(Passthrough):
+class ChatMessage(RequestPassthrough):
     role: Role
     content: StrictStr | list[ContentPart] | None = None
 
@@ -65,7 +68,7 @@ class StreamOptions(Wire):
     include_usage: StrictBool | None = None
 
 
-class ChatCompletionRequest(Passthrough):
+class ChatCompletionRequest(RequestPassthrough):
     model: StrictStr = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool = False
@@ -91,8 +94,12 @@ class ChatCompletionRequest(Passthrough):
                 return text_of(message.content)
         return ""
 
+    def conversation_text(self) -> str:
+        """Every message's text, in order."""
+        return " ".join(text_of(m.content) for m in self.messages)
 
-class EmbeddingRequest(Passthrough):
+
+class EmbeddingRequest(RequestPassthrough):
     model: StrictStr = Field(min_length=1)
     input: StrictStr | list[StrictStr] | list[Int64] | list[list[Int64]]
     dimensions: Int64 | None = Field(None, ge=1)
@@ -164,4 +171,4 @@ def text_of(content: str | list[ContentPart] | None) -> str:
     """The text a message says: a string, or its text parts joined by newlines."""
     if isinstance(content, str):
         return content
-    return "\n".join(part.text for part in content or [] if part.text is not None)
+    return "\n".join(part.text for part in content or [] if part.type == "text" and part.text is not None)

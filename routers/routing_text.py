@@ -9,7 +9,10 @@ its end ("... TL;DR:") about equally often, so both ends are kept.
 
 from __future__ import annotations
 
-from gateway.schemas import ChatCompletionRequest, text_of
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the request is only read through its methods: no run-time import of gateway
+    from gateway.schemas import ChatCompletionRequest
 
 HEAD_CHARS = 4096
 TAIL_CHARS = 4096
@@ -24,5 +27,5 @@ def bounded(text: str, head_chars: int = HEAD_CHARS, tail_chars: int = TAIL_CHAR
 
 def routing_text(request: ChatCompletionRequest) -> str:
     """The last user message (the whole conversation's text if there is none), bounded."""
-    text = request.last_user_text() or " ".join(text_of(m.content) for m in request.messages)
+    text = request.last_user_text() or request.conversation_text()
     return bounded(text)

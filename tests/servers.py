@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -172,11 +175,6 @@ def redis_sentinel(workdir: str, password: str | None = None) -> Iterator[str]:
 def gateway_process(config: Path, **env: str) -> Iterator[tuple[str, int]]:
     """``turnout serve`` in a process of its own (so its memory can be read apart from the test's);
     yields its URL and pid. ``env`` adds ``TURNOUT_*`` settings."""
-    import os
-    import sys
-
-    import httpx
-
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from starlette.responses import JSONResponse
 
 from gateway.reports import Outcome, ReportBook, group
 from tests.gateway.harness import AUTH, RULES, chat_body, completion, gateway
-from tests.servers import free_port, redis_server, serving
+from tests.servers import gateway_process, redis_server, serving
 
 ADMIN = {"authorization": "Bearer adm"}
 PRICED = RULES.replace(
@@ -103,43 +102,9 @@ def two_gateways(tmp_path: Path) -> Iterator[list[str]]:
         rules = PRICED.replace("http://primary/v1", upstream + "/v1").replace("http://fallback/v1", upstream + "/v1")
         config = tmp_path / "rules.yaml"
         config.write_text(rules + "router: {kind: default}\n" if "router:" not in rules else rules)
-        env = {
-            **os.environ,
-            "TURNOUT_REDIS_URL": redis_url,
-            "TURNOUT_ADMIN_KEY": "adm",
-            "TURNOUT_LOG_LEVEL": "warning",
-        }
-        ports = [free_port(), free_port()]
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(p)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for p in ports
-        ]
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
-        try:
-            for url in urls:
-                _wait_ready(url)
-            yield urls
-        finally:
-            for process in processes:
-                process.terminate()
-                process.wait(timeout=30)
-
-
-def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gateway at {url} did not start")
+        env = {"TURNOUT_REDIS_URL": redis_url, "TURNOUT_ADMIN_KEY": "adm"}
+        with gateway_process(config, **env) as (first, _), gateway_process(config, **env) as (second, _):
+            yield [first, second]
 
 
 def test_two_gateway_processes_add_into_one_report(two_gateways: list[str]) -> None:
