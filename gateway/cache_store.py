@@ -6,6 +6,8 @@ Both implement :class:`CacheStore` and pass the same tests. Stores raise on fail
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from collections import OrderedDict
@@ -176,6 +178,15 @@ def _triples(found: object) -> list[tuple[bytes, tuple[bytes, bytes]]]:
         return [(member, (value[0], value[1])) for member, value in found.items()]
     items = list(found) if isinstance(found, list) else []
     return [(items[i], (items[i + 1], items[i + 2])) for i in range(0, len(items), 3)]
+
+
+async def warm_up(store: CacheStore, timeout_s: float = 2.0) -> None:
+    """One read at start-up, outside the per-call budget of a few milliseconds: a Cluster client
+    discovers its topology and every client opens its first connection here, not inside the first
+    request's budget (which would serve it uncached). A failure is left for the guard to meet later."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(timeout_s):
+            await store.get("tn:warm-up")
 
 
 def open_store(redis_url: str | None, timeout_s: float) -> CacheStore:

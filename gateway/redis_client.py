@@ -17,6 +17,11 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisClusterException, RedisError
+
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
+"""What a Redis call can raise when the server is down or unreachable (a Cluster client's own
+exception is not a ``RedisError``)."""
 
 
 def redis_client(url: str, timeout_s: float) -> Any:

@@ -16,9 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-import redis
-
-from gateway.redis_client import close_redis, redis_client
+from gateway.redis_client import REDIS_FAILURES, close_redis, redis_client
 
 log = logging.getLogger("turnout")
 FIELDS = (
@@ -111,7 +109,7 @@ class ReportBook:
             pipe.expire(f"tn:r:{hour}", KEEP_S)
         try:
             await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("report flush to Redis failed (%s); keeping the figures for the next flush", exc)
             self._put_back(pending)
         except BaseException:  # cancelled (shutdown): the figures stay for the closing flush

@@ -14,7 +14,7 @@ from backends.base import Backend
 from backends.http_transport import open_http_client
 from backends.registry import open_backend
 from gateway.auth import KeyRing
-from gateway.cache_store import open_store
+from gateway.cache_store import open_store, warm_up
 from gateway.deadline import Deadline, requested_budget_ms
 from gateway.dispatch import Dispatcher
 from gateway.health_checks import HealthChecker
@@ -109,8 +109,10 @@ async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncC
     metrics.watch_upstreams(upstreams)
     health = HealthChecker(upstreams, {name: spec.health_check for name, spec in rules.backends.items()})
     health.start()
+    store = open_store(settings.redis_url, settings.cache_timeout_ms / 1000)
+    await warm_up(store)
     cache = ResponseCache(
-        open_store(settings.redis_url, settings.cache_timeout_ms / 1000),
+        store,
         {name: model_identity(spec) for name, spec in rules.backends.items()},
         metrics,
         settings.cache_timeout_ms / 1000,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.gateway.harness import KEY, LIMITED_KEY, RULES, chat_body, completion, delta, gateway, sse
-from tests.servers import redis_server
+from tests.servers import free_port, redis_server
 
 DETERMINISTIC = {"temperature": 0}
 
@@ -220,3 +220,13 @@ async def test_redis_killed_mid_load_fails_no_request() -> None:
     assert {r.headers["x-turnout-cache"] for r in before} == {"miss", "hit"}
     assert {r.headers["x-turnout-cache"] for r in after} == {"off"}
     assert "turnout_cache_errors_total" in metrics
+
+
+async def test_start_up_warm_up_of_an_unreachable_store_neither_fails_nor_hangs() -> None:
+    dead = f"redis+cluster://127.0.0.1:{free_port()}"
+    async with asyncio.timeout(20), gateway(redis_url=dead) as client:
+        response = await client.post(
+            "/v1/chat/completions", json=chat_body(temperature=0), headers={"authorization": f"Bearer {KEY}"}
+        )
+    assert response.status_code == 200
+    assert response.headers["x-turnout-cache"] == "off"
