@@ -53,6 +53,25 @@ async def route_explain(request: Request) -> Response:
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
+@router.get("/backends")
+async def backends(request: Request) -> Response:
+    """Each backend as the gateway sees it: breaker, requests in flight, and its last health check
+    with the upstream's own words (secrets redacted), which ``/readyz`` keeps from the public."""
+    state = gateway_state(request)
+    require_admin(state, request)
+    found: dict[str, dict[str, object]] = {}
+    for name, upstream in state.dispatcher.upstreams.items():
+        found[name] = {"breaker": upstream.breaker.state, "in_flight": upstream.in_flight}
+        if (check := state.health.last.get(name)) is not None:
+            found[name]["last_check"] = {
+                "healthy": check.health.is_healthy,
+                "probed": check.health.is_probed,
+                "detail": state.redactor.text(check.health.detail),
+                "at": check.checked_at,
+            }
+    return Response(orjson.dumps({"backends": found}), media_type="application/json")
+
+
 @router.get("/reports/cache")
 async def cache_report(request: Request, since: str = "24h", by: str = "route", format: str = "json") -> Response:
     """Requests, hits, tokens and dollars (spent, saved by the cache, saved by routing), grouped ``by``

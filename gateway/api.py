@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.access_log import log_access
 from gateway.chat import ChatCall, route_headers
 from gateway.deadline import BUDGET_HEADER
 from gateway.disconnect import unless_disconnected
 from gateway.errors import GatewayError
+from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
 from gateway.schemas import EmbeddingRequest, ModelCard, ModelList
 from gateway.state import gateway_state
@@ -42,24 +41,34 @@ async def chat_completions(request: Request) -> Response:
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     state = gateway_state(request)
-    started = time.monotonic()
-    route = backend = "-"
+    outcome = RequestOutcome("embeddings", getattr(request.state, "request_id", "-"))
+    status = 500  # unless it is answered or refused below
     try:
         principal = state.keyring.authenticate(request.headers)
+        outcome.tenant = principal.tenant
         await state.limits.admit(principal)
         embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(embedding.model, request.headers.get("x-turnout-route"), None, context)
-        route = decision.route
-        principal.require_route(route)
-        deadline = state.deadline(route, request.headers.get(BUDGET_HEADER), started)
-        backend, answer = await unless_disconnected(request, state.dispatcher.embed(decision, embedding, deadline))
+        outcome.route, outcome.decided_by = decision.route, decision.decided_by
+        principal.require_route(decision.route)
+        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), outcome.started)
+        embedded = state.dispatcher.embed(decision, embedding, deadline)
+        outcome.backend, answer = await unless_disconnected(request, embedded)
+        usage = answer.usage
+        outcome.priced(state, max(usage.prompt_tokens, usage.total_tokens) if usage else 0, 0)
+        await state.limits.spend_tokens(principal, outcome.prompt_tokens)
+        status = 200
     except GatewayError as exc:
-        _observe(request, "embeddings", route, backend, exc.status, started)
+        status = exc.status
         raise
-    _observe(request, "embeddings", route, backend, 200, started)
+    except asyncio.CancelledError:
+        status = 499
+        raise
+    finally:
+        outcome.observe(state, status)
     body = answer.__pydantic_serializer__.to_json(answer, exclude_unset=True)
-    return Response(body, media_type=JSON, headers=route_headers(decision, backend))
+    return Response(body, media_type=JSON, headers=route_headers(decision, outcome.backend))
 
 
 @router.get("/v1/models")
@@ -79,18 +88,3 @@ async def models(request: Request) -> Response:
         if principal.may_use(alias)
     ]
     return Response(ModelList(data=cards).model_dump_json(), media_type=JSON)
-
-
-def _observe(request: Request, endpoint: str, route: str, backend: str, status: int, started: float) -> None:
-    elapsed = time.monotonic() - started
-    gateway_state(request).metrics.observe_request(endpoint, route, backend, status, elapsed)
-    log_access(
-        {
-            "request_id": getattr(request.state, "request_id", "-"),
-            "endpoint": endpoint,
-            "route": route,
-            "backend": backend,
-            "status": status,
-            "ms": round(elapsed * 1000, 1),
-        }
-    )

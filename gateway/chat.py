@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.access_log import log_access
 from gateway.auth import ANONYMOUS, Principal
 from gateway.deadline import BUDGET_HEADER, Deadline
 from gateway.disconnect import unless_disconnected
 from gateway.errors import BudgetExceeded
-from gateway.reports import Outcome
+from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
 from gateway.response_cache import CacheEntry, CachePlan
 from gateway.rules import CachePolicy
@@ -34,19 +33,14 @@ class ChatCall:
     def __init__(self, state: GatewayState, request: Request) -> None:
         self.state = state
         self.request = request
-        self.started = time.monotonic()
-        """When the request arrived: its deadline counts from here, and its latency metric."""
-        self.route = self.backend = self.tenant = self.decided_by = "-"
-        self.cache_status = "bypass"
-        self.prompt_tokens = self.completion_tokens = 0
-        self.cost_usd = 0.0
+        self.outcome = RequestOutcome("chat", getattr(request.state, "request_id", "-"))
         self.probe: Probe | None = None
         self.principal: Principal = ANONYMOUS
 
     async def respond(self) -> Response:
         state, request = self.state, self.request
         self.principal = principal = state.keyring.authenticate(request.headers)
-        self.tenant = principal.tenant
+        self.outcome.tenant = principal.tenant
         await state.limits.admit(principal)
         chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
         # Only once the body is read: the watch reads the connection's next message.
@@ -57,9 +51,9 @@ class ChatCall:
         context = RoutingContext(principal.tenant, request.headers)
         decision = await state.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)
         state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
-        self.route, self.decided_by = decision.route, decision.decided_by
+        self.outcome.route, self.outcome.decided_by = decision.route, decision.decided_by
         principal.require_route(decision.route)
-        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.started)
+        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.outcome.started)
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
         try:  # from the moment this request may lead a flight, every way out settles it
@@ -68,7 +62,7 @@ class ChatCall:
                 if lookup.entry is not None:
                     return self._hit(lookup.entry, chat, decision)
                 is_leader = lookup.is_leader
-                self.cache_status = "off" if lookup.is_store_down else "miss"
+                self.outcome.cache = "off" if lookup.is_store_down else "miss"
                 if not lookup.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
                     if is_leader:
                         is_leader = False
@@ -78,7 +72,7 @@ class ChatCall:
                 response = await self._stream(decision, chat, plan, is_leader, deadline)
                 is_leader = False  # the stream finishes the flight when it ends
                 return response
-            self.backend, completion = await state.dispatcher.complete(decision, chat, deadline)
+            self.outcome.backend, completion = await state.dispatcher.complete(decision, chat, deadline)
         except BaseException:
             if is_leader:
                 await state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
@@ -89,41 +83,14 @@ class ChatCall:
         return Response(body, media_type=JSON, headers=self._headers(decision))
 
     def observe(self, status: int) -> None:
-        elapsed = time.monotonic() - self.started
-        self.state.metrics.observe_request("chat", self.route, self.backend, status, elapsed)
-        outcome = Outcome(
-            route=self.route,
-            backend=self.backend,
-            tenant=self.tenant,
-            cache=self.cache_status if status == 200 else "error",
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost_usd=self.cost_usd,
-            reference_cost_usd=self.state.reference_price(self.prompt_tokens, self.completion_tokens),
-        )
-        self.state.reports.record(outcome)
-        log_access(
-            {
-                "request_id": getattr(self.request.state, "request_id", "-"),
-                "endpoint": "chat",
-                "tenant": self.tenant,
-                "route": self.route,
-                "backend": self.backend,
-                "decided_by": self.decided_by,
-                "cache": self.cache_status,
-                "status": status,
-                "ms": round(elapsed * 1000, 1),
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-            }
-        )
+        self.outcome.observe(self.state, status)
 
     def _plan(self, decision: RouteDecision, chat: ChatCompletionRequest, tenant: str) -> CachePlan:
         route = self.state.rules.routes.get(decision.route)
         policy = route.cache if route is not None else PINNED_POLICY
         cache_control = self.request.headers.get("cache-control", "")
         plan = self.state.cache.plan(decision.route, policy, decision.backends[0], chat, tenant, cache_control)
-        self.cache_status = "bypass"
+        self.outcome.cache = "bypass"
         return plan
 
     async def _semantic_lookup(
@@ -141,11 +108,11 @@ class ChatCall:
     def _hit(
         self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision, similarity: float | None = None
     ) -> Response:
-        self.backend, self.cache_status = entry.backend, "hit"
-        self.prompt_tokens, self.completion_tokens = entry.prompt_tokens, entry.completion_tokens
-        self.cost_usd = entry.cost_usd
+        self.outcome.backend, self.outcome.cache = entry.backend, "hit"
+        self.outcome.prompt_tokens, self.outcome.completion_tokens = entry.prompt_tokens, entry.completion_tokens
+        self.outcome.cost_usd = entry.cost_usd
         self.state.metrics.observe_cache(
-            self.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
+            self.outcome.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
         )
         self.observe(200)
         headers = self._headers(decision)
@@ -164,7 +131,7 @@ class ChatCall:
     async def _stream(
         self, decision: RouteDecision, chat: ChatCompletionRequest, plan: CachePlan, is_leader: bool, deadline: Deadline
     ) -> Response:
-        self.backend, (first, rest) = await self.state.dispatcher.open_stream(decision, chat, deadline)
+        self.outcome.backend, (first, rest) = await self.state.dispatcher.open_stream(decision, chat, deadline)
         assembler = StreamAssembler()
         assembler.add(first)
 
@@ -185,28 +152,27 @@ class ChatCall:
         self.observe(status)
 
     async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
-        self.state.metrics.observe_cache(self.route, self.cache_status)
+        self.state.metrics.observe_cache(self.outcome.route, self.outcome.cache)
         usage = completion.usage
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        self.prompt_tokens, self.completion_tokens = prompt, generated
-        self.cost_usd = self.state.price(self.backend, prompt, generated)
+        self.outcome.priced(self.state, prompt, generated)
         await self.state.limits.spend_tokens(self.principal, prompt + generated)
         if not plan.can_write and not is_leader:
             return  # nothing to store and nobody waiting: skip serialising the answer
         entry = CacheEntry(
             completion=completion.__pydantic_serializer__.to_json(completion, exclude_unset=True).decode(),
-            backend=self.backend,
+            backend=self.outcome.backend,
             created=time.time(),
             prompt_tokens=prompt,
             completion_tokens=generated,
-            cost_usd=self.cost_usd,
+            cost_usd=self.outcome.cost_usd,
         )
         stored = await self.state.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
         if stored and self.probe is not None and self.state.semantic is not None:
             await self.state.semantic.remember(self.probe, plan.key, plan.policy.ttl_s)
 
     def _headers(self, decision: RouteDecision) -> dict[str, str]:
-        return {**route_headers(decision, self.backend), "x-turnout-cache": self.cache_status}
+        return {**route_headers(decision, self.outcome.backend), "x-turnout-cache": self.outcome.cache}
 
 
 def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:

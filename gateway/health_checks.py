@@ -34,7 +34,7 @@ class HealthChecker:
         self.last: dict[str, CheckResult] = {}
 
     def start(self) -> None:
-        """Checks begin one interval after start-up: the backends were just opened."""
+        """The first check runs at once, so readiness reflects the backends from the start."""
         loop = asyncio.get_running_loop()
         for name, spec in self._specs.items():
             if spec.enabled:
@@ -58,11 +58,11 @@ class HealthChecker:
 
     async def _watch(self, name: str, spec: HealthCheckSpec) -> None:
         while True:
-            await asyncio.sleep(spec.interval_s)
             try:
                 await self.check(name, spec.timeout_s)
             except Exception:  # a checker must outlive any one failure
                 log.exception("health check of %s failed unexpectedly", name)
+            await asyncio.sleep(spec.interval_s)
 
     async def aclose(self) -> None:
         for task in self._tasks:

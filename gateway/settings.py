@@ -30,7 +30,6 @@ class Settings(BaseSettings):
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """How the pooled client reaches backends: aiohttp under the httpx API (faster, measured in
     ``bench/results/``), or httpx's own pool (HTTP/2 capable)."""
-    health_timeout_s: float = 2.0
     router_threads: int = 1
     """ONNX Runtime threads for the classifier, per gateway process."""
     router_max_batch: int | None = None

@@ -61,15 +61,27 @@ def echo_upstream(request: httpx.Request) -> httpx.Response:
 
 @asynccontextmanager
 async def gateway(
-    upstream: Upstream = echo_upstream, rules: str = RULES, **settings: object
+    upstream: Upstream = echo_upstream, rules: str = RULES, checks_reach: bool = False, **settings: object
 ) -> AsyncIterator[httpx.AsyncClient]:
-    upstream_client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))  # type: ignore[arg-type]
+    """The gateway over ``upstream``. Its periodic health checks (``GET …/models``, the first at
+    start-up) reach ``upstream`` only with ``checks_reach``: other tests count what it was sent."""
+    answer = upstream if checks_reach else _checks_answered(upstream)
+    upstream_client = httpx.AsyncClient(transport=httpx.MockTransport(answer))  # type: ignore[arg-type]
     app = create_app(Settings(**settings), parse_rules(rules), http_client=upstream_client)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             yield client
     await upstream_client.aclose()
+
+
+def _checks_answered(upstream: Upstream) -> Upstream:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": []})
+        return upstream(request)
+
+    return answer
 
 
 def chat_body(model: str = "auto", **extra: object) -> dict[str, object]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -168,18 +169,46 @@ async def test_metrics_count_requests_by_route_backend_status() -> None:
     assert "turnout_request_duration_seconds_bucket" in text
 
 
-async def test_readyz_reflects_default_route_backends() -> None:
+async def test_readyz_serves_the_last_health_check_and_never_calls_the_backends() -> None:
+    asked: list[str] = []
+
     def upstream(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
         if request.url.host == "primary":
-            raise httpx.ConnectError("refused", request=request)
+            return httpx.Response(500, text="db at 10.1.2.3 is down")
         return httpx.Response(200, json={"data": []})
 
-    async with gateway(upstream) as client:
-        ready = await client.get("/readyz")
-    async with gateway(lambda r: httpx.Response(500)) as client:
+    async with gateway(upstream, checks_reach=True, admin_key="adm") as client:
+        await checked(client, "primary", "fallback")
+        asked.clear()
+        answers = [await client.get("/readyz") for _ in range(5)]
+        backends = await client.get("/admin/backends", headers={"authorization": "Bearer adm"})
+        anonymous = await client.get("/admin/backends")
+    assert asked == []
+    assert {a.status_code for a in answers} == {200}
+    ready = answers[0].json()
+    assert ready["backends"]["primary"] == {"breaker": "closed", "healthy": False}
+    assert ready["backends"]["fallback"] == {"breaker": "closed", "healthy": True}
+    assert "10.1.2.3" not in answers[0].text
+    assert "10.1.2.3" in backends.json()["backends"]["primary"]["last_check"]["detail"]
+    assert anonymous.status_code == 401
+
+
+async def test_readyz_is_503_once_every_default_backend_failed_its_check() -> None:
+    async with gateway(lambda r: httpx.Response(500), checks_reach=True) as client:
+        await checked(client, "primary", "fallback")
         not_ready = await client.get("/readyz")
         live = await client.get("/healthz")
-    assert ready.status_code == 200
-    assert ready.json()["backends"]["primary"]["healthy"] is False
     assert not_ready.status_code == 503
+    assert not_ready.json()["ready"] is False
     assert live.status_code == 200
+
+
+async def checked(client: httpx.AsyncClient, *backends: str) -> None:
+    """Waits for the start-up health check of ``backends``."""
+    async with asyncio.timeout(10):
+        while True:
+            found = (await client.get("/readyz")).json()["backends"]
+            if all("healthy" in found[name] for name in backends):
+                return
+            await asyncio.sleep(0.01)

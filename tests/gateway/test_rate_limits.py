@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+import httpx
 import pytest
 
 from gateway.auth import Principal
@@ -99,6 +100,20 @@ async def test_key_over_its_token_limit_gets_429_after_spending_them() -> None:
     assert (first.status_code, second.status_code) == (200, 200)
     assert third.status_code == 429
     assert third.json()["error"]["code"] == "tokens_per_minute_exceeded"
+
+
+def embedding_upstream(request: httpx.Request) -> httpx.Response:
+    data = [{"object": "embedding", "index": 0, "embedding": [0.5]}]
+    return httpx.Response(200, json={"object": "list", "data": data, "usage": {"prompt_tokens": 6, "total_tokens": 6}})
+
+
+async def test_embedding_tokens_count_toward_the_token_limit() -> None:
+    # Each embedding uses 6 tokens: the third request finds 12 >= 10.
+    body = {"model": "auto", "input": "hi"}
+    async with gateway(embedding_upstream, rules=limited_rules(requests=None, tokens=10)) as client:
+        statuses = [(await client.post("/v1/embeddings", json=body, headers=bearer(LIMITED))).status_code
+                    for _ in range(3)]  # fmt: skip
+    assert statuses == [200, 200, 429]
 
 
 async def test_limits_hold_across_replicas_sharing_redis(redis_url: str) -> None:

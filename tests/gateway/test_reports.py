@@ -59,6 +59,25 @@ async def test_endpoint_totals_equal_what_was_sent() -> None:
     assert as_csv.text.splitlines()[0].startswith("tenant,requests,hits")
 
 
+async def test_embeddings_count_in_cost_reports() -> None:
+    def upstream(request: httpx.Request) -> httpx.Response:
+        if b"fails" in request.content:
+            return httpx.Response(400, json={"error": {"message": "no"}})
+        data = [{"object": "embedding", "index": 0, "embedding": [0.5]}]
+        return httpx.Response(200, json={"object": "list", "data": data, "usage": {"prompt_tokens": 1000}})
+
+    async with gateway(upstream, rules=PRICED, admin_key="adm") as client:
+        for text in ("one", "two", "fails"):
+            await client.post("/v1/embeddings", json={"model": "auto", "input": text}, headers=AUTH)
+        report = (await client.get("/admin/reports/cache?by=route,tenant", headers=ADMIN)).json()
+    rows = {r["route"]: r for r in report["rows"]}
+    general = rows["general"]
+    assert (general["requests"], general["bypasses"], general["errors"]) == (3, 2, 1)
+    assert (general["prompt_tokens"], general["tenant"]) == (2000, "t1")
+    assert general["cost_usd"] == pytest.approx(2 * 1000 * 1.0 / 1e6)
+    assert general["routing_saved_usd"] == pytest.approx(2 * 1000 * 9.0 / 1e6)
+
+
 @pytest.mark.parametrize("query", ["since=yesterday", "by=colour", "format=xml"])
 async def test_bad_report_queries_are_422(query: str) -> None:
     async with gateway(admin_key="adm") as client:
