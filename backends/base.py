@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.schemas import (
+from contracts.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -24,7 +24,7 @@ class Health:
 
 
 class Backend(Protocol):
-    """One model endpoint. Implementations raise only :class:`gateway.errors.BackendError`."""
+    """One model endpoint. Implementations raise only :class:`contracts.errors.BackendError`."""
 
     name: str
 

@@ -16,7 +16,7 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
-from gateway.errors import (
+from contracts.errors import (
     BackendBadResponse,
     BackendError,
     BackendRateLimited,

@@ -17,7 +17,8 @@ import httpx
 
 from backends.base import Health
 from backends.http_transport import check_models, error_class_for
-from gateway.errors import (
+from backends.specs import LiteLLMEndpoint
+from contracts.errors import (
     BackendBadResponse,
     BackendError,
     BackendRateLimited,
@@ -25,8 +26,7 @@ from gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
-from gateway.schemas import (
+from contracts.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -101,7 +101,7 @@ def translate(backend: str, exc: BaseException) -> BackendError:
 
 
 class LiteLLMBackend:
-    def __init__(self, name: str, spec: LiteLLMBackendSpec, litellm: ModuleType, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, spec: LiteLLMEndpoint, litellm: ModuleType, client: httpx.AsyncClient) -> None:
         self.name = name
         self._spec = spec
         self._litellm = litellm
@@ -112,7 +112,7 @@ class LiteLLMBackend:
             self._api_key = "no-key"
 
     @classmethod
-    async def open(cls, name: str, spec: LiteLLMBackendSpec, client: httpx.AsyncClient) -> LiteLLMBackend:
+    async def open(cls, name: str, spec: LiteLLMEndpoint, client: httpx.AsyncClient) -> LiteLLMBackend:
         return cls(name, spec, import_litellm(), client)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:

@@ -19,9 +19,9 @@ import httpx
 
 from backends.base import Health
 from backends.openai_compat import OpenAICompatBackend
-from gateway.errors import BackendUnavailable
-from gateway.rules import LocalBackend as LocalBackendSpec
-from gateway.schemas import (
+from backends.specs import LocalServer
+from contracts.errors import BackendUnavailable
+from contracts.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -39,7 +39,7 @@ class LocalBackend:
         self._upstream = upstream
 
     @classmethod
-    async def open(cls, name: str, spec: LocalBackendSpec, client: httpx.AsyncClient) -> LocalBackend:
+    async def open(cls, name: str, spec: LocalServer, client: httpx.AsyncClient) -> LocalBackend:
         gguf = spec.gguf or default_gguf()
         server = await asyncio.to_thread(start_server, spec, gguf)
         endpoint = server.listening_address.rstrip("/") + "/v1"
@@ -75,7 +75,7 @@ def default_gguf() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
 
 
-def start_server(spec: LocalBackendSpec, gguf: Path) -> Any:
+def start_server(spec: LocalServer, gguf: Path) -> Any:
     try:
         import xllamacpp
     except ImportError as exc:

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ValidationError
 from backends.base import Health
 from backends.http_transport import check_models, raise_for_status, read_body, translated_errors
 from backends.request_context import upstream_headers
+from backends.specs import OpenAIEndpoint
 from backends.sse import bounded_lines, read_chunks
-from gateway.errors import BackendBadResponse
-from gateway.rules import OpenAIBackend
-from gateway.schemas import (
+from contracts.errors import BackendBadResponse
+from contracts.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -25,7 +25,7 @@ from gateway.schemas import (
 )
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
-DEFAULT_MAX_RESPONSE_BYTES: int = OpenAIBackend.model_fields["max_response_bytes"].default
+DEFAULT_MAX_RESPONSE_BYTES: int = OpenAIEndpoint.model_fields["max_response_bytes"].default
 
 
 class OpenAICompatBackend:
@@ -48,7 +48,7 @@ class OpenAICompatBackend:
             self._headers["authorization"] = f"Bearer {api_key}"
 
     @classmethod
-    async def open(cls, name: str, spec: OpenAIBackend, client: httpx.AsyncClient) -> OpenAICompatBackend:
+    async def open(cls, name: str, spec: OpenAIEndpoint, client: httpx.AsyncClient) -> OpenAICompatBackend:
         api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
         return cls(name, spec.endpoint, spec.model, client, api_key, spec.max_response_bytes)
 

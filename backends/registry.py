@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from backends.base import Backend
-from gateway.rules import BackendSpec
+from backends.specs import EndpointSpec
 
 KINDS: dict[str, str] = {
     "openai": "backends.openai_compat:OpenAICompatBackend",
@@ -22,6 +22,6 @@ def backend_class(kind: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-async def open_backend(name: str, spec: BackendSpec, client: httpx.AsyncClient) -> Backend:
+async def open_backend(name: str, spec: EndpointSpec, client: httpx.AsyncClient) -> Backend:
     backend: Backend = await backend_class(spec.kind).open(name, spec, client)
     return backend

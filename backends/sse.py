@@ -9,8 +9,8 @@ import orjson
 from pydantic import ValidationError
 
 from backends.http_transport import too_large
-from gateway.errors import BackendBadResponse
-from gateway.schemas import ChatCompletionChunk
+from contracts.errors import BackendBadResponse
+from contracts.wire import ChatCompletionChunk
 
 DONE = "[DONE]"
 

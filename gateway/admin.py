@@ -12,12 +12,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from contracts.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from contracts.wire import ChatCompletionRequest
 from gateway.explain import explain
 from gateway.report_format import parse_by, parse_since, to_csv
 from gateway.reports import Key, group
 from gateway.request_body import parse_json, read_body, validate_payload
-from gateway.schemas import ChatCompletionRequest
 from gateway.state import GatewayState, gateway_state
 from routers.decision import RoutingContext
 

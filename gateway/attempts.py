@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gateway.errors import BackendError, BackendsBusy, BudgetExceeded, NoBackendAvailable
+from contracts.errors import BackendError, BackendsBusy, BudgetExceeded, NoBackendAvailable
 
 SKIPPED_BREAKER_OPEN = "skipped_breaker_open"
 SKIPPED_BUSY = "skipped_busy"

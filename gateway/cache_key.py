@@ -11,7 +11,7 @@ import hashlib
 
 import orjson
 
-from gateway.schemas import ChatCompletionRequest
+from contracts.wire import ChatCompletionRequest
 
 # Fields that never change the answer: how it is delivered, and who asked (the tenant is keyed apart).
 DELIVERY_FIELDS = {"model", "stream", "stream_options", "user", "metadata", "store", "service_tier"}

@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from contracts.errors import BudgetExceeded
+from contracts.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.auth import ANONYMOUS, Principal
 from gateway.deadline import BUDGET_HEADER, Deadline
 from gateway.disconnect import unless_disconnected
-from gateway.errors import BudgetExceeded
 from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
 from gateway.response_cache import CacheEntry, CachePlan
 from gateway.rules import CachePolicy
-from gateway.schemas import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.semantic_cache import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.sse import sse_events
 from gateway.state import GatewayState

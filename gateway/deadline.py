@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from gateway.errors import RequestError
+from contracts.errors import RequestError
 
 BUDGET_HEADER = "x-turnout-budget-ms"
 WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")

@@ -13,7 +13,7 @@ from typing import TypeVar
 from starlette.requests import Request
 from starlette.types import Message
 
-from gateway.errors import ClientClosedRequest
+from contracts.errors import ClientClosedRequest
 
 Result = TypeVar("Result")
 _GONE = "the client disconnected"

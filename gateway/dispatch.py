@@ -6,18 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 from backends.base import Backend
-from gateway.deadline import Deadline
-from gateway.errors import BackendBadResponse, BackendTimeout
-from gateway.metrics import Metrics
-from gateway.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
-from gateway.rules import Rules
-from gateway.schemas import (
+from contracts.errors import BackendBadResponse, BackendTimeout
+from contracts.wire import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.deadline import Deadline
+from gateway.metrics import Metrics
+from gateway.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
+from gateway.rules import Rules
 from gateway.upstreams import Upstream
 from routers.decision import RouteDecision
 

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, RequestError
+from contracts.errors import GatewayError, RequestError
 from gateway.redaction import Redactor
 
 log = logging.getLogger("turnout")

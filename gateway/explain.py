@@ -8,11 +8,12 @@ from typing import Any
 from backends.base import Backend
 from backends.http_transport import open_http_client
 from backends.registry import open_backend
-from gateway.rules import LLMRouterSpec, Rules
-from gateway.schemas import ChatCompletionRequest
+from contracts.wire import ChatCompletionRequest
+from gateway.rules import Rules
 from routers.decision import RoutingContext
 from routers.factory import build_router
 from routers.selector import RouteSelector
+from routers.specs import LLMRouterSpec
 
 
 async def explain(

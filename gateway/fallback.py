@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import (
+from contracts.errors import (
     BackendError,
     BackendRateLimited,
     BackendRejected,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from backends.base import Backend
+from contracts.errors import BackendBadResponse, BackendError, BackendTimeout
 from gateway.attempts import (
     CANCELLED,
     SKIPPED_BREAKER_OPEN,
@@ -27,7 +28,6 @@ from gateway.attempts import (
     Exhaustion,
 )
 from gateway.deadline import Deadline
-from gateway.errors import BackendBadResponse, BackendError, BackendTimeout
 from gateway.fallback import FallbackPolicy, counts_against_backend
 from gateway.metrics import Metrics
 from gateway.resilience_rules import FallbackSpec, HedgeSpec

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from contracts.errors import RateLimited
 from gateway.auth import Principal
 from gateway.cache_store import CacheStore, RedisStore
-from gateway.errors import RateLimited
 from gateway.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
 

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 
-from gateway.errors import InvalidRequest, RequestError
+from contracts.errors import InvalidRequest, RequestError
 from gateway.reports import DIMENSIONS, FIELDS, KEEP_S
 
 DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")

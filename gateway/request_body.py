@@ -8,7 +8,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.errors import BodyTooLarge, ClientClosedRequest, InvalidRequest, MalformedJSON, RequestError
+from contracts.errors import BodyTooLarge, ClientClosedRequest, InvalidRequest, MalformedJSON, RequestError
 
 Schema = TypeVar("Schema", bound=BaseModel)
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.strict import Strict
+from contracts.strict import Strict
 
 FailureKind = Literal["connect", "timeout", "5xx", "429", "bad_response"]
 ALL_FAILURE_KINDS: tuple[FailureKind, ...] = ("connect", "timeout", "5xx", "429", "bad_response")

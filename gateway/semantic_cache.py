@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from contracts.wire import ChatCompletionRequest, ChatMessage
 from gateway.cache_key import cache_key
 from gateway.cache_store import CacheStore
 from gateway.response_cache import CacheEntry, CacheUnavailable, StoreGuard
 from gateway.rules import Rules
-from gateway.schemas import ChatCompletionRequest, ChatMessage
 
 IDENTIFIER = re.compile(r"\"[^\"]*\"|'[^']{2,}'|[\w.-]*\d[\w.-]*|\b[A-Z][A-Z_-]+\b")
 CANDIDATES = 4

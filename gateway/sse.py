@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from gateway.errors import BackendError
-from gateway.schemas import ChatCompletionChunk
+from contracts.errors import BackendError
+from contracts.wire import ChatCompletionChunk
 
 log = logging.getLogger("turnout")
 DONE_EVENT = b"data: [DONE]\n\n"

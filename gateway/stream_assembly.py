@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.schemas import ChatCompletion, ChatCompletionChunk, Usage
+from contracts.wire import ChatCompletion, ChatCompletionChunk, Usage
 
 
 class StreamAssembler:

@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.rules import ClassifierRouterSpec, Rules
-from gateway.schemas import ChatCompletionRequest
+from contracts.wire import ChatCompletionRequest
 from routers.batcher import MicroBatcher
 from routers.decision import RouteDecision
 from routers.routing_text import routing_text
+from routers.specs import ClassifierRouterSpec, RoutingTable
 
 FastScore = Callable[[str], NDArray[np.float32] | None]
 
@@ -24,7 +24,7 @@ class ClassifierRouter:
     def __init__(
         self,
         spec: ClassifierRouterSpec,
-        rules: Rules,
+        rules: RoutingTable,
         labels: list[str],
         batcher: MicroBatcher,
         abstain: float | None,

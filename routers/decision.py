@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.schemas import ChatCompletionRequest
+from contracts.wire import ChatCompletionRequest
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.rules import Rules
-from gateway.schemas import ChatCompletionRequest
+from contracts.wire import ChatCompletionRequest
 from routers.decision import RouteDecision
+from routers.specs import RoutingTable
 
 
 class DefaultRouteRouter:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: RoutingTable) -> None:
         route = rules.default_route
         self._decision = RouteDecision(
             route=route,

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backends.base import Backend
-from gateway.rules import ClassifierRouterSpec, DefaultRouterSpec, LLMRouterSpec, Rules
 from routers.decision import Router
 from routers.default_route import DefaultRouteRouter
+from routers.specs import ClassifierRouterSpec, DefaultRouterSpec, LLMRouterSpec, RoutingTable
 
 
 @dataclass
@@ -23,7 +23,7 @@ class RouterHandle:
 
 
 def build_router(
-    rules: Rules, backends: Mapping[str, Backend], threads: int | None, max_batch: int | None
+    rules: RoutingTable, backends: Mapping[str, Backend], threads: int | None, max_batch: int | None
 ) -> RouterHandle:
     spec = rules.router
     if isinstance(spec, DefaultRouterSpec):
@@ -33,7 +33,9 @@ def build_router(
     return _llm(spec, rules, backends, threads, max_batch)
 
 
-def _classifier(spec: ClassifierRouterSpec, rules: Rules, threads: int | None, max_batch: int | None) -> RouterHandle:
+def _classifier(
+    spec: ClassifierRouterSpec, rules: RoutingTable, threads: int | None, max_batch: int | None
+) -> RouterHandle:
     from routers.batcher import MicroBatcher
     from routers.classifier import SHIPPED_MODEL, TaskClassifier
     from routers.classifier_router import ClassifierRouter
@@ -49,7 +51,11 @@ def _classifier(spec: ClassifierRouterSpec, rules: Rules, threads: int | None, m
 
 
 def _llm(
-    spec: LLMRouterSpec, rules: Rules, backends: Mapping[str, Backend], threads: int | None, max_batch: int | None
+    spec: LLMRouterSpec,
+    rules: RoutingTable,
+    backends: Mapping[str, Backend],
+    threads: int | None,
+    max_batch: int | None,
 ) -> RouterHandle:
     from routers.llm_router import LLMRouter
 

@@ -12,11 +12,11 @@ import dataclasses
 from pydantic import BaseModel, Field, ValidationError
 
 from backends.base import Backend
-from gateway.errors import BackendError
-from gateway.rules import LLMRouterSpec, Rules
-from gateway.schemas import ChatCompletionRequest
+from contracts.errors import BackendError
+from contracts.wire import ChatCompletionRequest
 from routers.decision import RouteDecision, Router
 from routers.routing_text import routing_text
+from routers.specs import LLMRouterSpec, RoutingTable
 
 PROMPT_CHARS = 2000
 INSTRUCTIONS = (
@@ -31,7 +31,7 @@ class LLMChoice(BaseModel):
 
 
 class LLMRouter:
-    def __init__(self, spec: LLMRouterSpec, rules: Rules, backend: Backend, fallback: Router) -> None:
+    def __init__(self, spec: LLMRouterSpec, rules: RoutingTable, backend: Backend, fallback: Router) -> None:
         self._spec = spec
         self._backend = backend
         self._fallback = fallback

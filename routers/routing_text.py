@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the request is only read through its methods: no run-time import of gateway
-    from gateway.schemas import ChatCompletionRequest
+    from contracts.wire import ChatCompletionRequest
 
 HEAD_CHARS = 4096
 TAIL_CHARS = 4096

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.rules import RuleMatch, Rules, RuleSpec
-from gateway.schemas import ChatCompletionRequest, text_of
+from contracts.wire import ChatCompletionRequest, text_of
 from routers.decision import RouteDecision, RoutingContext
 from routers.routing_text import bounded
+from routers.specs import RoutingTable, RuleMatch, RuleSpec
 
 
 def estimated_tokens(request: ChatCompletionRequest) -> int:
@@ -58,7 +58,7 @@ class CompiledRule:
 
 
 class RuleEngine:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: RoutingTable) -> None:
         self._rules = [
             CompiledRule(
                 spec=spec,

@@ -6,17 +6,17 @@ the rules file's ``rules`` (first match), then the router for ``model: "auto"``.
 
 from __future__ import annotations
 
-from gateway.errors import UnknownModel
-from gateway.rules import Rules
-from gateway.schemas import ChatCompletionRequest
+from contracts.errors import UnknownModel
+from contracts.wire import ChatCompletionRequest
 from routers.decision import RouteDecision, Router, RoutingContext
 from routers.rules_engine import RuleEngine
+from routers.specs import RoutingTable
 
 AUTO = "auto"
 
 
 class RouteSelector:
-    def __init__(self, rules: Rules, router: Router) -> None:
+    def __init__(self, rules: RoutingTable, router: Router) -> None:
         self.router = router
         self.rules = RuleEngine(rules)
         self._by_name: dict[str, RouteDecision] = {}

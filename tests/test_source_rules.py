@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-MODULES = sorted(p for package in ("gateway", "routers", "backends") for p in (ROOT / package).rglob("*.py"))
+PACKAGES = ("contracts", "gateway", "routers", "backends")
+MODULES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+LAYERS = {"contracts": 0, "backends": 1, "routers": 2, "gateway": 3}
+"""Each package may import only the packages below it: ``gateway → routers → backends → contracts``."""
 
 
 def dangling_tasks(tree: ast.AST) -> list[int]:
@@ -26,3 +29,27 @@ def dangling_tasks(tree: ast.AST) -> list[int]:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_task_is_started_without_keeping_a_reference(path: Path) -> None:
     assert dangling_tasks(ast.parse(path.read_text())) == []
+
+
+def imported_packages(tree: ast.AST) -> set[str]:
+    """Top-level packages named by the module's imports, wherever they are (functions and
+    ``TYPE_CHECKING`` blocks included: a layer that needs an upper one's types depends on it)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_layers_import_only_downwards(path: Path) -> None:
+    layer = path.relative_to(ROOT).parts[0]
+    above = {package for package, level in LAYERS.items() if level > LAYERS[layer]}
+    assert imported_packages(ast.parse(path.read_text())) & above == set()
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gateway.rules import Rules\n")
+    assert imported_packages(tree) == {"typing", "gateway"}

@@ -9,9 +9,9 @@ import pytest
 
 from backends.http_transport import error_class_for, open_http_client, translated_errors
 from backends.openai_compat import OpenAICompatBackend
-from gateway.errors import BackendBadResponse, BackendError, BackendUnavailable
+from contracts.errors import BackendBadResponse, BackendError, BackendUnavailable
+from contracts.wire import ChatCompletionRequest
 from gateway.fallback import failure_kind
-from gateway.schemas import ChatCompletionRequest
 from tests.servers import free_port
 
 CHAT = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}]})

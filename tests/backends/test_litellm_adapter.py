@@ -7,16 +7,16 @@ import httpx
 import pytest
 
 from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
-from gateway.errors import (
+from contracts.errors import (
     BackendBadResponse,
     BackendRateLimited,
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
 )
+from contracts.wire import ChatCompletionRequest
 from gateway.fallback import failure_kind
 from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
-from gateway.schemas import ChatCompletionRequest
 from tests.servers import free_port
 
 

@@ -8,15 +8,15 @@ import httpx
 import pytest
 
 from backends.openai_compat import OpenAICompatBackend
-from gateway.errors import (
+from contracts.errors import (
     BackendBadResponse,
     BackendRateLimited,
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
 )
+from contracts.wire import ChatCompletionRequest, EmbeddingRequest
 from gateway.fallback import failure_kind
-from gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 
 COMPLETION = {
     "id": "c1",

@@ -5,8 +5,8 @@ import hashlib
 import pytest
 from starlette.datastructures import Headers
 
+from contracts.errors import AuthenticationFailed, PermissionDenied
 from gateway.auth import AuthConfigError, KeyRing
-from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.rules import parse_rules
 from gateway.settings import Settings
 

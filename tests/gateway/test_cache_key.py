@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from contracts.wire import ChatCompletionRequest
 from gateway.cache_key import cache_key
-from gateway.schemas import ChatCompletionRequest
 
 BASE = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 

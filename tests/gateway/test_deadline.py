@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.errors import RequestError
 from gateway.deadline import Deadline, requested_budget_ms
-from gateway.errors import RequestError
 from gateway.latency_window import LatencyWindow
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import (
+from contracts.errors import (
     BackendBadResponse,
     BackendError,
     BackendRateLimited,

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
+from contracts.errors import RateLimited
 from gateway.auth import Principal
-from gateway.errors import RateLimited
 from gateway.metrics import Metrics
 from gateway.rate_limits import (
     LimitStore,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.schemas import ChatCompletionRequest
+from contracts.wire import ChatCompletionRequest
 from gateway.semantic_cache import identifiers_of, semantic_space
 from tests.gateway.harness import RULES, gateway
 from tests.gateway.test_cache import Upstream, ask

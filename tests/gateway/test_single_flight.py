@@ -10,11 +10,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from contracts.wire import ChatCompletionRequest
 from gateway.cache_store import MemoryStore, RedisStore
 from gateway.metrics import Metrics
 from gateway.response_cache import LOCK, CachePlan, ResponseCache
 from gateway.rules import CachePolicy
-from gateway.schemas import ChatCompletionRequest
 from tests.gateway.harness import AUTH, chat_body, completion, gateway
 
 REQUEST = ChatCompletionRequest.model_validate(chat_body(temperature=0))

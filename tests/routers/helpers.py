@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from contracts.wire import ChatCompletionRequest
 from gateway.rules import Rules, parse_rules
-from gateway.schemas import ChatCompletionRequest
 
 RULES = """
 backends:

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.rules import ClassifierRouterSpec
 from routers.batcher import MicroBatcher
 from routers.classifier_router import ClassifierRouter
+from routers.specs import ClassifierRouterSpec
 from tests.routers.helpers import chat, rules
 
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from backends.openai_compat import OpenAICompatBackend
-from gateway.rules import LLMRouterSpec
 from routers.default_route import DefaultRouteRouter
 from routers.llm_router import LLMRouter
+from routers.specs import LLMRouterSpec
 from tests.routers.helpers import chat, rules
 
 

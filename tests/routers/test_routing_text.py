@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from contracts.wire import ChatCompletionRequest
 from gateway.rules import parse_rules
-from gateway.schemas import ChatCompletionRequest
 from routers.decision import RoutingContext
 from routers.routing_text import HEAD_CHARS, TAIL_CHARS, bounded, routing_text
 from routers.rules_engine import RuleEngine

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import Headers
 
-from gateway.errors import UnknownModel
+from contracts.errors import UnknownModel
 from routers.decision import RoutingContext
 from routers.default_route import DefaultRouteRouter
 from routers.selector import RouteSelector

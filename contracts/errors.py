@@ -1,4 +1,4 @@
-"""The gateway's one error tree.
+"""The one error tree, shared by every layer.
 
 Every error carries its HTTP status and OpenAI error ``type`` and renders as an
 OpenAI-style body: ``{"error": {"message", "type", "param", "code"}}``.

@@ -1,0 +1,91 @@
+"""What the routers are configured with, and what they read of the rules: the rules schema
+(``gateway.rules``) composes these specs, and a ``Rules`` satisfies :class:`RoutingTable`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field
+
+from contracts.strict import NAME, Strict
+
+
+class RuleMatch(Strict):
+    """Conditions of a routing rule; all given ones must hold."""
+
+    headers: dict[str, str] = {}
+    """Header name (any case) to exact value."""
+    tenants: list[str] | None = None
+    models: list[str] | None = None
+    """The requested ``model``: ``auto`` or a name that is not a route, e.g. ``gpt-4``."""
+    regex: str | None = None
+    """Searched in the last user message."""
+    min_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0)
+    """Prompt length, estimated as characters / 4 over all messages."""
+    has_tools: bool | None = None
+    has_images: bool | None = None
+
+
+class RuleSpec(Strict):
+    name: str = Field(pattern=NAME)
+    when: RuleMatch
+    route: str
+
+
+class ClassifierRouterSpec(Strict):
+    kind: Literal["classifier"]
+    model: Path | None = None
+    """A directory from ``turnout router train``; unset: the shipped task classifier."""
+    labels: dict[str, str] = {}
+    """Label to route, by name. Unlisted labels go to the route of the same name, else the default route."""
+    threshold: float = Field(0.5, ge=0, le=1)
+    """Below this confidence the request goes to the default route."""
+    thresholds: dict[str, float] = {}
+    """Per-route thresholds, overriding ``threshold``."""
+
+
+class LLMRouterSpec(Strict):
+    kind: Literal["llm"]
+    backend: str
+    """The backend asked to choose among the routes by their descriptions."""
+    budget_ms: int = Field(1500, ge=10)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    fallback: ClassifierRouterSpec | None = None
+    """Consulted on timeout, bad output or low confidence; unset: the default route."""
+
+
+class DefaultRouterSpec(Strict):
+    kind: Literal["default"]
+
+
+RouterSpec = Annotated[ClassifierRouterSpec | LLMRouterSpec | DefaultRouterSpec, Field(discriminator="kind")]
+
+
+class RouteEntry(Protocol):
+    @property
+    def backends(self) -> Sequence[str]: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+class RoutingTable(Protocol):
+    """The routes, the default one, the aliases and the routing rules: what a router decides among."""
+
+    @property
+    def routes(self) -> Mapping[str, RouteEntry]: ...
+
+    @property
+    def default_route(self) -> str: ...
+
+    @property
+    def aliases(self) -> Mapping[str, str]: ...
+
+    @property
+    def rules(self) -> Sequence[RuleSpec]: ...
+
+    @property
+    def router(self) -> RouterSpec: ...
