@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.semantic_cache import SEMANTIC_HEAD_TOKENS, SEMANTIC_TAIL_TOKENS, identifiers_of
+from gateway.cache.semantic import SEMANTIC_HEAD_TOKENS, SEMANTIC_TAIL_TOKENS, identifiers_of
 from routers.classifier import MODELS_DIR
 from routers.encoder import Encoder
 

@@ -11,10 +11,10 @@ from starlette.responses import Response
 from contracts.errors import GatewayError
 from contracts.wire import EmbeddingRequest, ModelCard, ModelList
 from gateway.chat import ChatCall, route_headers
-from gateway.deadline import BUDGET_HEADER
 from gateway.disconnect import unless_disconnected
 from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
+from gateway.resilience.deadline import BUDGET_HEADER
 from gateway.state import gateway_state
 from routers.decision import RoutingContext
 

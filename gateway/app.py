@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from gateway import admin, api, probes
+from gateway import api, probes
 from gateway.access_log import RequestIds, configure_logging
+from gateway.admin import api as admin
 from gateway.error_handlers import install_error_handlers
 from gateway.redaction import RedactingFilter
 from gateway.rules import Rules, load_rules

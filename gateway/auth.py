@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 
 from contracts.errors import AuthenticationFailed, PermissionDenied
-from gateway.resilience_rules import RateLimitSpec
+from gateway.resilience.specs import RateLimitSpec
 from gateway.rules import Rules
 from gateway.settings import Settings
 

@@ -12,13 +12,13 @@ from starlette.responses import Response, StreamingResponse
 from contracts.errors import BudgetExceeded
 from contracts.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.auth import ANONYMOUS, Principal
-from gateway.deadline import BUDGET_HEADER, Deadline
+from gateway.cache.response_cache import CacheEntry, CachePlan
+from gateway.cache.semantic import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.disconnect import unless_disconnected
 from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
-from gateway.response_cache import CacheEntry, CachePlan
+from gateway.resilience.deadline import BUDGET_HEADER, Deadline
 from gateway.rules import CachePolicy
-from gateway.semantic_cache import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.sse import sse_events
 from gateway.state import GatewayState
 from gateway.stream_assembly import StreamAssembler, replay_chunks

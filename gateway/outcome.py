@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.access_log import log_access
-from gateway.reports import Outcome
+from gateway.admin.reports import Outcome
 from gateway.state import GatewayState
 
 

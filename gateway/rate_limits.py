@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from contracts.errors import RateLimited
 from gateway.auth import Principal
-from gateway.cache_store import CacheStore, RedisStore
+from gateway.cache.store import CacheStore, RedisStore
 from gateway.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
 

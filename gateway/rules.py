@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from backends.specs import LiteLLMEndpoint, LocalServer, OpenAIEndpoint
 from contracts.strict import NAME, Strict
-from gateway.resilience_rules import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
+from gateway.resilience.specs import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
 from gateway.yaml_source import LineIndex, load_yaml
 from routers.specs import ClassifierRouterSpec, LLMRouterSpec, RouterSpec, RuleSpec
 

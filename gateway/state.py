@@ -13,20 +13,20 @@ from starlette.requests import Request
 from backends.base import Backend
 from backends.http_transport import open_http_client
 from backends.registry import open_backend
+from gateway.admin.reports import ReportBook
 from gateway.auth import KeyRing
-from gateway.cache_store import open_store, warm_up
-from gateway.deadline import Deadline, requested_budget_ms
-from gateway.dispatch import Dispatcher
-from gateway.health_checks import HealthChecker
+from gateway.cache.response_cache import ResponseCache
+from gateway.cache.semantic import SemanticCache, open_semantic
+from gateway.cache.store import open_store, warm_up
 from gateway.metrics import Metrics
 from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.redaction import Redactor
-from gateway.reports import ReportBook
-from gateway.response_cache import ResponseCache
+from gateway.resilience.deadline import Deadline, requested_budget_ms
+from gateway.resilience.dispatch import Dispatcher
+from gateway.resilience.health_checks import HealthChecker
+from gateway.resilience.upstreams import open_upstreams
 from gateway.rules import BackendSpec, Rules
-from gateway.semantic_cache import SemanticCache, open_semantic
 from gateway.settings import Settings
-from gateway.upstreams import open_upstreams
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
 

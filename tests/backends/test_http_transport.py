@@ -11,7 +11,7 @@ from backends.http_transport import error_class_for, open_http_client, translate
 from backends.openai_compat import OpenAICompatBackend
 from contracts.errors import BackendBadResponse, BackendError, BackendUnavailable
 from contracts.wire import ChatCompletionRequest
-from gateway.fallback import failure_kind
+from gateway.resilience.fallback import failure_kind
 from tests.servers import free_port
 
 CHAT = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}]})

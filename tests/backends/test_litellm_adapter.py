@@ -15,7 +15,7 @@ from contracts.errors import (
     BackendUnavailable,
 )
 from contracts.wire import ChatCompletionRequest
-from gateway.fallback import failure_kind
+from gateway.resilience.fallback import failure_kind
 from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
 from tests.servers import free_port
 

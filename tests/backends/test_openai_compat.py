@@ -16,7 +16,7 @@ from contracts.errors import (
     BackendUnavailable,
 )
 from contracts.wire import ChatCompletionRequest, EmbeddingRequest
-from gateway.fallback import failure_kind
+from gateway.resilience.fallback import failure_kind
 
 COMPLETION = {
     "id": "c1",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.breaker import CircuitBreaker
-from gateway.resilience_rules import BreakerSpec
+from gateway.resilience.breaker import CircuitBreaker
+from gateway.resilience.specs import BreakerSpec
 
 
 class Clock:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from contracts.wire import ChatCompletionRequest
-from gateway.cache_key import cache_key
+from gateway.cache.key import cache_key
 
 BASE = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 

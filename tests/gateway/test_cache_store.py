@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.cache_store import CacheStore, MemoryStore, RedisStore
+from gateway.cache.store import CacheStore, MemoryStore, RedisStore
 
 
 @pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])

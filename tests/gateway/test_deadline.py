@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from contracts.errors import RequestError
-from gateway.deadline import Deadline, requested_budget_ms
-from gateway.latency_window import LatencyWindow
+from gateway.resilience.deadline import Deadline, requested_budget_ms
+from gateway.resilience.latency_window import LatencyWindow
 
 
 def test_deadline_counts_down_from_its_start() -> None:

@@ -12,8 +12,8 @@ from contracts.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from gateway.fallback import FallbackPolicy, failure_kind
-from gateway.resilience_rules import FallbackSpec
+from gateway.resilience.fallback import FallbackPolicy, failure_kind
+from gateway.resilience.specs import FallbackSpec
 
 
 def answered(error: BackendError, status: int) -> BackendError:

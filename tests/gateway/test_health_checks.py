@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from backends.base import Backend, Health
-from gateway.breaker import CircuitBreaker
-from gateway.health_checks import HealthChecker
-from gateway.resilience_rules import BreakerSpec, HealthCheckSpec
-from gateway.upstreams import Upstream
+from gateway.resilience.breaker import CircuitBreaker
+from gateway.resilience.health_checks import HealthChecker
+from gateway.resilience.specs import BreakerSpec, HealthCheckSpec
+from gateway.resilience.upstreams import Upstream
 
 
 class FixedHealth:

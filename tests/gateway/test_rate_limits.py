@@ -19,7 +19,7 @@ from gateway.rate_limits import (
     Window,
     retry_after_s,
 )
-from gateway.resilience_rules import RateLimitSpec
+from gateway.resilience.specs import RateLimitSpec
 from tests.gateway.harness import chat_body, gateway
 
 LIMITED, FREE = "sk-three-a-minute", "sk-unlimited"

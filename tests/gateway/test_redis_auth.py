@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.cache_store import RedisStore
+from gateway.cache.store import RedisStore
 from gateway.redis_client import close_redis, redis_client
 from tests.gateway.harness import AUTH, chat_body, gateway
 from tests.servers import redis_cluster, redis_sentinel, redis_server

@@ -8,7 +8,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from gateway.auth import KeyRing
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.rules import RulesInvalid, load_rules, parse_rules
 from gateway.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.wire import ChatCompletionRequest
-from gateway.semantic_cache import identifiers_of, semantic_space
+from gateway.cache.semantic import identifiers_of, semantic_space
 from tests.gateway.harness import RULES, gateway
 from tests.gateway.test_cache import Upstream, ask
 

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts.wire import ChatCompletionRequest
-from gateway.cache_store import MemoryStore, RedisStore
+from gateway.cache.response_cache import LOCK, CachePlan, ResponseCache
+from gateway.cache.store import MemoryStore, RedisStore
 from gateway.metrics import Metrics
-from gateway.response_cache import LOCK, CachePlan, ResponseCache
 from gateway.rules import CachePolicy
 from tests.gateway.harness import AUTH, chat_body, completion, gateway
 
@@ -74,7 +74,7 @@ async def test_a_leader_failing_after_its_lookup_releases_its_followers() -> Non
 
 FOLLOWER = """
 import asyncio, sys
-from gateway.cache_store import RedisStore
+from gateway.cache.store import RedisStore
 from tests.gateway.test_single_flight import cache_over
 
 async def main() -> None:

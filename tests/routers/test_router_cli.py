@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main as turnout_main
+from gateway.cli.main import main as turnout_main
 from routers.classifier import SHIPPED_MODEL as SHIPPED
 from tests.routers.test_classifier import PROMPTS
 
 
 def turnout(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=False
+    )
 
 
 @pytest.fixture(scope="module")

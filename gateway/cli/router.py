@@ -86,7 +86,7 @@ def explain_command(args: argparse.Namespace) -> int:
     except RulesInvalid as exc:
         print(exc, file=sys.stderr)
         return 1
-    from gateway.explain import explain_offline
+    from gateway.admin.explain import explain_offline
 
     print(json.dumps(asyncio.run(explain_offline(rules, args.prompt, args.model, args.tenant)), indent=2))
     return 0

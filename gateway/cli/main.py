@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway.cli_report import add_commands as add_report_commands
-from gateway.cli_router import add_commands as add_router_commands
+from gateway.cli.report import add_commands as add_report_commands
+from gateway.cli.router import add_commands as add_router_commands
 from gateway.rules import RulesInvalid, load_rules
 
 
@@ -96,7 +96,3 @@ def serve_command(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

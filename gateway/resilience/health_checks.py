@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from backends.base import Health
-from gateway.resilience_rules import HealthCheckSpec
-from gateway.upstreams import Upstream
+from gateway.resilience.specs import HealthCheckSpec
+from gateway.resilience.upstreams import Upstream
 
 log = logging.getLogger("turnout")
 

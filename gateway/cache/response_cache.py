@@ -19,8 +19,8 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from contracts.wire import ChatCompletion, ChatCompletionRequest
-from gateway.cache_key import cache_key, is_deterministic
-from gateway.cache_store import CacheStore
+from gateway.cache.key import cache_key, is_deterministic
+from gateway.cache.store import CacheStore
 from gateway.metrics import Metrics
 from gateway.rules import CachePolicy
 

@@ -14,9 +14,9 @@ from starlette.responses import Response
 
 from contracts.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from contracts.wire import ChatCompletionRequest
-from gateway.explain import explain
-from gateway.report_format import parse_by, parse_since, to_csv
-from gateway.reports import Key, group
+from gateway.admin.explain import explain
+from gateway.admin.report_format import parse_by, parse_since, to_csv
+from gateway.admin.reports import Key, group
 from gateway.request_body import parse_json, read_body, validate_payload
 from gateway.state import GatewayState, gateway_state
 from routers.decision import RoutingContext

@@ -19,7 +19,8 @@ from typing import Generic, TypeVar
 
 from backends.base import Backend
 from contracts.errors import BackendBadResponse, BackendError, BackendTimeout
-from gateway.attempts import (
+from gateway.metrics import Metrics
+from gateway.resilience.attempts import (
     CANCELLED,
     SKIPPED_BREAKER_OPEN,
     SKIPPED_BUSY,
@@ -27,12 +28,11 @@ from gateway.attempts import (
     Attempt,
     Exhaustion,
 )
-from gateway.deadline import Deadline
-from gateway.fallback import FallbackPolicy, counts_against_backend
-from gateway.metrics import Metrics
-from gateway.resilience_rules import FallbackSpec, HedgeSpec
+from gateway.resilience.deadline import Deadline
+from gateway.resilience.fallback import FallbackPolicy, counts_against_backend
+from gateway.resilience.specs import FallbackSpec, HedgeSpec
+from gateway.resilience.upstreams import Upstream
 from gateway.rules import RouteSpec
-from gateway.upstreams import Upstream
 from routers.decision import RouteDecision
 
 log = logging.getLogger("turnout")

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from gateway.resilience_rules import BreakerSpec
+from gateway.resilience.specs import BreakerSpec
 
 log = logging.getLogger("turnout")
 BreakerState = Literal["closed", "open", "half_open"]

@@ -14,11 +14,11 @@ from contracts.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from gateway.deadline import Deadline
 from gateway.metrics import Metrics
-from gateway.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
+from gateway.resilience.deadline import Deadline
+from gateway.resilience.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
+from gateway.resilience.upstreams import Upstream
 from gateway.rules import Rules
-from gateway.upstreams import Upstream
 from routers.decision import RouteDecision
 
 FirstChunk = tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from gateway.report_format import to_table
+from gateway.admin.report_format import to_table
 
 
 def add_commands(commands: Any) -> None:

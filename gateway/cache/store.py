@@ -1,7 +1,7 @@
 """Where cache entries live: in this process (the embedded default) or in Redis.
 
 Both implement :class:`CacheStore` and pass the same tests. Stores raise on failure;
-:class:`gateway.response_cache.ResponseCache` turns failures into serving uncached.
+:class:`gateway.cache.response_cache.ResponseCache` turns failures into serving uncached.
 """
 
 from __future__ import annotations

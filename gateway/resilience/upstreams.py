@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import Backend
-from gateway.breaker import CircuitBreaker
-from gateway.latency_window import LatencyWindow
+from gateway.resilience.breaker import CircuitBreaker
+from gateway.resilience.latency_window import LatencyWindow
 from gateway.rules import Rules
 
 

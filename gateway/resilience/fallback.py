@@ -9,7 +9,7 @@ from contracts.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from gateway.resilience_rules import FailureKind, FallbackSpec
+from gateway.resilience.specs import FailureKind, FallbackSpec
 
 
 def failure_kind(error: BackendError) -> FailureKind | None:

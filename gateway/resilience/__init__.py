@@ -1,0 +1,1 @@
+"""Time, failures and load: deadlines, the backend race with fallback and hedging, breakers, health checks."""
