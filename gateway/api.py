@@ -15,7 +15,7 @@ from gateway.disconnect import unless_disconnected
 from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
 from gateway.resilience.deadline import BUDGET_HEADER
-from gateway.state import gateway_state
+from gateway.state import gateway_state, request_snapshot
 from routers.decision import RoutingContext
 
 router = APIRouter()
@@ -24,7 +24,7 @@ JSON = "application/json"
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    call = ChatCall(gateway_state(request), request)
+    call = ChatCall(gateway_state(request).resources, request_snapshot(request), request)
     try:
         return await call.respond()
     except GatewayError as exc:
@@ -40,24 +40,26 @@ async def chat_completions(request: Request) -> Response:
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
-    state = gateway_state(request)
+    resources, snapshot = gateway_state(request).resources, request_snapshot(request)
     outcome = RequestOutcome("embeddings", getattr(request.state, "request_id", "-"))
     status = 500  # unless it is answered or refused below
     try:
-        principal = state.keyring.authenticate(request.headers)
+        principal = snapshot.keyring.authenticate(request.headers)
         outcome.tenant = principal.tenant
-        await state.limits.admit(principal)
-        embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
+        await resources.limits.admit(principal)
+        embedding = parse_body(EmbeddingRequest, await read_body(request, resources.settings.max_body_bytes))
         context = RoutingContext(principal.tenant, request.headers)
-        decision = await state.selector.select(embedding.model, request.headers.get("x-turnout-route"), None, context)
+        decision = await snapshot.selector.select(
+            embedding.model, request.headers.get("x-turnout-route"), None, context
+        )
         outcome.route, outcome.decided_by = decision.route, decision.decided_by
         principal.require_route(decision.route)
-        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), outcome.started)
-        embedded = state.dispatcher.embed(decision, embedding, deadline)
+        deadline = snapshot.deadline(decision.route, request.headers.get(BUDGET_HEADER), outcome.started)
+        embedded = snapshot.dispatcher.embed(decision, embedding, deadline)
         outcome.backend, answer = await unless_disconnected(request, embedded)
         usage = answer.usage
-        outcome.priced(state, max(usage.prompt_tokens, usage.total_tokens) if usage else 0, 0)
-        await state.limits.spend_tokens(principal, outcome.prompt_tokens)
+        outcome.priced(snapshot, max(usage.prompt_tokens, usage.total_tokens) if usage else 0, 0)
+        await resources.limits.spend_tokens(principal, outcome.prompt_tokens)
         status = 200
     except GatewayError as exc:
         status = exc.status
@@ -66,16 +68,16 @@ async def embeddings(request: Request) -> Response:
         status = 499
         raise
     finally:
-        outcome.observe(state, status)
+        outcome.observe(resources, snapshot, status)
     body = answer.__pydantic_serializer__.to_json(answer, exclude_unset=True)
     return Response(body, media_type=JSON, headers=route_headers(decision, outcome.backend))
 
 
 @router.get("/v1/models")
 async def models(request: Request) -> Response:
-    state = gateway_state(request)
-    principal = state.keyring.authenticate(request.headers)
-    rules = state.rules
+    snapshot = request_snapshot(request)
+    principal = snapshot.keyring.authenticate(request.headers)
+    rules = snapshot.rules
     cards = [ModelCard(id="auto", description="the router picks the route")]
     cards += [
         ModelCard(id=name, description=spec.description)

@@ -18,9 +18,10 @@ from gateway.disconnect import unless_disconnected
 from gateway.outcome import RequestOutcome
 from gateway.request_body import parse_body, read_body
 from gateway.resilience.deadline import BUDGET_HEADER, Deadline
+from gateway.resources import Resources
 from gateway.rules import CachePolicy
+from gateway.snapshot import RulesSnapshot
 from gateway.sse import sse_events
-from gateway.state import GatewayState
 from gateway.stream_assembly import StreamAssembler, replay_chunks
 from routers.decision import RouteDecision, RoutingContext
 
@@ -30,35 +31,37 @@ _background: set[asyncio.Task[None]] = set()  # finishing streams: kept so they 
 
 
 class ChatCall:
-    def __init__(self, state: GatewayState, request: Request) -> None:
-        self.state = state
+    def __init__(self, resources: Resources, snapshot: RulesSnapshot, request: Request) -> None:
+        self.resources = resources
+        self.snapshot = snapshot
+        """The rules this request was given on arrival, to its end."""
         self.request = request
         self.outcome = RequestOutcome("chat", getattr(request.state, "request_id", "-"))
         self.probe: Probe | None = None
         self.principal: Principal = ANONYMOUS
 
     async def respond(self) -> Response:
-        state, request = self.state, self.request
-        self.principal = principal = state.keyring.authenticate(request.headers)
+        resources, request = self.resources, self.request
+        self.principal = principal = self.snapshot.keyring.authenticate(request.headers)
         self.outcome.tenant = principal.tenant
-        await state.limits.admit(principal)
-        chat = parse_body(ChatCompletionRequest, await read_body(request, state.settings.max_body_bytes))
+        await resources.limits.admit(principal)
+        chat = parse_body(ChatCompletionRequest, await read_body(request, resources.settings.max_body_bytes))
         # Only once the body is read: the watch reads the connection's next message.
         return await unless_disconnected(request, self._answer(chat))
 
     async def _answer(self, chat: ChatCompletionRequest) -> Response:
-        state, request, principal = self.state, self.request, self.principal
+        resources, snapshot, request, principal = self.resources, self.snapshot, self.request, self.principal
         context = RoutingContext(principal.tenant, request.headers)
-        decision = await state.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)
-        state.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
+        decision = await snapshot.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)
+        resources.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         self.outcome.route, self.outcome.decided_by = decision.route, decision.decided_by
         principal.require_route(decision.route)
-        deadline = state.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.outcome.started)
+        deadline = snapshot.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.outcome.started)
         plan = self._plan(decision, chat, principal.tenant)
         is_leader = False
         try:  # from the moment this request may lead a flight, every way out settles it
             if plan.can_read:
-                lookup = await state.cache.lookup(plan, deadline.remaining())
+                lookup = await resources.cache.lookup(plan, deadline.remaining())
                 if lookup.entry is not None:
                     return self._hit(lookup.entry, chat, decision)
                 is_leader = lookup.is_leader
@@ -66,16 +69,16 @@ class ChatCall:
                 if not lookup.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
                     if is_leader:
                         is_leader = False
-                        await state.cache.share(plan, found[0])
+                        await resources.cache.share(plan, found[0])
                     return self._hit(found[0], chat, decision, similarity=found[1])
             if chat.stream:
                 response = await self._stream(decision, chat, plan, is_leader, deadline)
                 is_leader = False  # the stream finishes the flight when it ends
                 return response
-            self.outcome.backend, completion = await state.dispatcher.complete(decision, chat, deadline)
+            self.outcome.backend, completion = await snapshot.dispatcher.complete(decision, chat, deadline)
         except BaseException:
             if is_leader:
-                await state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
+                await resources.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
             raise
         await self._store(plan, completion, is_leader)
         self.observe(200)
@@ -83,13 +86,15 @@ class ChatCall:
         return Response(body, media_type=JSON, headers=self._headers(decision))
 
     def observe(self, status: int) -> None:
-        self.outcome.observe(self.state, status)
+        self.outcome.observe(self.resources, self.snapshot, status)
 
     def _plan(self, decision: RouteDecision, chat: ChatCompletionRequest, tenant: str) -> CachePlan:
-        route = self.state.rules.routes.get(decision.route)
+        route = self.snapshot.rules.routes.get(decision.route)
         policy = route.cache if route is not None else PINNED_POLICY
         cache_control = self.request.headers.get("cache-control", "")
-        plan = self.state.cache.plan(decision.route, policy, decision.backends[0], chat, tenant, cache_control)
+        primary = decision.backends[0]
+        identity = self.snapshot.identities[primary]
+        plan = self.resources.cache.plan(decision.route, policy, primary, identity, chat, tenant, cache_control)
         self.outcome.cache = "bypass"
         return plan
 
@@ -98,12 +103,12 @@ class ChatCall:
     ) -> tuple[CacheEntry, float] | None:
         threshold = plan.policy.semantic_threshold
         text = chat.last_user_text()
-        if threshold is None or self.state.semantic is None or not text or len(text) > MAX_TEXT_CHARS:
+        semantic = self.snapshot.semantic_cache
+        if threshold is None or semantic is None or not text or len(text) > MAX_TEXT_CHARS:
             return None
-        identity = self.state.cache.identities[plan.primary]
-        space = semantic_space(plan.namespace, decision.route, identity, chat)
-        self.probe = await self.state.semantic.probe(space, text)
-        return await self.state.semantic.lookup(self.probe, threshold)
+        space = semantic_space(plan.namespace, decision.route, plan.identity, chat)
+        self.probe = await semantic.probe(space, text)
+        return await semantic.lookup(self.probe, threshold)
 
     def _hit(
         self, entry: CacheEntry, chat: ChatCompletionRequest, decision: RouteDecision, similarity: float | None = None
@@ -111,7 +116,7 @@ class ChatCall:
         self.outcome.backend, self.outcome.cache = entry.backend, "hit"
         self.outcome.prompt_tokens, self.outcome.completion_tokens = entry.prompt_tokens, entry.completion_tokens
         self.outcome.cost_usd = entry.cost_usd
-        self.state.metrics.observe_cache(
+        self.resources.metrics.observe_cache(
             self.outcome.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
         )
         self.observe(200)
@@ -123,7 +128,7 @@ class ChatCall:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         chunks = replay_chunks(entry.answer(), include_usage)
         return StreamingResponse(
-            sse_events(chunks[0], _iterate(chunks[1:]), lambda status: None, self.state.redactor.bytes),
+            sse_events(chunks[0], _iterate(chunks[1:]), lambda status: None, self.snapshot.redactor.bytes),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -131,7 +136,7 @@ class ChatCall:
     async def _stream(
         self, decision: RouteDecision, chat: ChatCompletionRequest, plan: CachePlan, is_leader: bool, deadline: Deadline
     ) -> Response:
-        self.outcome.backend, (first, rest) = await self.state.dispatcher.open_stream(decision, chat, deadline)
+        self.outcome.backend, (first, rest) = await self.snapshot.dispatcher.open_stream(decision, chat, deadline)
         assembler = StreamAssembler()
         assembler.add(first)
 
@@ -140,7 +145,7 @@ class ChatCall:
             _background.add(task)
             task.add_done_callback(_background.discard)
 
-        events = sse_events(first, _teed(rest, assembler, deadline), finished, self.state.redactor.bytes)
+        events = sse_events(first, _teed(rest, assembler, deadline), finished, self.snapshot.redactor.bytes)
         return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
 
     async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool, status: int) -> None:
@@ -148,15 +153,15 @@ class ChatCall:
         if completion is not None:
             await self._store(plan, completion, is_leader)
         elif is_leader:
-            await self.state.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
+            await self.resources.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
         self.observe(status)
 
     async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
-        self.state.metrics.observe_cache(self.outcome.route, self.outcome.cache)
+        self.resources.metrics.observe_cache(self.outcome.route, self.outcome.cache)
         usage = completion.usage
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        self.outcome.priced(self.state, prompt, generated)
-        await self.state.limits.spend_tokens(self.principal, prompt + generated)
+        self.outcome.priced(self.snapshot, prompt, generated)
+        await self.resources.limits.spend_tokens(self.principal, prompt + generated)
         if not plan.can_write and not is_leader:
             return  # nothing to store and nobody waiting: skip serialising the answer
         entry = CacheEntry(
@@ -167,9 +172,10 @@ class ChatCall:
             completion_tokens=generated,
             cost_usd=self.outcome.cost_usd,
         )
-        stored = await self.state.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
-        if stored and self.probe is not None and self.state.semantic is not None:
-            await self.state.semantic.remember(self.probe, plan.key, plan.policy.ttl_s)
+        stored = await self.resources.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
+        semantic = self.snapshot.semantic_cache
+        if stored and self.probe is not None and semantic is not None:
+            await semantic.remember(self.probe, plan.key, plan.policy.ttl_s)
 
     def _headers(self, decision: RouteDecision) -> dict[str, str]:
         return {**route_headers(decision, self.outcome.backend), "x-turnout-cache": self.outcome.cache}

@@ -22,8 +22,8 @@ def error_response(error: GatewayError, redactor: Redactor | None = None) -> Res
 
 async def on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    state = getattr(request.app.state, "gateway", None)
-    return error_response(exc, state.redactor if state is not None else None)
+    snapshot = getattr(request.state, "snapshot", None)  # none when the app is not serving yet
+    return error_response(exc, snapshot.redactor if snapshot is not None else None)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:

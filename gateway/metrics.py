@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -119,8 +119,9 @@ class Metrics:
     def observe_rate_limit_error(self) -> None:
         self._limit_errors.inc()
 
-    def watch_upstreams(self, upstreams: Mapping[str, Upstream]) -> None:
-        """Breaker states and requests in flight, read when Prometheus scrapes."""
+    def watch_upstreams(self, upstreams: Callable[[], Mapping[str, Upstream]]) -> None:
+        """Breaker states and requests in flight of the backends ``upstreams()`` gives (those of the
+        rules serving now), read when Prometheus scrapes."""
         self.registry.register(_UpstreamCollector(upstreams))
 
     def _child(self, counter: Counter, *labels: str) -> Counter:
@@ -135,7 +136,7 @@ class Metrics:
 
 
 class _UpstreamCollector(Collector):
-    def __init__(self, upstreams: Mapping[str, Upstream]) -> None:
+    def __init__(self, upstreams: Callable[[], Mapping[str, Upstream]]) -> None:
         self._upstreams = upstreams
 
     def collect(self) -> Iterator[Metric]:
@@ -147,7 +148,7 @@ class _UpstreamCollector(Collector):
         in_flight = GaugeMetricFamily(
             "turnout_backend_in_flight", "Requests in flight per backend.", labels=["backend"]
         )
-        for name, upstream in self._upstreams.items():
+        for name, upstream in self._upstreams().items():
             states.add_metric([name], BREAKER_STATES[upstream.breaker.state])
             in_flight.add_metric([name], upstream.in_flight)
         yield states

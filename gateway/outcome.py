@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from gateway.access_log import log_access
 from gateway.admin.reports import Outcome
-from gateway.state import GatewayState
+from gateway.resources import Resources
+from gateway.snapshot import RulesSnapshot
 
 
 @dataclass
@@ -27,13 +28,13 @@ class RequestOutcome:
     completion_tokens: int = 0
     cost_usd: float = 0.0
 
-    def priced(self, state: GatewayState, prompt_tokens: int, completion_tokens: int) -> None:
+    def priced(self, snapshot: RulesSnapshot, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
-        self.cost_usd = state.price(self.backend, prompt_tokens, completion_tokens)
+        self.cost_usd = snapshot.price(self.backend, prompt_tokens, completion_tokens)
 
-    def observe(self, state: GatewayState, status: int) -> None:
+    def observe(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
         elapsed = time.monotonic() - self.started
-        state.metrics.observe_request(self.endpoint, self.route, self.backend, status, elapsed)
+        resources.metrics.observe_request(self.endpoint, self.route, self.backend, status, elapsed)
         outcome = Outcome(
             route=self.route,
             backend=self.backend,
@@ -42,9 +43,9 @@ class RequestOutcome:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             cost_usd=self.cost_usd,
-            reference_cost_usd=state.reference_price(self.prompt_tokens, self.completion_tokens),
+            reference_cost_usd=snapshot.reference_price(self.prompt_tokens, self.completion_tokens),
         )
-        state.reports.record(outcome)
+        resources.reports.record(outcome)
         log_access(
             {
                 "request_id": self.request_id,

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.state import gateway_state
+from gateway.state import gateway_state, request_snapshot
 
 router = APIRouter()
 
@@ -23,20 +23,27 @@ async def readyz(request: Request) -> Response:
     periodic health check, so ``auto`` can be served. Served from what the checker last saw: a probe
     calls no backend, and says nothing of their errors (``GET /admin/backends`` has the detail)."""
     state = gateway_state(request)
-    upstreams, last = state.dispatcher.upstreams, state.health.last
+    snapshot = request_snapshot(request)
     backends: dict[str, dict[str, object]] = {}
-    for name, upstream in upstreams.items():
+    for name, upstream in snapshot.upstreams.items():
         backends[name] = {"breaker": upstream.breaker.state}
-        if (check := last.get(name)) is not None and check.health.is_probed:
+        if (check := upstream.last_check) is not None and check.health.is_probed:
             backends[name]["healthy"] = check.health.is_healthy
-    is_ready = any(
+    default_route = snapshot.rules.default_route
+    is_ready = not state.draining and any(
         backends[name]["breaker"] != "open" and backends[name].get("healthy", True)
-        for name in state.rules.routes[state.rules.default_route].backends
+        for name in snapshot.rules.routes[default_route].backends
     )
-    body = {"ready": is_ready, "default_route": state.rules.default_route, "backends": backends}
+    body = {
+        "ready": is_ready,
+        "draining": state.draining,
+        "rules_version": snapshot.version,
+        "default_route": default_route,
+        "backends": backends,
+    }
     return Response(orjson.dumps(body), status_code=200 if is_ready else 503, media_type="application/json")
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(gateway_state(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    return Response(gateway_state(request).resources.metrics.render(), media_type="text/plain; version=0.0.4")

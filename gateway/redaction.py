@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from gateway.rules import Rules
 
@@ -44,16 +44,18 @@ class Redactor:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks the secrets in a record's message and traceback before any handler writes it."""
+    """Masks the secrets in a record's message and traceback before any handler writes it, with the
+    redactor ``current()`` gives (that of the rules serving now)."""
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, current: Callable[[], Redactor]) -> None:
         super().__init__()
-        self.redactor = redactor
+        self.current = current
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.redactor.has_secrets:
+        redactor = self.current()
+        if not redactor.has_secrets:
             return True  # nothing to mask: leave the record (and its traceback) to be formatted lazily
-        record.msg, record.args = self.redactor.text(record.getMessage()), None
+        record.msg, record.args = redactor.text(record.getMessage()), None
         if record.exc_info and not record.exc_text:
-            record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = redactor.text(logging.Formatter().formatException(record.exc_info))
         return True

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] = {}
     """Extra API keys from the environment, as JSON ``{"<key>": "<tenant>"}``; hashed at start-up."""
     max_body_bytes: int = 4 * 1024 * 1024
+    drain_timeout_s: float = 30.0
+    """On SIGTERM: longest wait for requests and streams in flight before the server stops."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """How the pooled client reaches backends: aiohttp under the httpx API (faster, measured in
     ``bench/results/``), or httpx's own pool (HTTP/2 capable)."""

@@ -1,163 +1,159 @@
-"""Everything the request path needs, opened together in the lifespan and closed together."""
+"""The app's state: the process resources and exactly one current rules snapshot.
+
+A request takes the current snapshot once, when it arrives (:class:`SnapshotLeases`), and uses it
+to its end, streams included. ``apply`` builds a snapshot of new rules and installs it with one
+assignment; the old one is closed (what it alone held) when its last request is done.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import httpx
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backends.base import Backend
-from backends.http_transport import open_http_client
-from backends.registry import open_backend
-from gateway.admin.reports import ReportBook
-from gateway.auth import KeyRing
-from gateway.cache.response_cache import ResponseCache
-from gateway.cache.semantic import SemanticCache, open_semantic
-from gateway.cache.store import open_store, warm_up
-from gateway.metrics import Metrics
-from gateway.rate_limits import RateLimiter, open_rate_limiter
-from gateway.redaction import Redactor
-from gateway.resilience.deadline import Deadline, requested_budget_ms
-from gateway.resilience.dispatch import Dispatcher
-from gateway.resilience.health_checks import HealthChecker
-from gateway.resilience.upstreams import open_upstreams
-from gateway.rules import BackendSpec, Rules
+from gateway.resources import Resources, close_resources, open_resources
+from gateway.rules import Rules
 from gateway.settings import Settings
-from routers.factory import RouterHandle, build_router
-from routers.selector import RouteSelector
+from gateway.snapshot import Closer, RulesSnapshot, build_snapshot
 
 log = logging.getLogger("turnout")
 
 
-def model_identity(spec: BackendSpec) -> str:
-    """What answers a request on this backend: a change of model or server changes cache keys."""
-    where = getattr(spec, "endpoint", None) or getattr(spec, "api_base", None) or getattr(spec, "gguf", None)
-    return f"{spec.kind}|{where}|{spec.model}"
-
-
-@dataclass
 class GatewayState:
-    settings: Settings
-    rules: Rules
-    keyring: KeyRing
-    selector: RouteSelector
-    dispatcher: Dispatcher
-    metrics: Metrics
-    router: RouterHandle
-    backends: dict[str, Backend]
-    http: httpx.AsyncClient
-    owns_http: bool
-    cache: ResponseCache
-    health: HealthChecker
-    limits: RateLimiter
-    reports: ReportBook
-    semantic: SemanticCache | None
-    close_semantic: Callable[[], None]
-    redactor: Redactor
+    def __init__(self, resources: Resources, snapshot: RulesSnapshot) -> None:
+        self.resources = resources
+        self.snapshot = snapshot
+        """The rules serving new requests. Replaced whole, never changed in place."""
+        self.draining = False
+        """Set on SIGTERM: ``/readyz`` answers 503 while requests in flight finish."""
+        self._retired: list[RulesSnapshot] = []
+        """Snapshots replaced while requests still read them."""
+        self._swap = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing: set[asyncio.Task[None]] = set()
 
-    def price(self, backend: str, prompt_tokens: int, completion_tokens: int) -> float:
-        spec = self.rules.backends.get(backend)
-        if spec is None:
-            return 0.0
-        return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
+    @property
+    def settings(self) -> Settings:
+        return self.resources.settings
 
-    def deadline(self, route: str, budget_header: str | None, received: float) -> Deadline:
-        """The request's deadline: its route's budgets (a pinned backend's timeout for an alias),
-        tightened by the client's ``x-turnout-budget-ms``, counted from ``received``
-        (``time.monotonic()``), so reading the body and routing spend the budget too."""
-        spec = self.rules.routes.get(route)
-        if spec is None:
-            budget_ms, first_chunk_ms = round(self.rules.backends[self.rules.aliases[route]].timeout_s * 1000), None
-        else:
-            budget_ms, first_chunk_ms = spec.latency_budget_ms, spec.ttft_budget_ms
-        asked_ms = requested_budget_ms(budget_header, budget_ms)
-        return Deadline.start(asked_ms, first_chunk_ms, now=received, is_tightened=asked_ms < budget_ms)
+    async def apply(self, rules: Rules) -> RulesSnapshot:
+        """Serve ``rules`` from now on and return their snapshot (its ``version`` one more than the
+        last). A build that fails raises and changes nothing: the current snapshot keeps serving."""
+        async with self._swap:
+            built = await build_snapshot(rules, self.resources, self.snapshot)
+            old, self.snapshot = self.snapshot, built
+            built.health.start()
+            await old.health.aclose()
+            old.leases.retired = True
+            self._retired.append(old)
+            self._close_idle()
+        return built
 
-    def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""
-        return max(self.price(name, prompt_tokens, completion_tokens) for name in self.rules.backends)
+    def lease(self) -> RulesSnapshot:
+        snapshot = self.snapshot
+        snapshot.leases.count += 1
+        self._idle.clear()
+        return snapshot
+
+    def release(self, snapshot: RulesSnapshot) -> None:
+        snapshot.leases.count -= 1
+        if snapshot.leases.retired and snapshot.leases.count == 0:
+            self._close_idle()
+        if self.in_flight == 0:
+            self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self.snapshot.leases.count + sum(s.leases.count for s in self._retired)
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Waits until no request is in flight, up to ``timeout_s``; whether none is left."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return self.in_flight == 0
+
+    def _close_idle(self) -> None:
+        """Closes what only idle retired snapshots hold; a resource another live snapshot shares stays."""
+        idle = [s for s in self._retired if s.leases.count == 0]
+        if not idle:
+            return
+        self._retired = [s for s in self._retired if s.leases.count]
+        live: dict[int, Closer] = {}
+        for snapshot in (self.snapshot, *self._retired):
+            live |= snapshot.owned()
+        closers: dict[int, Closer] = {}
+        for snapshot in idle:
+            closers |= {key: close for key, close in snapshot.owned().items() if key not in live}
+        if closers:
+            task = asyncio.get_running_loop().create_task(_close_all(closers.values()))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        await self.snapshot.health.aclose()
+        closers: dict[int, Closer] = {}
+        for snapshot in (self.snapshot, *self._retired):
+            closers |= snapshot.owned()
+        await _close_all(closers.values())
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await task
+        await close_resources(self.resources)
 
 
 async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None = None) -> GatewayState:
-    keyring = KeyRing.from_config(rules, settings)
-    max_connections = sum(getattr(spec, "max_connections", 64) for spec in rules.backends.values())
-    http = http_client or open_http_client(max_connections, settings.upstream_transport)
-    backends: dict[str, Backend] = {}
+    resources = await open_resources(settings, rules, http_client)
     try:
-        for name, spec in rules.backends.items():
-            backends[name] = await open_backend(name, spec, http)
-            log.info("backend %s (%s) ready", name, spec.kind)
+        snapshot = await build_snapshot(rules, resources, None)
     except BaseException:
-        await close_backends(backends, http if http_client is None else None)
+        await close_resources(resources)
         raise
-    try:
-        router = await asyncio.to_thread(
-            build_router, rules, backends, settings.router_threads, settings.router_max_batch
-        )
-    except BaseException:
-        await close_backends(backends, http if http_client is None else None)
-        raise
-    log.info("router: %s", router.description)
-    reports = ReportBook(settings.redis_url)
-    reports.start()
-    metrics = Metrics()
-    upstreams = open_upstreams(rules, backends)
-    metrics.watch_upstreams(upstreams)
-    health = HealthChecker(upstreams, {name: spec.health_check for name, spec in rules.backends.items()})
-    health.start()
-    store = open_store(settings.redis_url, settings.cache_timeout_ms / 1000)
-    await warm_up(store)
-    cache = ResponseCache(
-        store,
-        {name: model_identity(spec) for name, spec in rules.backends.items()},
-        metrics,
-        settings.cache_timeout_ms / 1000,
-    )
-    semantic, close_semantic = await asyncio.to_thread(
-        open_semantic, rules, cache.store, cache.guard, settings.router_threads
-    )
-    return GatewayState(
-        settings=settings,
-        rules=rules,
-        keyring=keyring,
-        selector=RouteSelector(rules, router.router),
-        router=router,
-        cache=cache,
-        semantic=semantic,
-        close_semantic=close_semantic,
-        health=health,
-        limits=open_rate_limiter(cache.store, metrics, settings.cache_timeout_ms / 1000),
-        reports=reports,
-        dispatcher=Dispatcher(rules, upstreams, metrics),
-        metrics=metrics,
-        backends=backends,
-        http=http,
-        owns_http=http_client is None,
-        redactor=Redactor.for_rules(rules),
-    )
+    state = GatewayState(resources, snapshot)
+    resources.metrics.watch_upstreams(lambda: state.snapshot.upstreams)
+    snapshot.health.start()
+    return state
 
 
-async def close_state(state: GatewayState) -> None:
-    await state.health.aclose()
-    await state.limits.aclose()
-    state.router.close()
-    state.close_semantic()
-    await state.cache.store.aclose()
-    await state.reports.aclose()
-    await close_backends(state.backends, state.http if state.owns_http else None)
+async def _close_all(closers: Iterable[Closer]) -> None:
+    results = await asyncio.gather(*(close() for close in closers), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("closing a retired resource failed: %s", result)
 
 
-async def close_backends(backends: dict[str, Backend], http: httpx.AsyncClient | None) -> None:
-    await asyncio.gather(*(backend.aclose() for backend in backends.values()), return_exceptions=True)
-    if http is not None:
-        await http.aclose()
+class SnapshotLeases:
+    """ASGI middleware: each HTTP request reads the current rules snapshot once, on arrival, and
+    holds it until its response is wholly sent (a stream's last byte included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: GatewayState | None = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
+        if scope["type"] != "http" or state is None:
+            await self.app(scope, receive, send)
+            return
+        snapshot = state.lease()
+        scope.setdefault("state", {})["snapshot"] = snapshot
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            state.release(snapshot)
 
 
 def gateway_state(request: Request) -> GatewayState:
-    """The one way handlers reach the app's clients."""
+    """The one way handlers reach the process resources."""
     state: GatewayState = request.app.state.gateway
     return state
+
+
+def request_snapshot(request: Request) -> RulesSnapshot:
+    """The rules snapshot this request was given when it arrived."""
+    snapshot: RulesSnapshot = request.state.snapshot
+    return snapshot

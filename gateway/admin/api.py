@@ -18,7 +18,7 @@ from gateway.admin.explain import explain
 from gateway.admin.report_format import parse_by, parse_since, to_csv
 from gateway.admin.reports import Key, group
 from gateway.request_body import parse_json, read_body, validate_payload
-from gateway.state import GatewayState, gateway_state
+from gateway.state import GatewayState, gateway_state, request_snapshot
 from routers.decision import RoutingContext
 
 router = APIRouter(prefix="/admin")
@@ -49,7 +49,8 @@ async def route_explain(request: Request) -> Response:
         payload.setdefault("model", "auto")
     chat = validate_payload(ChatCompletionRequest, payload)
     context = RoutingContext(request.headers.get("x-turnout-tenant", "anonymous"), request.headers)
-    answer = await explain(state.selector, state.router.description, chat, context)
+    snapshot = request_snapshot(request)
+    answer = await explain(snapshot.selector, snapshot.router.description, chat, context)
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
@@ -60,16 +61,17 @@ async def backends(request: Request) -> Response:
     state = gateway_state(request)
     require_admin(state, request)
     found: dict[str, dict[str, object]] = {}
-    for name, upstream in state.dispatcher.upstreams.items():
+    snapshot = request_snapshot(request)
+    for name, upstream in snapshot.upstreams.items():
         found[name] = {"breaker": upstream.breaker.state, "in_flight": upstream.in_flight}
-        if (check := state.health.last.get(name)) is not None:
+        if (check := upstream.last_check) is not None:
             found[name]["last_check"] = {
                 "healthy": check.health.is_healthy,
                 "probed": check.health.is_probed,
-                "detail": state.redactor.text(check.health.detail),
+                "detail": snapshot.redactor.text(check.health.detail),
                 "at": check.checked_at,
             }
-    return Response(orjson.dumps({"backends": found}), media_type="application/json")
+    return Response(orjson.dumps({"rules_version": snapshot.version, "backends": found}), media_type="application/json")
 
 
 @router.get("/reports/cache")
@@ -81,7 +83,7 @@ async def cache_report(request: Request, since: str = "24h", by: str = "route", 
     dimensions = parse_by(by)
     if format not in ("json", "csv"):
         raise InvalidRequest(f"format={format!r}: choose json or csv", param="format")
-    found = await state.reports.totals(parse_since(since))
+    found = await state.resources.reports.totals(parse_since(since))
     # Many tenants over many hours make many rows: grouping and writing them is no work for the loop.
     if format == "csv":
         return Response(await asyncio.to_thread(_report_csv, found, dimensions), media_type="text/csv")

@@ -62,6 +62,9 @@ class CachePlan:
     namespace: str
     policy: CachePolicy
     primary: str
+    """The route's first backend: only its answers fill the cache unless ``fallback_fills``."""
+    identity: str
+    """What answers on the route's primary backend (``model_identity``): part of the key."""
     can_read: bool
     can_write: bool
 
@@ -109,9 +112,8 @@ class StoreGuard:
 
 
 class ResponseCache:
-    def __init__(self, store: CacheStore, identities: dict[str, str], metrics: Metrics, timeout_s: float) -> None:
+    def __init__(self, store: CacheStore, metrics: Metrics, timeout_s: float) -> None:
         self.store = store
-        self.identities = identities
         self.guard = StoreGuard(timeout_s, metrics)
         self._inflight: dict[str, asyncio.Future[CacheEntry | None]] = {}
         self._lock_tokens: dict[str, str] = {}
@@ -122,6 +124,7 @@ class ResponseCache:
         route: str,
         policy: CachePolicy,
         primary: str,
+        identity: str,
         request: ChatCompletionRequest,
         tenant: str,
         cache_control: str,
@@ -131,10 +134,11 @@ class ResponseCache:
         namespace = "shared" if policy.shared else f"t:{tenant}"
         return CachePlan(
             # Hashing the whole request costs; a request the cache will not touch skips it.
-            key=cache_key(namespace, route, self.identities[primary], request) if eligible else "",
+            key=cache_key(namespace, route, identity, request) if eligible else "",
             namespace=namespace,
             policy=policy,
             primary=primary,
+            identity=identity,
             can_read=eligible and "no-cache" not in directives,
             can_write=eligible and "no-store" not in directives,
         )

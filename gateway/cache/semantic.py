@@ -22,7 +22,6 @@ from contracts.wire import ChatCompletionRequest, ChatMessage
 from gateway.cache.key import cache_key
 from gateway.cache.response_cache import CacheEntry, CacheUnavailable, StoreGuard
 from gateway.cache.store import CacheStore
-from gateway.rules import Rules
 
 IDENTIFIER = re.compile(r"\"[^\"]*\"|'[^']{2,}'|[\w.-]*\d[\w.-]*|\b[A-Z][A-Z_-]+\b")
 CANDIDATES = 4
@@ -91,11 +90,9 @@ differ somewhere in the middle are exactly the false hits a semantic cache must 
 
 
 def open_semantic(
-    rules: Rules, store: CacheStore, guard: StoreGuard, threads: int | None
-) -> tuple[SemanticCache | None, Callable[[], None]]:
-    """The semantic cache if any route asks for it (loading the encoder only then), and its closer."""
-    if not any(route.cache.semantic_threshold for route in rules.routes.values()):
-        return None, lambda: None
+    store: CacheStore, guard: StoreGuard, threads: int | None
+) -> tuple[SemanticCache, Callable[[], None]]:
+    """The semantic cache over a newly loaded encoder, and its closer."""
     from routers.batcher import MicroBatcher
     from routers.classifier import MODELS_DIR
     from routers.encoder import Encoder

@@ -7,20 +7,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from backends.base import Health
 from gateway.resilience.specs import HealthCheckSpec
-from gateway.resilience.upstreams import Upstream
+from gateway.resilience.upstreams import CheckResult, Upstream
 
 log = logging.getLogger("turnout")
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    health: Health
-    checked_at: float
-    """``time.time()`` of the check."""
 
 
 class HealthChecker:
@@ -31,7 +22,6 @@ class HealthChecker:
         self._upstreams = upstreams
         self._specs = specs
         self._tasks: list[asyncio.Task[None]] = []
-        self.last: dict[str, CheckResult] = {}
 
     def start(self) -> None:
         """The first check runs at once, so readiness reflects the backends from the start."""
@@ -44,8 +34,8 @@ class HealthChecker:
         upstream = self._upstreams[name]
         health = await upstream.backend.health(timeout_s)
         result = CheckResult(health, time.time())
-        was_healthy = self.last.get(name, result).health.is_healthy
-        self.last[name] = result
+        was_healthy = (upstream.last_check or result).health.is_healthy
+        upstream.last_check = result
         if not health.is_probed:
             return result
         if not health.is_healthy:

@@ -6,10 +6,17 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.base import Backend
+from backends.base import Backend, Health
 from gateway.resilience.breaker import CircuitBreaker
 from gateway.resilience.latency_window import LatencyWindow
-from gateway.rules import Rules
+from gateway.rules import BackendSpec
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    health: Health
+    checked_at: float
+    """``time.time()`` of the check."""
 
 
 @dataclass(eq=False)
@@ -23,6 +30,8 @@ class Upstream:
     """Seconds to a whole answer (``complete`` and ``embed``)."""
     first_chunks: LatencyWindow = field(default_factory=LatencyWindow)
     """Seconds to a stream's first chunk."""
+    last_check: CheckResult | None = None
+    """The last periodic health check; it stays with the backend across a rules swap."""
 
     @property
     def name(self) -> str:
@@ -42,13 +51,10 @@ class Upstream:
         return self.first_chunks if is_stream else self.answers
 
 
-def open_upstreams(rules: Rules, backends: dict[str, Backend]) -> dict[str, Upstream]:
-    return {
-        name: Upstream(
-            backend=backends[name],
-            timeout_s=spec.timeout_s,
-            breaker=CircuitBreaker(name, spec.breaker),
-            max_in_flight=spec.max_in_flight,
-        )
-        for name, spec in rules.backends.items()
-    }
+def open_upstream(backend: Backend, spec: BackendSpec) -> Upstream:
+    return Upstream(
+        backend=backend,
+        timeout_s=spec.timeout_s,
+        breaker=CircuitBreaker(backend.name, spec.breaker),
+        max_in_flight=spec.max_in_flight,
+    )

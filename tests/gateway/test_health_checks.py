@@ -34,7 +34,8 @@ async def test_failed_checks_open_the_breaker() -> None:
     assert upstream.breaker.state == "closed"
     await health.check("b", 1)
     assert upstream.breaker.state == "open"
-    assert not health.last["b"].health.is_healthy
+    assert upstream.last_check is not None
+    assert not upstream.last_check.health.is_healthy
 
 
 async def test_passing_check_half_opens_an_open_breaker() -> None:

@@ -36,8 +36,8 @@ class StallingStore(MemoryStore):
 
 
 def cache_over(store: MemoryStore) -> tuple[ResponseCache, CachePlan]:
-    cache = ResponseCache(store, {"b": "openai|x|m"}, Metrics(), timeout_s=30)
-    return cache, cache.plan("r", CachePolicy(), "b", REQUEST, "t", "")
+    cache = ResponseCache(store, Metrics(), timeout_s=30)
+    return cache, cache.plan("r", CachePolicy(), "b", "openai|x|m", REQUEST, "t", "")
 
 
 async def test_next_identical_request_leads_at_once_after_the_leader_is_cancelled_in_its_lookup() -> None:

@@ -14,9 +14,7 @@ from tests.routers.test_classifier import PROMPTS
 
 
 def turnout(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=False
-    )
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")

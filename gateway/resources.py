@@ -1,0 +1,58 @@
+"""What lives as long as the process, whatever the rules say: the upstream HTTP pool, the cache
+store (and the Redis client the rate limits share), metrics and the cost report book."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from backends.http_transport import open_http_client
+from gateway.admin.reports import ReportBook
+from gateway.cache.response_cache import ResponseCache
+from gateway.cache.store import open_store, warm_up
+from gateway.metrics import Metrics
+from gateway.rate_limits import RateLimiter, open_rate_limiter
+from gateway.rules import Rules
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    http: httpx.AsyncClient
+    owns_http: bool
+    metrics: Metrics
+    cache: ResponseCache
+    limits: RateLimiter
+    reports: ReportBook
+
+
+async def open_resources(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None) -> Resources:
+    """``rules`` sizes the HTTP pool (the first rules' backends); ``http_client`` replaces the pool."""
+    max_connections = sum(getattr(spec, "max_connections", 64) for spec in rules.backends.values())
+    http = http_client or open_http_client(max_connections, settings.upstream_transport)
+    metrics = Metrics()
+    timeout_s = settings.cache_timeout_ms / 1000
+    store = open_store(settings.redis_url, timeout_s)
+    await warm_up(store)
+    cache = ResponseCache(store, metrics, timeout_s)
+    reports = ReportBook(settings.redis_url)
+    reports.start()
+    return Resources(
+        settings=settings,
+        http=http,
+        owns_http=http_client is None,
+        metrics=metrics,
+        cache=cache,
+        limits=open_rate_limiter(store, metrics, timeout_s),
+        reports=reports,
+    )
+
+
+async def close_resources(resources: Resources) -> None:
+    await resources.limits.aclose()
+    await resources.cache.store.aclose()
+    await resources.reports.aclose()
+    if resources.owns_http:
+        await resources.http.aclose()

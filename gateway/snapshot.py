@@ -1,0 +1,185 @@
+"""One validated rules document made ready to serve: an immutable value, swapped whole.
+
+A snapshot holds what the rules decide (routes, backends with their upstream state, router,
+selector, keyring, prices, cache identities, health-check plan) and nothing that lives as long as
+the process (the HTTP pool, Redis, metrics, reports: :class:`gateway.resources.Resources`).
+``build_snapshot`` reuses what a rules change left alone: a backend whose definition is unchanged
+keeps its breaker, latencies, requests in flight and last health check; a loaded router model is
+kept while its directory and settings are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from backends.base import Backend
+from backends.registry import open_backend
+from gateway.auth import KeyRing
+from gateway.cache.semantic import SemanticCache, open_semantic
+from gateway.redaction import Redactor
+from gateway.resilience.deadline import Deadline, requested_budget_ms
+from gateway.resilience.dispatch import Dispatcher
+from gateway.resilience.health_checks import HealthChecker
+from gateway.resilience.upstreams import Upstream, open_upstream
+from gateway.resources import Resources
+from gateway.rules import BackendSpec, Rules
+from routers.factory import RouterHandle, build_router
+from routers.selector import RouteSelector
+
+log = logging.getLogger("turnout")
+Closer = Callable[[], Awaitable[None]]
+
+
+def model_identity(spec: BackendSpec) -> str:
+    """What answers a request on this backend: a change of model or server changes cache keys."""
+    where = getattr(spec, "endpoint", None) or getattr(spec, "api_base", None) or getattr(spec, "gguf", None)
+    return f"{spec.kind}|{where}|{spec.model}"
+
+
+@dataclass
+class Leases:
+    """Requests reading a snapshot now; its own resources are closed only once none is left."""
+
+    count: int = 0
+    retired: bool = False
+
+
+@dataclass(frozen=True)
+class Semantic:
+    cache: SemanticCache
+    close: Callable[[], None]
+
+
+@dataclass(frozen=True, eq=False)
+class RulesSnapshot:
+    version: int
+    rules: Rules
+    upstreams: Mapping[str, Upstream]
+    router: RouterHandle
+    selector: RouteSelector
+    keyring: KeyRing
+    dispatcher: Dispatcher
+    identities: Mapping[str, str]
+    """Backend name to :func:`model_identity`, part of every cache key."""
+    redactor: Redactor
+    health: HealthChecker
+    semantic: Semantic | None
+    leases: Leases = field(default_factory=Leases)
+
+    @property
+    def semantic_cache(self) -> SemanticCache | None:
+        return self.semantic.cache if self.semantic else None
+
+    def price(self, backend: str, prompt_tokens: int, completion_tokens: int) -> float:
+        spec = self.rules.backends.get(backend)
+        if spec is None:
+            return 0.0
+        return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
+
+    def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""
+        return max(self.price(name, prompt_tokens, completion_tokens) for name in self.rules.backends)
+
+    def deadline(self, route: str, budget_header: str | None, received: float) -> Deadline:
+        """The request's deadline: its route's budgets (a pinned backend's timeout for an alias),
+        tightened by the client's ``x-turnout-budget-ms``, counted from ``received``
+        (``time.monotonic()``), so reading the body and routing spend the budget too."""
+        spec = self.rules.routes.get(route)
+        if spec is None:
+            budget_ms, first_chunk_ms = round(self.rules.backends[self.rules.aliases[route]].timeout_s * 1000), None
+        else:
+            budget_ms, first_chunk_ms = spec.latency_budget_ms, spec.ttft_budget_ms
+        asked_ms = requested_budget_ms(budget_header, budget_ms)
+        return Deadline.start(asked_ms, first_chunk_ms, now=received, is_tightened=asked_ms < budget_ms)
+
+    def owned(self) -> dict[int, Closer]:
+        """What closing this snapshot would close, by object identity: backends, router models and
+        the semantic encoder. A resource shared with another snapshot has the same identity there."""
+        found: dict[int, Closer] = {id(u.backend): u.backend.aclose for u in self.upstreams.values()}
+        found |= {id(model): _in_thread(model.close) for model in self.router.models.values()}
+        if self.semantic is not None:
+            found[id(self.semantic)] = _in_thread(self.semantic.close)
+        return found
+
+
+async def build_snapshot(rules: Rules, resources: Resources, previous: RulesSnapshot | None) -> RulesSnapshot:
+    """The snapshot of ``rules``, reusing what is unchanged since ``previous``. Slow work (loading
+    models, hashing keys) runs in a thread, off the event loop. On failure nothing it opened stays
+    open and nothing of ``previous`` is touched."""
+    kept = _unchanged_upstreams(rules, previous)
+    opened: dict[str, Backend] = {}
+    try:
+        for name, spec in rules.backends.items():
+            if name not in kept:
+                opened[name] = await open_backend(name, spec, resources.http)
+                log.info("backend %s (%s) ready", name, spec.kind)
+        upstreams = {name: kept.get(name) or open_upstream(opened[name], spec) for name, spec in rules.backends.items()}
+        snapshot = await asyncio.to_thread(_assemble, rules, resources, previous, upstreams)
+    except BaseException:
+        await asyncio.gather(*(backend.aclose() for backend in opened.values()), return_exceptions=True)
+        raise
+    log.info("rules version %d: router %s", snapshot.version, snapshot.router.description)
+    return snapshot
+
+
+def _unchanged_upstreams(rules: Rules, previous: RulesSnapshot | None) -> dict[str, Upstream]:
+    if previous is None:
+        return {}
+    return {
+        name: previous.upstreams[name]
+        for name, spec in rules.backends.items()
+        if previous.rules.backends.get(name) == spec
+    }
+
+
+def _assemble(
+    rules: Rules, resources: Resources, previous: RulesSnapshot | None, upstreams: dict[str, Upstream]
+) -> RulesSnapshot:
+    settings = resources.settings
+    backends = {name: upstream.backend for name, upstream in upstreams.items()}
+    kept_models = previous.router.models if previous else {}
+    router = build_router(rules, backends, settings.router_threads, settings.router_max_batch, kept_models)
+    semantic: Semantic | None = None
+    try:
+        keyring = KeyRing.from_config(rules, settings)
+        semantic = _semantic(rules, resources, previous)
+        return RulesSnapshot(
+            version=previous.version + 1 if previous else 1,
+            rules=rules,
+            upstreams=upstreams,
+            router=router,
+            selector=RouteSelector(rules, router.router),
+            keyring=keyring,
+            dispatcher=Dispatcher(rules, upstreams, resources.metrics),
+            identities={name: model_identity(spec) for name, spec in rules.backends.items()},
+            redactor=Redactor.for_rules(rules),
+            health=HealthChecker(upstreams, {name: spec.health_check for name, spec in rules.backends.items()}),
+            semantic=semantic,
+        )
+    except BaseException:
+        for key, model in router.models.items():
+            if kept_models.get(key) is not model:
+                model.close()
+        if semantic is not None and (previous is None or previous.semantic is not semantic):
+            semantic.close()
+        raise
+
+
+def _semantic(rules: Rules, resources: Resources, previous: RulesSnapshot | None) -> Semantic | None:
+    """The semantic cache if any route asks for it; its encoder is loaded once and kept across swaps."""
+    if not any(route.cache.semantic_threshold for route in rules.routes.values()):
+        return None
+    if previous is not None and previous.semantic is not None:
+        return previous.semantic
+    cache, close = open_semantic(resources.cache.store, resources.cache.guard, resources.settings.router_threads)
+    return Semantic(cache, close)
+
+
+def _in_thread(close: Callable[[], None]) -> Closer:
+    async def closing() -> None:
+        await asyncio.to_thread(close)
+
+    return closing
