@@ -172,15 +172,16 @@ def redis_sentinel(workdir: str, password: str | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def gateway_process(config: Path, **env: str) -> Iterator[tuple[str, int]]:
+def gateway_process(config: Path, log: Path | None = None, **env: str) -> Iterator[tuple[str, int]]:
     """``turnout serve`` in a process of its own (so its memory can be read apart from the test's);
-    yields its URL and pid. ``env`` adds ``TURNOUT_*`` settings."""
+    yields its URL and pid. ``env`` adds ``TURNOUT_*`` settings; ``log`` receives its output."""
     port = free_port()
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)],
         env={**os.environ, "TURNOUT_LOG_LEVEL": "warning", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -198,6 +199,17 @@ def gateway_process(config: Path, **env: str) -> Iterator[tuple[str, int]]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
+
+
+def has_exited(pid: int) -> bool:
+    """Whether a child process has ended (it stays a zombie until reaped)."""
+    try:
+        state = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("State:"))
+    except FileNotFoundError:
+        return True
+    return state.split()[1] in {"Z", "X"}
 
 
 def rss_bytes(pid: int) -> int:
