@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,36 @@ def test_layers_import_only_downwards(path: Path) -> None:
 def test_the_layer_check_sees_an_upward_import() -> None:
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gateway.rules import Rules\n")
     assert imported_packages(tree) == {"typing", "gateway"}
+
+
+def test_serving_imports_no_training_library() -> None:
+    """The gateway with the shipped classifier, started and asked once, in a fresh interpreter:
+    neither scikit-learn nor skl2onnx may load (they are the ``train`` extra, not a serving need)."""
+    script = """
+import asyncio, sys
+import httpx
+from gateway.app import create_app
+from gateway.rules import parse_rules
+from gateway.settings import Settings
+
+RULES = '''
+backends:
+  b: {kind: openai, endpoint: "http://b/v1", model: m, health_check: {enabled: false}}
+routes:
+  general: {backends: [b]}
+default_route: general
+'''
+
+async def main():
+    app = create_app(Settings(auth_disabled=True), parse_rules(RULES))
+    async with app.router.lifespan_context(app):
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+        body = {"model": "auto", "messages": [{"role": "user", "content": "sort a list in python"}]}
+        await client.post("/admin/route/explain", json=body)
+        await client.post("/v1/chat/completions", json=body)
+    print(sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "skl2onnx")))
+
+asyncio.run(main())
+"""
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert found.stdout.strip() == "[]"

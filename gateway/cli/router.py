@@ -49,8 +49,15 @@ def load_all(paths: list[Path]) -> list[Any] | None:
         return None
 
 
+TRAIN_EXTRA = "training and evaluation need the train extra: pip install 'turnout[train]' (scikit-learn, skl2onnx)"
+
+
 def train_command(args: argparse.Namespace) -> int:
-    from routers.training import train
+    try:
+        from routers.training import train
+    except ImportError:
+        print(f"error: {TRAIN_EXTRA}", file=sys.stderr)
+        return 1
 
     examples = load_all(args.data)
     if examples is None:
@@ -63,7 +70,12 @@ def train_command(args: argparse.Namespace) -> int:
 
 def eval_command(args: argparse.Namespace) -> int:
     from routers.classifier import SHIPPED_MODEL, TaskClassifier
-    from routers.evaluation import evaluate
+
+    try:
+        from routers.evaluation import evaluate
+    except ImportError:
+        print(f"error: {TRAIN_EXTRA}", file=sys.stderr)
+        return 1
 
     examples = load_all(args.data)
     if examples is None:
