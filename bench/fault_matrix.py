@@ -1,7 +1,7 @@
 """The fault matrix, in the manner of failoverbench: each scenario's expected and observed outcome
 and its time to answer, through the gateway under uvicorn with the official openai SDK.
 
-Upstream faults come from the fault-injecting server of the tests (tests/faults.py); the gateway
+Upstream faults come from the fault-injecting server that the tests use too (support/faults.py); the gateway
 runs in a process of its own.
 Usage: .venv/bin/python -m bench.fault_matrix [--runs 5] (from the repository root); writes
 bench/results/fault-matrix.md.
@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.faults import FaultServer, fault_server
-from tests.gateway.resilience_harness import MESSAGES, route_rules
-from tests.servers import free_port
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer, fault_server
+from support.ports import free_port
 
 OUT = Path(__file__).parent / "results" / "fault-matrix.md"
 
@@ -181,7 +181,7 @@ async def main(runs: int) -> None:
         "",
         f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}; `python -m bench.fault_matrix --runs {runs}`;",
         "the gateway in a process of its own, the official openai SDK as the client, the fault-injecting",
-        "upstream of `tests/faults.py`. The first run of a scenario includes the gateway's first request.",
+        "upstream of `support/faults.py`. The first run of a scenario includes the gateway's first request.",
         "Times are to the whole answer (streams: to their end); *over budget* is the worst run minus the budget.",
         "",
         "| scenario | budget | expected | observed | pass | median | worst | over budget |",

@@ -9,7 +9,7 @@ import pytest
 
 from backends.local import default_gguf, start_server
 from gateway.rules import LocalBackend
-from tests.faults import FaultServer, fault_server
+from support.faults import FaultServer, fault_server
 from tests.servers import redis8_binary, redis_cluster, redis_sentinel, redis_server
 
 HAS_LOCAL_MODEL = (

@@ -88,3 +88,10 @@ asyncio.run(main())
 """
     found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
     assert found.stdout.strip() == "[]"
+
+
+def test_benchmarks_import_nothing_from_the_tests() -> None:
+    scripts = sorted((ROOT / "bench").glob("*.py"))
+    assert scripts
+    leaning = [p.name for p in scripts if "tests" in imported_packages(ast.parse(p.read_text()))]
+    assert leaning == []

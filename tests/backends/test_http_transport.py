@@ -12,7 +12,7 @@ from backends.openai_compat import OpenAICompatBackend
 from contracts.errors import BackendBadResponse, BackendError, BackendUnavailable
 from contracts.wire import ChatCompletionRequest
 from gateway.resilience.fallback import failure_kind
-from tests.servers import free_port
+from support.ports import free_port
 
 CHAT = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 

@@ -17,7 +17,7 @@ from contracts.errors import (
 from contracts.wire import ChatCompletionRequest
 from gateway.resilience.fallback import failure_kind
 from gateway.rules import LiteLLMBackend as LiteLLMBackendSpec
-from tests.servers import free_port
+from support.ports import free_port
 
 
 def litellm_exception_classes() -> list[type[BaseException]]:

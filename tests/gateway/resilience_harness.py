@@ -20,27 +20,12 @@ SLACK_S = 1.5
 """What an answer may take beyond its budget in these tests: generous, because these machines are
 shared and noisy. It tells a kept promise from a hung request (backends here time out after 30 s);
 the measured slack is in bench/results/fault-matrix.md."""
-MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 @dataclass
 class Gateway:
     url: str
     client: AsyncOpenAI
-
-
-def route_rules(backends: list[tuple[str, str]], route: str = "", backend: str = "", extra: str = "") -> str:
-    """Rules with one route ``r`` over ``backends`` (name, endpoint) in order; ``route`` and ``backend``
-    add flow-style keys to the route and to every backend."""
-    lines = ["backends:"]
-    for name, endpoint in backends:
-        lines.append(
-            f"  {name}: {{kind: openai, endpoint: '{endpoint}', model: m, timeout_s: 30, "
-            f"health_check: {{enabled: false}}{backend}}}"
-        )
-    names = ", ".join(name for name, _ in backends)
-    lines += ["routes:", f"  r: {{backends: [{names}]{route}}}", "default_route: r", "router: {kind: default}"]
-    return "\n".join(lines) + "\n" + extra
 
 
 @asynccontextmanager

@@ -9,9 +9,10 @@ import httpx
 import openai
 import pytest
 
-from tests.faults import FaultServer
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer
 from tests.gateway.harness import AUTH, chat_body, completion, gateway
-from tests.gateway.resilience_harness import MESSAGES, route_rules, sdk_gateway
+from tests.gateway.resilience_harness import sdk_gateway
 
 BREAKER = ", breaker: {consecutive_failures: 2, open_s: 0.5}"
 

@@ -9,8 +9,9 @@ import httpx
 import openai
 import pytest
 
-from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, SLACK_S, collect, route_rules, sdk_gateway, stopwatch
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer
+from tests.gateway.resilience_harness import SLACK_S, collect, sdk_gateway, stopwatch
 
 
 async def wait_for_event(faults: FaultServer, name: str, event: str, within_s: float = 5.0) -> bool:

@@ -6,8 +6,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, SLACK_S, collect, route_rules, sdk_gateway, stopwatch
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer
+from tests.gateway.resilience_harness import SLACK_S, collect, sdk_gateway, stopwatch
 
 BUDGET_MS = 1500
 # fault -> (status, error code) when it is the route's only backend

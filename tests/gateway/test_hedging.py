@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, route_rules, sdk_gateway, stopwatch
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer
+from tests.gateway.resilience_harness import sdk_gateway, stopwatch
 from tests.gateway.test_budgets import wait_for_event
 
 

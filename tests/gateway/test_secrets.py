@@ -7,8 +7,9 @@ import logging
 import openai
 import pytest
 
-from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, sdk_gateway
+from support.fault_rules import MESSAGES
+from support.faults import FaultServer
+from tests.gateway.resilience_harness import sdk_gateway
 
 SECRET = "sk-provider-secret-0123456789"
 

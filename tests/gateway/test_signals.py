@@ -13,8 +13,8 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
-from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, route_rules
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer
 from tests.servers import gateway_process, has_exited
 
 UNAUTHENTICATED = {"TURNOUT_AUTH_DISABLED": "true"}

@@ -17,7 +17,7 @@ from gateway.rules import parse_rules
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from routers.classifier import TaskClassifier
-from tests.faults import FaultServer
+from support.faults import FaultServer
 from tests.gateway.harness import AUTH, KEY, RULES, chat_body, completion, gateway
 from tests.servers import rss_bytes
 

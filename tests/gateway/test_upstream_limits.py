@@ -9,8 +9,9 @@ import httpx
 import openai
 import pytest
 
-from tests.faults import FaultServer
-from tests.gateway.resilience_harness import MESSAGES, collect, route_rules, sdk_gateway
+from support.fault_rules import MESSAGES, route_rules
+from support.faults import FaultServer
+from tests.gateway.resilience_harness import collect, sdk_gateway
 from tests.servers import gateway_process, rss_bytes
 
 MIB = 1024 * 1024
