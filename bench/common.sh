@@ -1,7 +1,8 @@
 # Sourced by the bench scripts (from the repository root).
 # find_shared: sets SHARED to the shared bench folder, wherever the script is run from, or stops
-#   at once saying where to get it. write_results FILE: stdin to FILE only once it is all there,
-#   so a run that fails never overwrites committed figures.
+#   at once saying where to get it. write_results FILE COMMAND...: the command's output (echoed to
+#   stderr) replaces FILE only when the command succeeded and printed something, so a run that
+#   fails part-way never overwrites committed figures.
 
 find_shared() {
   local dir candidates=("$PWD/../shared" "$PWD/../../shared" "$HOME/shared")
@@ -18,13 +19,16 @@ find_shared() {
 }
 
 write_results() {
-  local partial
-  partial=$(mktemp "$1.partial.XXXXXX")
-  if cat >"$partial" && [ -s "$partial" ]; then
-    mv "$partial" "$1"
+  local out=$1 partial status=0
+  shift
+  partial=$(mktemp "$out.partial.XXXXXX")
+  "$@" >"$partial" || status=$?
+  cat "$partial" >&2
+  if [ "$status" -eq 0 ] && [ -s "$partial" ]; then
+    mv "$partial" "$out"
   else
     rm -f "$partial"
-    echo "bench: no figures; $1 left as it was" >&2
+    echo "bench: the run failed (exit $status) or printed nothing; $out left as it was" >&2
     return 1
   fi
 }

@@ -28,7 +28,7 @@ start() { # port transport
 }
 start 8090 aiohttp
 start 8091 httpx
-{
+run_all() {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), auth on, cache bypassed (no temperature 0 or seed)"
   echo "# gateway = Turnout, aiohttp transport; gateway-httpx = the same with httpx's own transport"
   echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
@@ -44,4 +44,5 @@ start 8091 httpx
     gateway_run gateway-httpx 8091 upstream-model "$c"
     gateway_run gateway-auto 8090 auto "$c"
   done
-} | tee /dev/stderr | write_results "$OUT"
+}
+write_results "$OUT" run_all

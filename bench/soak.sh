@@ -26,5 +26,7 @@ pids="$pids $!"
 wrk_out=$(KEY=$TURNOUT_BENCH_KEY wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 10s -s bench/soak.lua --latency \
   "http://127.0.0.1:$PORT")
 metrics=$(curl -fs "http://127.0.0.1:$PORT/metrics")
-.venv/bin/python bench/soak_report.py "$rss_log" "$WARMUP" "$DUR" "$CONNS" <<<"$wrk_out"$'\n'"@@METRICS@@"$'\n'"$metrics" \
-  | tee /dev/stderr | write_results "$OUT"
+report() {
+  .venv/bin/python bench/soak_report.py "$rss_log" "$WARMUP" "$DUR" "$CONNS" <<<"$wrk_out"$'\n'"@@METRICS@@"$'\n'"$metrics"
+}
+write_results "$OUT" report

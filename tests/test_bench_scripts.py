@@ -26,12 +26,16 @@ def test_missing_shared_files_stop_the_script_at_once_saying_where_to_get_them(s
     assert {p: p.read_bytes() for p in (ROOT / "bench" / "results").iterdir()} == before
 
 
-@pytest.mark.parametrize(("produced", "kept"), [("", "old figures\n"), ("new figures\n", "new figures\n")])
-def test_results_are_replaced_only_by_a_whole_run(produced: str, kept: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("produced", "status", "kept"),
+    [("", 0, "old figures\n"), ("header, then the run died\n", 1, "old figures\n"), ("new\n", 0, "new\n")],
+)
+def test_results_are_replaced_only_by_a_whole_run(produced: str, status: int, kept: str, tmp_path: Path) -> None:
     out = tmp_path / "figures.txt"
     out.write_text("old figures\n")
+    script = f'source bench/common.sh; run() {{ printf "%s" "$1"; return {status}; }}; write_results "{out}" run "$1"'
     subprocess.run(
-        ["bash", "-c", f'source bench/common.sh; printf "%s" "$1" | write_results "{out}"', "_", produced],
+        ["bash", "-c", script, "_", produced],
         cwd=ROOT,
         capture_output=True,
         timeout=30,
