@@ -19,16 +19,17 @@ find_shared() {
 }
 
 write_results() {
-  local out=$1 partial status=0
+  # Names of its own: bash scoping is dynamic, and the command runs inside this function.
+  local _results_file=$1 _results_partial _results_status=0
   shift
-  partial=$(mktemp "$out.partial.XXXXXX")
-  "$@" >"$partial" || status=$?
-  cat "$partial" >&2
-  if [ "$status" -eq 0 ] && [ -s "$partial" ]; then
-    mv "$partial" "$out"
+  _results_partial=$(mktemp "$_results_file.partial.XXXXXX")
+  "$@" >"$_results_partial" || _results_status=$?
+  cat "$_results_partial" >&2
+  if [ "$_results_status" -eq 0 ] && [ -s "$_results_partial" ]; then
+    mv "$_results_partial" "$_results_file"
   else
-    rm -f "$partial"
-    echo "bench: the run failed (exit $status) or printed nothing; $out left as it was" >&2
+    rm -f "$_results_partial"
+    echo "bench: the run failed (exit $_results_status) or printed nothing; $_results_file left as it was" >&2
     return 1
   fi
 }
