@@ -25,7 +25,7 @@ if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; t
 fi
 export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 start() { # tree port: that tree's code first on the path, the shared venv for everything else
-  (cd "$1" && PYTHONPATH="$1" "$OLDPWD/.venv/bin/python" -m gateway.cli serve --config bench/rules.overhead.yaml \
+  (cd "$1" && PYTHONPATH="$1" exec "$OLDPWD/.venv/bin/python" -m gateway.cli serve --config bench/rules.overhead.yaml \
     --port "$2" >"/tmp/bench-ab-$2.log" 2>&1) & pids="$pids $!"
   for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$2/healthz" && return; sleep 0.5; done
   echo "the gateway of $1 on $2 did not start" >&2; exit 1
