@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contracts.errors import GatewayError
 from contracts.wire import EmbeddingRequest, ModelCard, ModelList
 from gateway.chat import ChatCall, route_headers
 from gateway.disconnect import unless_disconnected
-from gateway.outcome import RequestOutcome
+from gateway.outcome import RequestOutcome, status_of
 from gateway.request_body import parse_body, read_body
 from gateway.resilience.deadline import BUDGET_HEADER
 from gateway.state import gateway_state, request_snapshot
@@ -27,14 +24,8 @@ async def chat_completions(request: Request) -> Response:
     call = ChatCall(gateway_state(request).resources, request_snapshot(request), request)
     try:
         return await call.respond()
-    except GatewayError as exc:
-        call.observe(exc.status)
-        raise
-    except asyncio.CancelledError:
-        call.observe(499)
-        raise
-    except Exception:
-        call.observe(500)  # answered by the catch-all handler; metrics and reports must show it too
+    except BaseException as exc:  # metrics and reports show every failure, the unexpected ones too
+        call.observe(status_of(exc))
         raise
 
 
@@ -42,7 +33,7 @@ async def chat_completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     resources, snapshot = gateway_state(request).resources, request_snapshot(request)
     outcome = RequestOutcome("embeddings", getattr(request.state, "request_id", "-"))
-    status = 500  # unless it is answered or refused below
+    status = 200
     try:
         principal = snapshot.keyring.authenticate(request.headers)
         outcome.tenant = principal.tenant
@@ -60,12 +51,8 @@ async def embeddings(request: Request) -> Response:
         usage = answer.usage
         outcome.priced(snapshot, max(usage.prompt_tokens, usage.total_tokens) if usage else 0, 0)
         await resources.limits.spend_tokens(principal, outcome.prompt_tokens)
-        status = 200
-    except GatewayError as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = 499
+    except BaseException as exc:
+        status = status_of(exc)
         raise
     finally:
         outcome.observe(resources, snapshot, status)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
+from contracts.errors import GatewayError
 from gateway.access_log import log_access
 from gateway.admin.reports import Outcome
 from gateway.resources import Resources
 from gateway.snapshot import RulesSnapshot
+
+
+def status_of(exc: BaseException) -> int:
+    """The status a request that raised ``exc`` is recorded with: the error's own, 499 when the
+    client left (its task was cancelled), 500 for anything unexpected (the catch-all handler's)."""
+    if isinstance(exc, GatewayError):
+        return exc.status
+    return 499 if isinstance(exc, asyncio.CancelledError) else 500
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -49,15 +50,18 @@ def load_all(paths: list[Path]) -> list[Any] | None:
         return None
 
 
-TRAIN_EXTRA = "training and evaluation need the train extra: pip install 'turnout[train]' (scikit-learn, skl2onnx)"
+def lacks_train_extra() -> bool:
+    """Whether training and evaluation cannot run here, saying so (serving needs neither library)."""
+    missing = [name for name in ("sklearn", "skl2onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"error: {', '.join(missing)} missing: pip install 'turnout[train]'", file=sys.stderr)
+    return bool(missing)
 
 
 def train_command(args: argparse.Namespace) -> int:
-    try:
-        from routers.training import train
-    except ImportError:
-        print(f"error: {TRAIN_EXTRA}", file=sys.stderr)
+    if lacks_train_extra():
         return 1
+    from routers.training import train
 
     examples = load_all(args.data)
     if examples is None:
@@ -69,13 +73,10 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from routers.classifier import SHIPPED_MODEL, TaskClassifier
-
-    try:
-        from routers.evaluation import evaluate
-    except ImportError:
-        print(f"error: {TRAIN_EXTRA}", file=sys.stderr)
+    if lacks_train_extra():
         return 1
+    from routers.classifier import SHIPPED_MODEL, TaskClassifier
+    from routers.evaluation import evaluate
 
     examples = load_all(args.data)
     if examples is None:
