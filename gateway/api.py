@@ -9,7 +9,7 @@ from starlette.responses import Response
 from contracts.wire import EmbeddingRequest, ModelCard, ModelList
 from gateway.chat import ChatCall, route_headers
 from gateway.disconnect import unless_disconnected
-from gateway.outcome import RequestOutcome, status_of
+from gateway.outcome import request_outcome
 from gateway.request_body import parse_body, read_body
 from gateway.resilience.deadline import BUDGET_HEADER
 from gateway.state import gateway_state, request_snapshot
@@ -21,41 +21,27 @@ JSON = "application/json"
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    call = ChatCall(gateway_state(request).resources, request_snapshot(request), request)
-    try:
-        return await call.respond()
-    except BaseException as exc:  # metrics and reports show every failure, the unexpected ones too
-        call.observe(status_of(exc))
-        raise
+    return await ChatCall(gateway_state(request).resources, request_snapshot(request), request).respond()
 
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     resources, snapshot = gateway_state(request).resources, request_snapshot(request)
-    outcome = RequestOutcome("embeddings", getattr(request.state, "request_id", "-"))
-    status = 200
-    try:
-        principal = snapshot.keyring.authenticate(request.headers)
-        outcome.tenant = principal.tenant
-        await resources.limits.admit(principal)
-        embedding = parse_body(EmbeddingRequest, await read_body(request, resources.settings.max_body_bytes))
-        context = RoutingContext(principal.tenant, request.headers)
-        decision = await snapshot.selector.select(
-            embedding.model, request.headers.get("x-turnout-route"), None, context
-        )
-        outcome.route, outcome.decided_by = decision.route, decision.decided_by
-        principal.require_route(decision.route)
-        deadline = snapshot.deadline(decision.route, request.headers.get(BUDGET_HEADER), outcome.started)
-        embedded = snapshot.dispatcher.embed(decision, embedding, deadline)
-        outcome.backend, answer = await unless_disconnected(request, embedded)
-        usage = answer.usage
-        outcome.priced(snapshot, max(usage.prompt_tokens, usage.total_tokens) if usage else 0, 0)
-        await resources.limits.spend_tokens(principal, outcome.prompt_tokens)
-    except BaseException as exc:
-        status = status_of(exc)
-        raise
-    finally:
-        outcome.observe(resources, snapshot, status)
+    outcome = request_outcome(request, "embeddings")
+    principal = snapshot.keyring.authenticate(request.headers)
+    outcome.tenant = principal.tenant
+    await resources.limits.admit(principal)
+    embedding = parse_body(EmbeddingRequest, await read_body(request, resources.settings.max_body_bytes))
+    context = RoutingContext(principal.tenant, request.headers)
+    decision = await snapshot.selector.select(embedding.model, request.headers.get("x-turnout-route"), None, context)
+    outcome.route, outcome.decided_by = decision.route, decision.decided_by
+    principal.require_route(decision.route)
+    deadline = snapshot.deadline(decision.route, request.headers.get(BUDGET_HEADER), outcome.started)
+    embedded = snapshot.dispatcher.embed(decision, embedding, deadline)
+    outcome.backend, answer = await unless_disconnected(request, embedded)
+    usage = answer.usage
+    outcome.priced(snapshot, max(usage.prompt_tokens, usage.total_tokens) if usage else 0, 0)
+    await resources.limits.spend_tokens(principal, outcome.prompt_tokens)
     body = answer.__pydantic_serializer__.to_json(answer, exclude_unset=True)
     return Response(body, media_type=JSON, headers=route_headers(decision, outcome.backend))
 

@@ -15,7 +15,7 @@ from gateway.auth import ANONYMOUS, Principal
 from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.disconnect import unless_disconnected
-from gateway.outcome import RequestOutcome
+from gateway.outcome import request_outcome
 from gateway.request_body import parse_body, read_body
 from gateway.resilience.deadline import BUDGET_HEADER, Deadline
 from gateway.resources import Resources
@@ -27,7 +27,6 @@ from routers.decision import RouteDecision, RoutingContext
 
 JSON = "application/json"
 PINNED_POLICY = CachePolicy()
-_background: set[asyncio.Task[None]] = set()  # finishing streams: kept so they are not collected mid-flight
 
 
 class ChatCall:
@@ -36,7 +35,7 @@ class ChatCall:
         self.snapshot = snapshot
         """The rules this request was given on arrival, to its end."""
         self.request = request
-        self.outcome = RequestOutcome("chat", getattr(request.state, "request_id", "-"))
+        self.outcome = request_outcome(request, "chat")
         self.probe: Probe | None = None
         self.principal: Principal = ANONYMOUS
 
@@ -81,12 +80,8 @@ class ChatCall:
                 await resources.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
             raise
         await self._store(plan, completion, is_leader)
-        self.observe(200)
         body = completion.__pydantic_serializer__.to_json(completion, exclude_unset=True)
         return Response(body, media_type=JSON, headers=self._headers(decision))
-
-    def observe(self, status: int) -> None:
-        self.outcome.observe(self.resources, self.snapshot, status)
 
     def _plan(self, decision: RouteDecision, chat: ChatCompletionRequest, tenant: str) -> CachePlan:
         route = self.snapshot.rules.routes.get(decision.route)
@@ -119,7 +114,6 @@ class ChatCall:
         self.resources.metrics.observe_cache(
             self.outcome.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
         )
-        self.observe(200)
         headers = self._headers(decision)
         if similarity is not None:
             headers["x-turnout-cache-similarity"] = f"{similarity:.4f}"
@@ -141,9 +135,9 @@ class ChatCall:
         assembler.add(first)
 
         def finished(status: int) -> None:
-            task = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader, status))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            # A task of its own: a client that left cancels the stream's, not this cache write.
+            finishing = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader, status))
+            self.outcome.stream_ended(status, finishing)
 
         events = sse_events(first, _teed(rest, assembler, deadline), finished, self.snapshot.redactor.bytes)
         return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
@@ -154,7 +148,6 @@ class ChatCall:
             await self._store(plan, completion, is_leader)
         elif is_leader:
             await self.resources.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
-        self.observe(status)
 
     async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
         self.resources.metrics.observe_cache(self.outcome.route, self.outcome.cache)

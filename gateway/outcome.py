@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
+
+from starlette.requests import Request
 
 from contracts.errors import GatewayError
 from gateway.access_log import log_access
 from gateway.admin.reports import Outcome
 from gateway.resources import Resources
 from gateway.snapshot import RulesSnapshot
+
+log = logging.getLogger("turnout")
 
 
 def status_of(exc: BaseException) -> int:
@@ -37,10 +42,29 @@ class RequestOutcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    ended_status: int | None = None
+    """A stream's own end (200 whole, the error's status when cut, 499 when the client left): its
+    response started with 200 before that was known."""
+    finishing: asyncio.Task[None] | None = None
+    """A stream's cache write and pricing, which the observation waits for."""
+
+    def stream_ended(self, status: int, finishing: asyncio.Task[None]) -> None:
+        self.ended_status, self.finishing = status, finishing
 
     def priced(self, snapshot: RulesSnapshot, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
         self.cost_usd = snapshot.price(self.backend, prompt_tokens, completion_tokens)
+
+    async def observe_once_settled(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
+        """Observes the outcome once a stream's cache write is done; ``status`` is the one the
+        response started with, or the failure's (:func:`status_of`) when none was sent."""
+        try:
+            if self.finishing is not None:
+                await asyncio.shield(self.finishing)
+        except Exception:
+            log.exception("finishing a stream (its cache write) failed")
+        finally:
+            self.observe(resources, snapshot, status if self.ended_status is None else self.ended_status)
 
     def observe(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
         elapsed = time.monotonic() - self.started
@@ -71,3 +95,11 @@ class RequestOutcome:
                 "completion_tokens": self.completion_tokens,
             }
         )
+
+
+def request_outcome(request: Request, endpoint: str) -> RequestOutcome:
+    """The outcome of this API request, which the request scope (:class:`gateway.state.SnapshotLeases`)
+    observes in its one ``finally``, once the response is wholly sent."""
+    outcome = RequestOutcome(endpoint, getattr(request.state, "request_id", "-"))
+    request.state.outcome = outcome
+    return outcome

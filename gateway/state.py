@@ -14,14 +14,16 @@ from collections.abc import Iterable
 
 import httpx
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.outcome import status_of
 from gateway.resources import Resources, close_resources, open_resources
 from gateway.rules import Rules
 from gateway.settings import Settings
 from gateway.snapshot import Closer, RulesSnapshot, build_snapshot
 
 log = logging.getLogger("turnout")
+VERSION_HEADER = b"x-turnout-rules-version"
 
 
 class GatewayState:
@@ -128,8 +130,10 @@ async def _close_all(closers: Iterable[Closer]) -> None:
 
 
 class SnapshotLeases:
-    """ASGI middleware: each HTTP request reads the current rules snapshot once, on arrival, and
-    holds it until its response is wholly sent (a stream's last byte included)."""
+    """ASGI middleware, the scope of each HTTP request: it reads the current rules snapshot once, on
+    arrival, and holds it until the response is wholly sent (a stream's last byte included). Every
+    response says which rules version answered it. An API request's outcome is observed here, in
+    one ``finally``, whichever way the request ended."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -140,11 +144,29 @@ class SnapshotLeases:
             await self.app(scope, receive, send)
             return
         snapshot = state.lease()
-        scope.setdefault("state", {})["snapshot"] = snapshot
+        request_state = scope.setdefault("state", {})
+        request_state["snapshot"] = snapshot
+        version_header = (VERSION_HEADER, str(snapshot.version).encode())
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), version_header]
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, sending)
+        except BaseException as exc:
+            status = status_of(exc)
+            raise
         finally:
-            state.release(snapshot)
+            try:
+                if (outcome := request_state.get("outcome")) is not None:
+                    await outcome.observe_once_settled(state.resources, snapshot, status)
+            finally:
+                state.release(snapshot)
 
 
 def gateway_state(request: Request) -> GatewayState:

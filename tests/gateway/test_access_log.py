@@ -99,3 +99,58 @@ def test_json_format_writes_the_fields_as_keys() -> None:
     assert line["status"] == 200
     assert line["route"] == "code"
     assert line["level"] == "info"
+
+
+def _streamed(request: httpx.Request) -> httpx.Response:
+    usage = {**delta("", "stop"), "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+    return httpx.Response(200, content=sse(delta("hi"), usage), headers={"content-type": "text/event-stream"})
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "completion_tokens"),
+    [
+        (chat_body(), AUTH, 200, 2),
+        (chat_body(stream=True), AUTH, 200, 2),
+        ({"model": "auto", "messages": "not a list"}, AUTH, 422, 0),
+        (chat_body(), {"authorization": "Bearer sk-wrong"}, 401, 0),
+        (chat_body("no-such-model"), AUTH, 404, 0),
+    ],
+    ids=["json", "stream", "bad body", "bad key", "unknown model"],
+)
+async def test_every_request_is_observed_exactly_once_by_the_time_its_response_ends(
+    caplog: pytest.LogCaptureFixture,
+    body: dict[str, object],
+    headers: dict[str, str],
+    status: int,
+    completion_tokens: int,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with gateway(
+        _streamed if body.get("stream") else lambda r: httpx.Response(200, json=completion("hi"))
+    ) as client:
+        response = await client.post("/v1/chat/completions", json=body, headers=headers)
+        # Nothing awaited after the response: a stream's record (its tokens) is already written.
+        lines = [line.fields for line in access_lines(caplog)]  # type: ignore[attr-defined]
+    assert response.status_code == status
+    assert response.headers["x-turnout-rules-version"] == "1"
+    assert len(lines) == 1
+    assert lines[0]["status"] == status
+    assert lines[0]["request_id"] == response.headers["x-request-id"]
+    assert lines[0]["completion_tokens"] == completion_tokens
+
+
+async def test_an_unexpected_failure_is_observed_once_as_500(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with gateway() as client:
+        state = client._transport.app.state.gateway  # type: ignore[attr-defined]
+
+        async def broken(*args: object) -> None:
+            raise RuntimeError("a bug in routing")
+
+        monkeypatch.setattr(state.snapshot.selector, "select", broken)
+        with pytest.raises(RuntimeError):  # the test transport re-raises after the 500 went out
+            await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+    lines = [line.fields for line in access_lines(caplog)]  # type: ignore[attr-defined]
+    assert [line["status"] for line in lines] == [500]
