@@ -105,6 +105,13 @@ class ClientClosedRequest(GatewayError):
     default_code = "client_closed_request"
 
 
+class StateStoreUnavailable(GatewayError):
+    """The shared state store (Redis) did not answer a call that cannot be served without it."""
+
+    status = 503
+    default_code = "state_store_unavailable"
+
+
 class BackendError(GatewayError):
     status = 502
     error_type = "upstream_error"

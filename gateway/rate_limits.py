@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from contracts.errors import RateLimited
 from gateway.auth import Principal
-from gateway.cache.store import CacheStore, RedisStore
 from gateway.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
 
@@ -162,9 +161,7 @@ def retry_after_s(window: Window, fraction: float, check: int, limit: int) -> in
     return max(1, math.ceil((1 - fraction + max(0.0, into_next)) * WINDOW_S))
 
 
-def open_rate_limiter(cache_store: CacheStore, metrics: Metrics, timeout_s: float) -> RateLimiter:
-    """Counters in the response cache's Redis, over its client, when there is one; in the process otherwise."""
-    store: LimitStore = (
-        RedisLimitStore(cache_store.client) if isinstance(cache_store, RedisStore) else MemoryLimitStore()
-    )
+def open_rate_limiter(redis: Any | None, metrics: Metrics, timeout_s: float) -> RateLimiter:
+    """Counters in Redis over the process's shared client when there is one; in the process otherwise."""
+    store: LimitStore = MemoryLimitStore() if redis is None else RedisLimitStore(redis)
     return RateLimiter(store, metrics, timeout_s)

@@ -24,7 +24,12 @@ REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 exception is not a ``RedisError``)."""
 
 
-def redis_client(url: str, timeout_s: float) -> Any:
+SOCKET_TIMEOUT_S = 5.0
+"""The process's shared client waits no longer than this on a socket; each user bounds its own
+calls tighter (``asyncio.timeout``: milliseconds for the cache, a second for reports)."""
+
+
+def redis_client(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> Any:
     """A client with the same async API (``get``, ``set``, ``pipeline`` ...) whatever the topology."""
     parts = urlsplit(url)
     username, password = _credential(parts.username), _credential(parts.password)

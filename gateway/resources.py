@@ -1,9 +1,11 @@
-"""What lives as long as the process, whatever the rules say: the upstream HTTP pool, the cache
-store (and the Redis client the rate limits share), metrics and the cost report book."""
+"""What lives as long as the process, whatever the rules say: the upstream HTTP pool, one Redis
+client (shared by the cache, rate limits and reports, each bounding its own calls), metrics and
+the cost report book."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -13,6 +15,7 @@ from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import open_store, warm_up
 from gateway.metrics import Metrics
 from gateway.rate_limits import RateLimiter, open_rate_limiter
+from gateway.redis_client import close_redis, redis_client
 from gateway.rules import Rules
 from gateway.settings import Settings
 
@@ -22,6 +25,8 @@ class Resources:
     settings: Settings
     http: httpx.AsyncClient
     owns_http: bool
+    redis: Any | None
+    """The process's one Redis client; ``None`` in the embedded default (no Redis)."""
     metrics: Metrics
     cache: ResponseCache
     limits: RateLimiter
@@ -34,18 +39,20 @@ async def open_resources(settings: Settings, rules: Rules, http_client: httpx.As
     http = http_client or open_http_client(max_connections, settings.upstream_transport)
     metrics = Metrics()
     timeout_s = settings.cache_timeout_ms / 1000
-    store = open_store(settings.redis_url, timeout_s)
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    store = open_store(redis)
     await warm_up(store)
     cache = ResponseCache(store, metrics, timeout_s)
-    reports = ReportBook(settings.redis_url)
+    reports = ReportBook(redis)
     reports.start()
     return Resources(
         settings=settings,
         http=http,
         owns_http=http_client is None,
+        redis=redis,
         metrics=metrics,
         cache=cache,
-        limits=open_rate_limiter(store, metrics, timeout_s),
+        limits=open_rate_limiter(redis, metrics, timeout_s),
         reports=reports,
     )
 
@@ -54,5 +61,7 @@ async def close_resources(resources: Resources) -> None:
     await resources.limits.aclose()
     await resources.cache.store.aclose()
     await resources.reports.aclose()
+    if resources.redis is not None:
+        await close_redis(resources.redis)
     if resources.owns_http:
         await resources.http.aclose()

@@ -15,7 +15,9 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
+from contracts.errors import StateStoreUnavailable
 from gateway.redis_client import REDIS_FAILURES, close_redis, redis_client
 
 log = logging.getLogger("turnout")
@@ -71,11 +73,16 @@ def deltas_of(outcome: Outcome) -> dict[str, float]:
 
 
 class ReportBook:
-    def __init__(self, redis_url: str | None, flush_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, redis: Any | None, flush_interval_s: float = 1.0, call_timeout_s: float = 1.0, owns_client: bool = False
+    ) -> None:
+        """``redis``: the process's shared client (``None``: the tally stays in this process)."""
         self._pending: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._local: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self._redis = redis_client(redis_url, 1.0) if redis_url else None
+        self._redis = redis
+        self._owns_client = owns_client
         self._interval_s = flush_interval_s
+        self._timeout_s = call_timeout_s
         self._task: asyncio.Task[None] | None = None
 
     def record(self, outcome: Outcome, now: float | None = None) -> None:
@@ -83,6 +90,11 @@ class ReportBook:
         target = self._pending if self._redis else self._local
         for name, value in deltas_of(outcome).items():
             target[key][name] += value
+
+    @classmethod
+    def from_url(cls, url: str, flush_interval_s: float = 1.0) -> ReportBook:
+        """A book with a Redis client of its own (the gateway shares the process's client instead)."""
+        return cls(redis_client(url), flush_interval_s, owns_client=True)
 
     def start(self) -> None:
         if self._redis is not None:
@@ -95,7 +107,8 @@ class ReportBook:
                 await self._task
         if self._redis is not None:
             await self.flush()
-            await close_redis(self._redis)
+            if self._owns_client:
+                await close_redis(self._redis)
 
     async def flush(self) -> None:
         """Add this process's pending deltas to Redis; on failure keep them for the next flush."""
@@ -108,8 +121,9 @@ class ReportBook:
                 pipe.hincrbyfloat(f"tn:r:{hour}", SEPARATOR.join((route, backend, tenant, name)), value)
             pipe.expire(f"tn:r:{hour}", KEEP_S)
         try:
-            await pipe.execute()
-        except REDIS_FAILURES as exc:
+            async with asyncio.timeout(self._timeout_s):
+                await pipe.execute()
+        except (*REDIS_FAILURES, TimeoutError) as exc:
             log.warning("report flush to Redis failed (%s); keeping the figures for the next flush", exc)
             self._put_back(pending)
         except BaseException:  # cancelled (shutdown): the figures stay for the closing flush
@@ -131,8 +145,13 @@ class ReportBook:
         pipe = self._redis.pipeline(transaction=False)
         for hour in hours:
             pipe.hgetall(f"tn:r:{hour}")
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                answers = await pipe.execute()
+        except (*REDIS_FAILURES, TimeoutError) as exc:
+            raise StateStoreUnavailable(f"the report store (Redis) did not answer: {exc or 'timed out'}") from None
         rows: defaultdict[Key, dict[str, float]] = defaultdict(dict)
-        for hour, found in zip(hours, await pipe.execute(), strict=True):
+        for hour, found in zip(hours, answers, strict=True):
             for field, value in found.items():
                 route, backend, tenant, name = field.decode().split(SEPARATOR)
                 rows[(hour, route, backend, tenant)][name] = float(value)

@@ -130,12 +130,17 @@ class MemoryStore:
 class RedisStore:
     """Redis, standalone, Sentinel or Cluster (see :mod:`gateway.redis_client`), with millisecond timeouts."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
-        self._redis = redis_client(url, timeout_s)
+    def __init__(self, client: Any, owns_client: bool = False) -> None:
+        self._redis = client
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(cls, url: str, timeout_s: float) -> RedisStore:
+        """A store with a client of its own (the gateway shares the process's client instead)."""
+        return cls(redis_client(url, timeout_s), owns_client=True)
 
     @property
     def client(self) -> Any:
-        """The Redis client, for others that want the same server with the same millisecond timeouts."""
         return self._redis
 
     async def get(self, key: str) -> bytes | None:
@@ -169,7 +174,8 @@ class RedisStore:
         ]
 
     async def aclose(self) -> None:
-        await close_redis(self._redis)
+        if self._owns_client:
+            await close_redis(self._redis)
 
 
 def _triples(found: object) -> list[tuple[bytes, tuple[bytes, bytes]]]:
@@ -189,8 +195,7 @@ async def warm_up(store: CacheStore, timeout_s: float = 2.0) -> None:
             await store.get("tn:warm-up")
 
 
-def open_store(redis_url: str | None, timeout_s: float) -> CacheStore:
-    """Redis when a URL is set; otherwise the in-process store, the embedded default."""
-    if redis_url is None:
-        return MemoryStore()
-    return RedisStore(redis_url, timeout_s)
+def open_store(redis: Any | None) -> CacheStore:
+    """Redis over the process's shared client when there is one; otherwise the in-process store,
+    the embedded default."""
+    return MemoryStore() if redis is None else RedisStore(redis)

@@ -16,7 +16,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStore]:
     if request.param == "memory":
         made: CacheStore = MemoryStore()
     else:
-        made = RedisStore(request.getfixturevalue(f"{request.param}_url"), 1.0)
+        made = RedisStore.from_url(request.getfixturevalue(f"{request.param}_url"), 1.0)
     yield made
     await made.aclose()
 

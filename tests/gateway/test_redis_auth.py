@@ -27,7 +27,7 @@ def protected_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 async def test_store_authenticates_with_the_urls_credentials(protected_url: str) -> None:
-    store = RedisStore(protected_url, 2.0)
+    store = RedisStore.from_url(protected_url, 2.0)
     await store.set("auth-check", b"yes", 60)
     assert await store.get("auth-check") == b"yes"
     await store.aclose()

@@ -156,7 +156,7 @@ def test_two_gateway_processes_add_into_one_report(two_gateways: list[str]) -> N
 async def test_report_flush_and_read_work_on_cluster_and_sentinel(
     topology: str, request: pytest.FixtureRequest
 ) -> None:
-    book = ReportBook(request.getfixturevalue(f"{topology}_url"))
+    book = ReportBook.from_url(request.getfixturevalue(f"{topology}_url"))
     tag = f"route-{topology}-{time.time()}"
     for backend in ("a", "b", "c"):  # fields spread over hash slots of one hourly key
         book.record(Outcome(tag, backend, "t", "miss", 10, 5, cost_usd=0.5))
@@ -190,7 +190,7 @@ async def test_report_reaching_past_what_is_kept_is_400_naming_since(since: str)
 
 
 async def test_figures_survive_a_flush_cancelled_mid_write(redis_url: str) -> None:
-    book = ReportBook(redis_url, flush_interval_s=3600)
+    book = ReportBook.from_url(redis_url, flush_interval_s=3600)
     admin = aioredis.from_url(redis_url)
     await admin.flushdb()
     for _ in range(3):
@@ -205,9 +205,28 @@ async def test_figures_survive_a_flush_cancelled_mid_write(redis_url: str) -> No
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
     await book.aclose()  # the shutdown flush sends what the cancelled one took out
-    reader = ReportBook(redis_url)
+    reader = ReportBook.from_url(redis_url)
     totals = group(await reader.totals(3600), ["tenant"])
     await reader.aclose()
     await admin.aclose()
     assert totals[0]["requests"] == 3
     assert totals[0]["prompt_tokens"] == 30
+
+
+async def test_the_report_is_503_naming_the_store_when_redis_is_down() -> None:
+    async with gateway(admin_key="adm", redis_url="redis://127.0.0.1:1/0") as client:
+        await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)  # served without Redis
+        report = await client.get("/admin/reports/cache", headers=ADMIN)
+    assert report.status_code == 503
+    assert report.json()["error"]["code"] == "state_store_unavailable"
+
+
+async def test_cache_rate_limits_and_reports_share_one_redis_client(redis_url: str) -> None:
+    async with gateway(admin_key="adm", redis_url=redis_url) as client:
+        resources = client._transport.app.state.gateway.resources  # type: ignore[attr-defined]
+        await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
+        assert (await client.get("/admin/reports/cache", headers=ADMIN)).status_code == 200
+    assert resources.redis is not None
+    assert resources.cache.store.client is resources.redis
+    assert resources.limits._store._redis is resources.redis
+    assert resources.reports._redis is resources.redis

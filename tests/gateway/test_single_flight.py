@@ -78,7 +78,7 @@ from gateway.cache.store import RedisStore
 from tests.gateway.test_single_flight import cache_over
 
 async def main() -> None:
-    cache, plan = cache_over(RedisStore(sys.argv[1], 1.0))
+    cache, plan = cache_over(RedisStore.from_url(sys.argv[1], 1.0))
     lookup = await cache.lookup(plan, 0.3)  # the other process leads; this wait runs out
     assert lookup.is_leader and lookup.entry is None
     await cache.share(plan, None)  # what a leader does when it is done
@@ -89,7 +89,7 @@ asyncio.run(main())
 
 
 async def test_a_replica_whose_wait_ran_out_never_deletes_the_leaders_redis_lock(redis_url: str) -> None:
-    store = RedisStore(redis_url, 1.0)
+    store = RedisStore.from_url(redis_url, 1.0)
     leader, plan = cache_over(store)
     raw = aioredis.from_url(redis_url)
     await raw.delete(plan.key, plan.key + LOCK)
