@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+import httpx
 
 from backends.base import Backend
 from backends.registry import open_backend
@@ -26,8 +29,10 @@ from gateway.resilience.health_checks import HealthChecker
 from gateway.resilience.upstreams import Upstream, open_upstream
 from gateway.resources import Resources
 from gateway.rules import BackendSpec, Rules
+from gateway.settings import Settings
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
+from routers.specs import LLMRouterSpec
 
 log = logging.getLogger("turnout")
 Closer = Callable[[], Awaitable[None]]
@@ -166,6 +171,41 @@ def _assemble(
         if semantic is not None and (previous is None or previous.semantic is not semantic):
             semantic.close()
         raise
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Only what deciding a route needs: for explaining a prompt and for a dry run of new rules."""
+
+    rules: Rules
+    router: RouterHandle
+    selector: RouteSelector
+
+
+@asynccontextmanager
+async def routing_only(
+    rules: Rules, http: httpx.AsyncClient, settings: Settings, previous: RulesSnapshot | None = None
+) -> AsyncIterator[Routing]:
+    """The routing of ``rules`` without serving them: no serving backend is opened, only the one an
+    LLM router asks. Models loaded by ``previous`` are borrowed, not loaded again; whatever this
+    loaded or opened is closed on exit."""
+    opened: dict[str, Backend] = {}
+    kept_models = previous.router.models if previous else {}
+    try:
+        if isinstance(rules.router, LLMRouterSpec):
+            name = rules.router.backend
+            opened[name] = await open_backend(name, rules.backends[name], http)
+        router = await asyncio.to_thread(
+            build_router, rules, opened, settings.router_threads, settings.router_max_batch, kept_models
+        )
+        try:
+            yield Routing(rules, router, RouteSelector(rules, router.router))
+        finally:
+            for key, model in router.models.items():
+                if kept_models.get(key) is not model:
+                    await asyncio.to_thread(model.close)
+    finally:
+        await asyncio.gather(*(backend.aclose() for backend in opened.values()), return_exceptions=True)
 
 
 def _semantic(rules: Rules, resources: Resources, previous: RulesSnapshot | None) -> Semantic | None:

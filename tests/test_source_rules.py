@@ -95,3 +95,22 @@ def test_benchmarks_import_nothing_from_the_tests() -> None:
     assert scripts
     leaning = [p.name for p in scripts if "tests" in imported_packages(ast.parse(p.read_text()))]
     assert leaning == []
+
+
+def called_names(tree: ast.AST) -> set[str]:
+    return {
+        node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+    }
+
+
+def test_one_wiring_root_builds_routers_and_opens_backends() -> None:
+    """Serving, explaining and dry runs all get their router and backends from ``gateway/snapshot.py``."""
+    wiring = {"build_router", "open_backend", "RouteSelector"}
+    wiring_modules = sorted(
+        str(path.relative_to(ROOT))
+        for path in MODULES
+        if path.relative_to(ROOT).parts[0] == "gateway" and called_names(ast.parse(path.read_text())) & wiring
+    )
+    assert wiring_modules == ["gateway/snapshot.py"]

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from backends.base import Backend
 from backends.http_transport import open_http_client
-from backends.registry import open_backend
 from contracts.wire import ChatCompletionRequest
 from gateway.rules import Rules
+from gateway.settings import Settings
+from gateway.snapshot import routing_only
 from routers.decision import RoutingContext
-from routers.factory import build_router
 from routers.selector import RouteSelector
-from routers.specs import LLMRouterSpec
 
 
 async def explain(
@@ -34,23 +31,7 @@ async def explain(
 
 
 async def explain_offline(rules: Rules, prompt: str, model: str, tenant: str) -> dict[str, Any]:
-    """Explain without serving: builds only the router (and, for the LLM router, the backends it asks)."""
-    http = open_http_client(8)
-    backends: dict[str, Backend] = {}
-    try:
-        if isinstance(rules.router, LLMRouterSpec):
-            name = rules.router.backend
-            backends[name] = await open_backend(name, rules.backends[name], http)
-        handle = await asyncio.to_thread(build_router, rules, backends, None, 1)
-        try:
-            request = ChatCompletionRequest.model_validate(
-                {"model": model, "messages": [{"role": "user", "content": prompt}]}
-            )
-            return await explain(
-                RouteSelector(rules, handle.router), handle.description, request, RoutingContext(tenant)
-            )
-        finally:
-            handle.close()
-    finally:
-        await asyncio.gather(*(b.aclose() for b in backends.values()))
-        await http.aclose()
+    """Explain without serving: only the routing of ``rules`` is built (:func:`routing_only`)."""
+    request = ChatCompletionRequest.model_validate({"model": model, "messages": [{"role": "user", "content": prompt}]})
+    async with open_http_client(8) as http, routing_only(rules, http, Settings(router_max_batch=1)) as routing:
+        return await explain(routing.selector, routing.router.description, request, RoutingContext(tenant))
