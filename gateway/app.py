@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
+import yaml
 from fastapi import FastAPI
 
 from gateway import api, probes
 from gateway.access_log import RequestIds, configure_logging
 from gateway.admin import api as admin
+from gateway.admin import rules_api
 from gateway.error_handlers import install_error_handlers
+from gateway.live.coordinator import LiveRules, start_from_store
+from gateway.live.store import open_rules_store
 from gateway.redaction import RedactingFilter
-from gateway.rules import Rules, load_rules
+from gateway.resources import close_resources, open_resources
+from gateway.rules import Rules, load_rules, parse_rules
 from gateway.settings import Settings
 from gateway.signals import ProcessSignals
 from gateway.state import SnapshotLeases, open_state
 
 REDACTED_LOGGERS = ("turnout", "uvicorn.error", "LiteLLM")
 """Loggers that may carry an upstream's words."""
+log = logging.getLogger("turnout")
 
 
 def create_app(
@@ -29,28 +39,49 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     handle_signals: bool = False,
 ) -> FastAPI:
-    """Build the app; its lifespan loads ``rules`` (or the file in ``settings.config``) and opens every client.
+    """Build the app; its lifespan opens every client and serves the newest stored rules version
+    (the first start stores ``rules``, or the file in ``settings.config``, as version 1).
 
     ``http_client`` replaces the pooled upstream client (tests inject a fault-injecting transport);
     the app then leaves closing it to the caller. ``handle_signals`` (the server, not tests): SIGHUP
     re-reads the rules file, SIGTERM drains before the server stops.
     """
     settings = settings or Settings()
+    rules_file = settings.config if rules is None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await open_state(settings, rules or load_rules(settings.config), http_client)
+        file_text = await asyncio.to_thread(rules_file.read_text) if rules_file is not None else None
+        initial = rules or load_rules(settings.config)
+        resources = await open_resources(settings, initial, http_client)
+        store = open_rules_store(resources.redis, settings.state_dir)
+        document = file_text if rules is None else _as_yaml(rules)
+        try:
+            serving = await start_from_store(store, document)
+            is_initial = serving.yaml == file_text or (rules is not None and serving.version == 1)
+            chosen = initial if is_initial else parse_rules(serving.yaml, f"rules version {serving.version}")
+        except BaseException:
+            await close_resources(resources)
+            raise
+        state = await open_state(resources, chosen, serving.version)
         app.state.gateway = state
+        live = LiveRules(state, store, rules_file, settings.rules_poll_s)
+        if rules_file is not None:
+            live.file.text = file_text  # type: ignore[union-attr]
+        app.state.live_rules = live
+        resources.metrics.observe_rules_version(serving.version)
+        live.start()
         redacting = RedactingFilter(lambda: state.snapshot.redactor)
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(redacting)
-        signals = ProcessSignals(state, settings.config if rules is None else None)
+        signals = ProcessSignals(state, live.reload_file if rules_file is not None else None)
         if handle_signals:
             signals.install()
         try:
             yield
         finally:
             await signals.aclose()
+            await live.aclose()
             await state.aclose()
             for name in REDACTED_LOGGERS:
                 logging.getLogger(name).removeFilter(redacting)
@@ -61,12 +92,26 @@ def create_app(
     app.add_middleware(RequestIds)
     app.include_router(api.router)
     app.include_router(probes.router)
+    app.include_router(rules_api.router)
     app.include_router(admin.router)
     return app
+
+
+def _as_yaml(rules: Rules) -> str:
+    return yaml.safe_dump(rules.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+
+
+def default_state_dir(rules_file: Path) -> Path:
+    """``$XDG_STATE_HOME/turnout/<name>-<hash of the rules file's path>``: one history per rules file."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    where = str(rules_file.resolve())
+    return base / "turnout" / f"{rules_file.stem}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    if settings.state_dir is None and settings.redis_url is None:
+        settings = settings.model_copy(update={"state_dir": default_state_dir(settings.config)})
     return create_app(settings, handle_signals=True)

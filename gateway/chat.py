@@ -54,6 +54,7 @@ class ChatCall:
         decision = await snapshot.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)
         resources.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
         self.outcome.route, self.outcome.decided_by = decision.route, decision.decided_by
+        resources.samples.add(self.outcome.request_id, principal.tenant, chat, request.headers)
         principal.require_route(decision.route)
         deadline = snapshot.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.outcome.started)
         plan = self._plan(decision, chat, principal.tenant)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -81,6 +81,15 @@ class Metrics:
             "Failed calls to the rate-limit store (the request was let through).",
             registry=self.registry,
         )
+        self._rules_version = Gauge(
+            "turnout_rules_version", "The rules version this process serves.", registry=self.registry
+        )
+        self._rules_refused = Counter(
+            "turnout_rules_refused",
+            "Rules changes refused (invalid, or not servable here), by source: api, file or store.",
+            ["source"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self._counter_children: dict[tuple[object, ...], Counter] = {}
 
@@ -118,6 +127,12 @@ class Metrics:
 
     def observe_rate_limit_error(self) -> None:
         self._limit_errors.inc()
+
+    def observe_rules_version(self, version: int) -> None:
+        self._rules_version.set(version)
+
+    def observe_rules_refused(self, source: str) -> None:
+        self._rules_refused.labels(source).inc()
 
     def watch_upstreams(self, upstreams: Callable[[], Mapping[str, Upstream]]) -> None:
         """Breaker states and requests in flight of the backends ``upstreams()`` gives (those of the

@@ -13,6 +13,7 @@ from backends.http_transport import open_http_client
 from gateway.admin.reports import ReportBook
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import open_store, warm_up
+from gateway.live.samples import RoutingSamples
 from gateway.metrics import Metrics
 from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.redis_client import close_redis, redis_client
@@ -31,6 +32,8 @@ class Resources:
     cache: ResponseCache
     limits: RateLimiter
     reports: ReportBook
+    samples: RoutingSamples
+    """Recent requests' routing inputs, for dry runs of new rules."""
 
 
 async def open_resources(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None) -> Resources:
@@ -54,6 +57,9 @@ async def open_resources(settings: Settings, rules: Rules, http_client: httpx.As
         cache=cache,
         limits=open_rate_limiter(redis, metrics, timeout_s),
         reports=reports,
+        samples=RoutingSamples(
+            settings.dry_run_samples, settings.dry_run_ttl_s, frozenset(settings.dry_run_exclude_tenants)
+        ),
     )
 
 

@@ -103,6 +103,17 @@ class ApiKeySpec(Strict):
     limits: RateLimitSpec | None = None
 
 
+class AdminKeySpec(Strict):
+    """A key for the admin API and console, kept apart from client keys."""
+
+    name: str = Field(pattern=NAME)
+    """Who wrote a change: the author in rules history and the audit."""
+    key_env: str
+    """Name of an environment variable holding the key."""
+    role: Literal["viewer", "editor"] = "viewer"
+    """A viewer reads; an editor also validates, applies and rolls back."""
+
+
 class Rules(Strict):
     version: Literal[1] = 1
     backends: dict[Annotated[str, Field(pattern=NAME)], BackendSpec] = Field(min_length=1)
@@ -111,6 +122,8 @@ class Rules(Strict):
     aliases: dict[Annotated[str, Field(pattern=NAME)], str] = {}
     """Model names that pin one backend: ``gpt-4o-mini: openai-fallback``."""
     api_keys: list[ApiKeySpec] = []
+    admin_keys: list[AdminKeySpec] = []
+    """Besides ``TURNOUT_ADMIN_KEY``, an editor named ``env``."""
     router: RouterSpec = ClassifierRouterSpec(kind="classifier")
     """What decides ``auto`` requests after the rules; the shipped classifier unless set."""
     rules: list[RuleSpec] = []
@@ -238,6 +251,9 @@ def _check_api_keys(rules: Rules) -> list[tuple[str, str]]:
     hashes = [k.sha256 for k in rules.api_keys if k.sha256]
     if len(set(hashes)) != len(hashes):
         problems.append(("api_keys", "the same key is listed twice"))
+    names = [admin.name for admin in rules.admin_keys]
+    if len(set(names)) != len(names) or "env" in names:
+        problems.append(("admin_keys", "two admin keys share a name (``env`` is TURNOUT_ADMIN_KEY's)"))
     return problems
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,19 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] = {}
     """Extra API keys from the environment, as JSON ``{"<key>": "<tenant>"}``; hashed at start-up."""
     max_body_bytes: int = 4 * 1024 * 1024
+    state_dir: Path | None = None
+    """Where rules versions are kept without Redis, so history survives a restart. Unset: the server
+    (``turnout serve``) uses ``$XDG_STATE_HOME/turnout/<rules file>`` (``~/.local/state/...``); an
+    app built in code keeps them in memory."""
+    rules_poll_s: float = Field(1.0, gt=0)
+    """How often a replica compares its rules version with the store's, to catch up on a missed
+    announcement; also how often the rules file is checked for changes."""
+    dry_run_samples: int = Field(1000, ge=0)
+    """Recent requests whose routing inputs a dry run replays, per replica, in memory; 0: none kept."""
+    dry_run_ttl_s: float = Field(3600.0, gt=0)
+    """How long a sample is kept."""
+    dry_run_exclude_tenants: list[str] = []
+    """Tenants whose requests are never sampled (JSON list)."""
     drain_timeout_s: float = 30.0
     """On SIGTERM: longest wait for requests and streams in flight before the server stops."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"

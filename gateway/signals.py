@@ -1,4 +1,4 @@
-"""What the serving process does on signals: SIGHUP re-reads the rules file; SIGTERM drains.
+"""What the serving process does on signals: SIGHUP re-reads the rules file now; SIGTERM drains.
 
 On SIGTERM ``/readyz`` answers 503 at once, so a load balancer stops sending; requests and streams
 in flight finish, up to ``TURNOUT_DRAIN_TIMEOUT_S``; then the server's own shutdown runs (it
@@ -13,20 +13,19 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gateway.rules import RulesInvalid, load_rules
 from gateway.state import GatewayState
 
 log = logging.getLogger("turnout")
 
 
 class ProcessSignals:
-    def __init__(self, state: GatewayState, rules_file: Path | None) -> None:
+    def __init__(self, state: GatewayState, reload: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+        """``reload``: what SIGHUP does (re-read the rules file); ``None``: SIGHUP is not handled."""
         self._state = state
-        self._rules_file = rules_file
+        self._reload = reload
         self._tasks: set[asyncio.Task[None]] = set()
         self._previous_term: Any = None
         self._installed = False
@@ -36,27 +35,10 @@ class ProcessSignals:
         if threading.current_thread() is not threading.main_thread():
             return
         self._loop = asyncio.get_running_loop()
-        if self._rules_file is not None:
-            self._loop.add_signal_handler(signal.SIGHUP, self._start, self.reload)
+        if self._reload is not None:
+            self._loop.add_signal_handler(signal.SIGHUP, self._start, self._reload)
         self._previous_term = signal.signal(signal.SIGTERM, self._on_term)
         self._installed = True
-
-    async def reload(self) -> None:
-        """Re-reads the rules file and swaps to it; an invalid file or a failed build changes nothing."""
-        assert self._rules_file is not None
-        version = self._state.snapshot.version
-        try:
-            rules = await asyncio.to_thread(load_rules, self._rules_file)
-            snapshot = await self._state.apply(rules)
-        except RulesInvalid as exc:
-            log.error("SIGHUP: %s is invalid; rules version %d keeps serving\n%s", self._rules_file, version, exc)
-            return
-        except Exception:
-            log.exception(
-                "SIGHUP: the rules in %s failed to build; version %d keeps serving", self._rules_file, version
-            )
-            return
-        log.info("SIGHUP: rules version %d from %s serving", snapshot.version, self._rules_file)
 
     async def drain(self, signum: int, frame: FrameType | None) -> None:
         timeout_s = self._state.settings.drain_timeout_s
@@ -85,7 +67,7 @@ class ProcessSignals:
 
     async def aclose(self) -> None:
         if self._installed:
-            if self._rules_file is not None:
+            if self._reload is not None:
                 self._loop.remove_signal_handler(signal.SIGHUP)
             signal.signal(signal.SIGTERM, self._previous_term)
         current = asyncio.current_task()

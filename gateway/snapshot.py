@@ -20,6 +20,7 @@ import httpx
 
 from backends.base import Backend
 from backends.registry import open_backend
+from gateway.admin.keys import AdminKeys
 from gateway.auth import KeyRing
 from gateway.cache.semantic import SemanticCache, open_semantic
 from gateway.redaction import Redactor
@@ -66,6 +67,7 @@ class RulesSnapshot:
     router: RouterHandle
     selector: RouteSelector
     keyring: KeyRing
+    admins: AdminKeys
     dispatcher: Dispatcher
     identities: Mapping[str, str]
     """Backend name to :func:`model_identity`, part of every cache key."""
@@ -110,10 +112,12 @@ class RulesSnapshot:
         return found
 
 
-async def build_snapshot(rules: Rules, resources: Resources, previous: RulesSnapshot | None) -> RulesSnapshot:
-    """The snapshot of ``rules``, reusing what is unchanged since ``previous``. Slow work (loading
-    models, hashing keys) runs in a thread, off the event loop. On failure nothing it opened stays
-    open and nothing of ``previous`` is touched."""
+async def build_snapshot(
+    rules: Rules, resources: Resources, previous: RulesSnapshot | None, version: int | None = None
+) -> RulesSnapshot:
+    """The snapshot of ``rules`` as ``version`` (unset: one more than ``previous``), reusing what is
+    unchanged since ``previous``. Slow work (loading models, hashing keys) runs in a thread, off the
+    event loop. On failure nothing it opened stays open and nothing of ``previous`` is touched."""
     kept = _unchanged_upstreams(rules, previous)
     opened: dict[str, Backend] = {}
     try:
@@ -122,7 +126,8 @@ async def build_snapshot(rules: Rules, resources: Resources, previous: RulesSnap
                 opened[name] = await open_backend(name, spec, resources.http)
                 log.info("backend %s (%s) ready", name, spec.kind)
         upstreams = {name: kept.get(name) or open_upstream(opened[name], spec) for name, spec in rules.backends.items()}
-        snapshot = await asyncio.to_thread(_assemble, rules, resources, previous, upstreams)
+        version = version if version is not None else previous.version + 1 if previous else 1
+        snapshot = await asyncio.to_thread(_assemble, rules, resources, previous, upstreams, version)
     except BaseException:
         await asyncio.gather(*(backend.aclose() for backend in opened.values()), return_exceptions=True)
         raise
@@ -141,7 +146,7 @@ def _unchanged_upstreams(rules: Rules, previous: RulesSnapshot | None) -> dict[s
 
 
 def _assemble(
-    rules: Rules, resources: Resources, previous: RulesSnapshot | None, upstreams: dict[str, Upstream]
+    rules: Rules, resources: Resources, previous: RulesSnapshot | None, upstreams: dict[str, Upstream], version: int
 ) -> RulesSnapshot:
     settings = resources.settings
     backends = {name: upstream.backend for name, upstream in upstreams.items()}
@@ -152,12 +157,13 @@ def _assemble(
         keyring = KeyRing.from_config(rules, settings)
         semantic = _semantic(rules, resources, previous)
         return RulesSnapshot(
-            version=previous.version + 1 if previous else 1,
+            version=version,
             rules=rules,
             upstreams=upstreams,
             router=router,
             selector=RouteSelector(rules, router.router),
             keyring=keyring,
+            admins=AdminKeys.from_config(rules, settings),
             dispatcher=Dispatcher(rules, upstreams, resources.metrics),
             identities={name: model_identity(spec) for name, spec in rules.backends.items()},
             redactor=Redactor.for_rules(rules),

@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-import httpx
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.outcome import status_of
-from gateway.resources import Resources, close_resources, open_resources
+from gateway.resources import Resources, close_resources
 from gateway.rules import Rules
 from gateway.settings import Settings
 from gateway.snapshot import Closer, RulesSnapshot, build_snapshot
 
 log = logging.getLogger("turnout")
+Committer = Callable[[RulesSnapshot], Awaitable[None]]
 VERSION_HEADER = b"x-turnout-rules-version"
 
 
@@ -44,11 +44,21 @@ class GatewayState:
     def settings(self) -> Settings:
         return self.resources.settings
 
-    async def apply(self, rules: Rules) -> RulesSnapshot:
-        """Serve ``rules`` from now on and return their snapshot (its ``version`` one more than the
-        last). A build that fails raises and changes nothing: the current snapshot keeps serving."""
+    async def apply(
+        self, rules: Rules, version: int | None = None, before_install: Committer | None = None
+    ) -> RulesSnapshot:
+        """Serve ``rules`` from now on as ``version`` (unset: one more than the current) and return
+        their snapshot. ``before_install`` runs once the snapshot is built (the rules store's append:
+        nothing is stored that could not be served). A build or a ``before_install`` that fails
+        raises and changes nothing: the current snapshot keeps serving."""
         async with self._swap:
-            built = await build_snapshot(rules, self.resources, self.snapshot)
+            built = await build_snapshot(rules, self.resources, self.snapshot, version)
+            if before_install is not None:
+                try:
+                    await before_install(built)
+                except BaseException:
+                    await self._discard(built)
+                    raise
             old, self.snapshot = self.snapshot, built
             built.health.start()
             await old.health.aclose()
@@ -56,6 +66,13 @@ class GatewayState:
             self._retired.append(old)
             self._close_idle()
         return built
+
+    async def _discard(self, built: RulesSnapshot) -> None:
+        """Closes what a built snapshot that will never serve opened for itself."""
+        live: dict[int, Closer] = {}
+        for snapshot in (self.snapshot, *self._retired):
+            live |= snapshot.owned()
+        await _close_all(close for key, close in built.owned().items() if key not in live)
 
     def lease(self) -> RulesSnapshot:
         snapshot = self.snapshot
@@ -109,10 +126,10 @@ class GatewayState:
         await close_resources(self.resources)
 
 
-async def open_state(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None = None) -> GatewayState:
-    resources = await open_resources(settings, rules, http_client)
+async def open_state(resources: Resources, rules: Rules, version: int) -> GatewayState:
+    """The state serving ``rules`` as ``version``; on failure the resources are closed."""
     try:
-        snapshot = await build_snapshot(rules, resources, None)
+        snapshot = await build_snapshot(rules, resources, None, version)
     except BaseException:
         await close_resources(resources)
         raise

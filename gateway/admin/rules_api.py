@@ -1,0 +1,207 @@
+"""The live rules API under ``/admin/rules``: read, validate, dry-run, apply, history, diff, rollback.
+
+Viewers read; editors validate, dry-run, apply and roll back. An apply names the version it edited
+(``If-Match: "<version>"``): when another write got in first it is 412, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from contracts.errors import GatewayError, InvalidRequest, RequestError, UnknownModel
+from gateway.admin.keys import Admin
+from gateway.live.coordinator import LiveRules, VersionNotFound
+from gateway.live.dry_run import dry_run
+from gateway.live.samples import RoutingSample
+from gateway.live.versions import Proposal, RulesVersion, changes, unified_diff
+from gateway.request_body import parse_json, read_body
+from gateway.rules import RulesInvalid
+from gateway.state import gateway_state, request_snapshot
+
+router = APIRouter(prefix="/admin/rules")
+JSON = "application/json"
+MESSAGE_HEADER = "x-turnout-change-message"
+MAX_HISTORY = 1000
+
+
+class PreconditionRequired(GatewayError):
+    status = 428
+    error_type = "invalid_request_error"
+    default_code = "if_match_required"
+
+
+def live_rules(request: Request) -> LiveRules:
+    live: LiveRules = request.app.state.live_rules
+    return live
+
+
+def admin(request: Request, write: bool = False) -> Admin:
+    found = request_snapshot(request).admins.authenticate(request.headers)
+    if write:
+        found.require_editor()
+    return found
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def invalid(exc: RulesInvalid) -> Response:
+    errors = [problem.model_dump() for problem in exc.problems]
+    error = {"message": str(exc), "type": "invalid_request_error", "param": None, "code": "rules_invalid"}
+    return json_response({"valid": False, "errors": errors, "error": error}, status=422)
+
+
+async def yaml_body(request: Request) -> str:
+    body = await read_body(request, gateway_state(request).settings.max_body_bytes)
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        raise RequestError("the rules document is not UTF-8 text", code="invalid_encoding") from None
+
+
+def version_document(version: RulesVersion) -> Response:
+    return json_response(version.document(), headers={"etag": f'"{version.version}"'})
+
+
+async def stored(live: LiveRules, version: int) -> RulesVersion:
+    found = await live.store.get(version)
+    if found is None:
+        raise UnknownModel(f"rules version {version} does not exist", code="rules_version_not_found")
+    return found
+
+
+@router.get("")
+async def get_rules(request: Request) -> Response:
+    admin(request)
+    live = live_rules(request)
+    return version_document(await stored(live, await live.store.latest_version()))
+
+
+@router.post("/validate")
+async def validate(request: Request) -> Response:
+    admin(request, write=True)
+    try:
+        await live_rules(request).check(await yaml_body(request))
+    except RulesInvalid as exc:
+        return invalid(exc)
+    return json_response({"valid": True})
+
+
+@router.put("")
+async def apply(request: Request) -> Response:
+    who = admin(request, write=True)
+    expected = if_match(request.headers.get("if-match"))
+    text = await yaml_body(request)
+    message = request.headers.get(MESSAGE_HEADER, "")
+    try:
+        version = await live_rules(request).apply(Proposal(text, who.name, message, "api"), expected)
+    except RulesInvalid as exc:
+        return invalid(exc)
+    return json_response({"version": version.version}, headers={"etag": f'"{version.version}"'})
+
+
+@router.post("/dry-run")
+async def dry_run_rules(request: Request) -> Response:
+    """Body: the proposed YAML; or JSON ``{"yaml": ..., "prompts": [{"prompt", "tenant"?, "model"?}]}``
+    to replay those prompts instead of the recent requests."""
+    admin(request, write=True)
+    live, state = live_rules(request), gateway_state(request)
+    text, prompts = await dry_run_body(request)
+    try:
+        proposed = await live.check(text)
+    except RulesInvalid as exc:
+        return invalid(exc)
+    samples = prompts if prompts is not None else state.resources.samples.recent()
+    result = await dry_run(request_snapshot(request), proposed, samples, state.resources.http, state.settings)
+    return json_response(result)
+
+
+async def dry_run_body(request: Request) -> tuple[str, list[RoutingSample] | None]:
+    if not request.headers.get("content-type", "").startswith(JSON):
+        return await yaml_body(request), None
+    payload = parse_json(await read_body(request, gateway_state(request).settings.max_body_bytes))
+    if not isinstance(payload, dict) or not isinstance(payload.get("yaml"), str):
+        raise InvalidRequest('a JSON dry run is {"yaml": "...", "prompts": [...]}', param="yaml")
+    given = payload.get("prompts")
+    if given is None:
+        return payload["yaml"], None
+    if not isinstance(given, list) or not all(isinstance(p, dict) and isinstance(p.get("prompt"), str) for p in given):
+        raise InvalidRequest('"prompts" is a list of {"prompt": "...", "tenant"?: ..., "model"?: ...}', param="prompts")
+    samples = [
+        RoutingSample(f"prompt-{i}", str(p.get("tenant", "anonymous")), str(p.get("model", "auto")), {}, text, 0.0)
+        for i, p in enumerate(given)
+        if isinstance(text := p["prompt"], str)
+    ]
+    return payload["yaml"], samples
+
+
+@router.get("/history")
+async def history(request: Request, limit: int = 20) -> Response:
+    admin(request)
+    if not 1 <= limit <= MAX_HISTORY:
+        raise InvalidRequest(f"limit={limit}: give 1 to {MAX_HISTORY}", param="limit")
+    return json_response([v.summary() for v in await live_rules(request).store.history(limit)])
+
+
+@router.get("/audit")
+async def audit(request: Request, limit: int = 50) -> Response:
+    """Every write, refused ones too: who, when, what changed (the diff) or why it was refused."""
+    admin(request)
+    if not 1 <= limit <= MAX_HISTORY:
+        raise InvalidRequest(f"limit={limit}: give 1 to {MAX_HISTORY}", param="limit")
+    return json_response([entry.to_dict() for entry in await live_rules(request).store.audit(limit)])
+
+
+@router.get("/versions/{version}")
+async def get_version(request: Request, version: int) -> Response:
+    admin(request)
+    return version_document(await stored(live_rules(request), version))
+
+
+@router.get("/diff")
+async def diff(request: Request) -> Response:
+    admin(request)
+    live = live_rules(request)
+    before = await stored(live, query_version(request, "from"))
+    after = await stored(live, query_version(request, "to"))
+    return json_response({"unified": unified_diff(before, after), "changes": changes(before.yaml, after.yaml)})
+
+
+@router.post("/rollback")
+async def rollback(request: Request) -> Response:
+    who = admin(request, write=True)
+    payload = parse_json(await read_body(request, gateway_state(request).settings.max_body_bytes))
+    if not isinstance(payload, dict) or not isinstance(payload.get("version"), int):
+        raise InvalidRequest('give {"version": <int>, "message": "..."}', param="version")
+    try:
+        version = await live_rules(request).rollback(payload["version"], who.name, str(payload.get("message") or ""))
+    except VersionNotFound as exc:
+        raise UnknownModel(str(exc), code="rules_version_not_found", param="version") from None
+    except RulesInvalid as exc:
+        return invalid(exc)
+    return json_response({"version": version.version}, headers={"etag": f'"{version.version}"'})
+
+
+def query_version(request: Request, name: str) -> int:
+    value = request.query_params.get(name)
+    if value is None or not value.isdigit():
+        raise InvalidRequest(f"{name}: give a version number", param=name)
+    return int(value)
+
+
+def if_match(value: str | None) -> int:
+    if value is None:
+        raise PreconditionRequired(
+            'PUT /admin/rules needs If-Match: "<version>", the version you edited (GET /admin/rules gives it as ETag)'
+        )
+    found = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', value)
+    if found is None:
+        raise InvalidRequest(f'If-Match {value!r}: give "<version>"', param="if-match")
+    return int(found.group(1))

@@ -1,0 +1,70 @@
+"""Complete validation of a proposed rules document, before anything is stored or served.
+
+The schema (every error at its path and YAML line) and the cross-checks come from
+:func:`gateway.rules.parse_rules`; here the document meets this replica's world: environment
+variables it names, files it points at, and the router model it asks for, loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from gateway.rules import RuleProblem, Rules, RulesInvalid, parse_rules
+from gateway.snapshot import RulesSnapshot, routing_only
+from gateway.state import GatewayState
+from gateway.yaml_source import load_yaml
+from routers.specs import ClassifierRouterSpec, LLMRouterSpec
+
+SOURCE = "<proposed rules>"
+
+
+def environment_problems(rules: Rules) -> list[tuple[str, str]]:
+    """Names of unset environment variables and files that do not exist, at their paths."""
+    problems: list[tuple[str, str]] = []
+    for name, spec in rules.backends.items():
+        env = getattr(spec, "api_key_env", None)
+        if env and not os.environ.get(env):
+            problems.append((f"backends.{name}.api_key_env", f"environment variable {env} is unset"))
+        gguf = getattr(spec, "gguf", None)
+        if gguf is not None and not gguf.is_file():
+            problems.append((f"backends.{name}.gguf", f"no such file: {gguf}"))
+    for i, key in enumerate(rules.api_keys):
+        if key.key_env and not os.environ.get(key.key_env):
+            problems.append((f"api_keys[{i}].key_env", f"environment variable {key.key_env} is unset"))
+    for i, admin in enumerate(rules.admin_keys):
+        if not os.environ.get(admin.key_env):
+            problems.append((f"admin_keys[{i}].key_env", f"environment variable {admin.key_env} is unset"))
+    router = rules.router.fallback if isinstance(rules.router, LLMRouterSpec) else rules.router
+    prefix = "router.fallback" if isinstance(rules.router, LLMRouterSpec) else "router"
+    if isinstance(router, ClassifierRouterSpec) and router.model is not None and not router.model.is_dir():
+        problems.append((f"{prefix}.model", f"no such model directory: {router.model}"))
+    return problems
+
+
+async def check_rules(text: str, state: GatewayState) -> Rules:
+    """The rules in ``text`` if this replica could serve them; else :class:`RulesInvalid` with every
+    problem found. The router is built (its model loaded, or borrowed from the serving snapshot)."""
+    rules = await asyncio.to_thread(parse_rules, text, SOURCE)
+    lines = _line_finder(text)
+    problems = [RuleProblem(path=p, message=m, line=lines(p)) for p, m in environment_problems(rules)]
+    if problems:
+        raise RulesInvalid(SOURCE, problems)
+    try:
+        async with routing_only(rules, state.resources.http, state.settings, state.snapshot):
+            pass
+    except Exception as exc:
+        raise RulesInvalid(SOURCE, [RuleProblem(path="router", message=f"the router cannot be built: {exc}")]) from exc
+    return rules
+
+
+def build_failure(exc: BaseException, snapshot: RulesSnapshot) -> RulesInvalid:
+    """A document that validated but failed to build: rejected like an invalid one."""
+    message = f"the rules validated but could not be served: {snapshot.redactor.text(str(exc)) or type(exc).__name__}"
+    return RulesInvalid(SOURCE, [RuleProblem(path="", message=message)])
+
+
+def _line_finder(text: str) -> Callable[[str], int | None]:
+    _, lines, _ = load_yaml(text)
+    return lines.line_of

@@ -1,0 +1,67 @@
+"""What a proposed rules document would change: the routing of recent real requests, replayed.
+
+Both sides are decided now, on the same sampled inputs: the serving rules and the proposed ones,
+each through its rules engine, router, aliases and tenant permissions. No backend is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from contracts.errors import GatewayError, InvalidRequest
+from gateway.live.samples import RoutingSample
+from gateway.rules import Rules
+from gateway.settings import Settings
+from gateway.snapshot import RulesSnapshot, routing_only
+from routers.decision import RoutingContext
+from routers.selector import RouteSelector
+from routers.specs import LLMRouterSpec
+
+Decision = dict[str, Any]
+
+
+async def dry_run(
+    serving: RulesSnapshot, proposed: Rules, samples: list[RoutingSample], http: httpx.AsyncClient, settings: Settings
+) -> dict[str, Any]:
+    if isinstance(serving.rules.router, LLMRouterSpec) or isinstance(proposed.router, LLMRouterSpec):
+        raise InvalidRequest(
+            "a dry run replays local routers only: an LLM router (router.kind: llm) would call its backend",
+            code="dry_run_llm_router",
+        )
+    async with routing_only(proposed, http, settings, serving) as routing:
+        changes = []
+        for sample in samples:
+            before = await decide(serving.selector, serving.rules, sample)
+            after = await decide(routing.selector, proposed, sample)
+            if before != after:
+                changes.append(
+                    {
+                        "request_id": sample.request_id,
+                        "tenant": sample.tenant,
+                        "preview": sample.preview,
+                        "from": before,
+                        "to": after,
+                    }
+                )
+    return {"sampled": len(samples), "changed": len(changes), "changes": changes}
+
+
+async def decide(selector: RouteSelector, rules: Rules, sample: RoutingSample) -> Decision:
+    """Where ``sample`` goes under ``rules``: route and first backend, or the error it would get."""
+    context = RoutingContext(sample.tenant, sample.headers)
+    try:
+        decision = await selector.select(sample.model, sample.headers.get("x-turnout-route"), sample.request(), context)
+    except GatewayError as exc:
+        return {"route": None, "backend": None, "error": exc.code or type(exc).__name__}
+    if not may_use(rules, sample.tenant, decision.route):
+        return {"route": decision.route, "backend": None, "error": "permission_denied"}
+    return {"route": decision.route, "backend": decision.backends[0]}
+
+
+def may_use(rules: Rules, tenant: str, route: str) -> bool:
+    """Whether the tenant's keys in ``rules`` allow ``route``; a tenant with no key there (one from
+    ``TURNOUT_API_KEYS``, or anonymous) is not limited by the file."""
+    keys = [key for key in rules.api_keys if key.tenant == tenant]
+    return not keys or any(key.routes is None or route in key.routes for key in keys)
