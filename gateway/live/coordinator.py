@@ -33,6 +33,9 @@ from gateway.snapshot import RulesSnapshot
 from gateway.state import GatewayState
 
 log = logging.getLogger("turnout")
+RECONNECT_S = 0.5
+"""How often the announcement loop wakes (to see a close) and how long it waits before subscribing
+again after a lost connection."""
 RETRIES = 3
 """Writes without If-Match (the file, rollbacks) re-read the newest version this often when another
 writer got in between."""
@@ -215,7 +218,7 @@ class LiveRules:
         if self._poller is not None:
             self._poller.cancel()
         if tasks:
-            _, overstaying = await asyncio.wait(tasks, timeout=self._poll_s * 3)
+            _, overstaying = await asyncio.wait(tasks, timeout=RECONNECT_S * 4)
             for task in overstaying:
                 task.cancel()
         await self.store.aclose()
@@ -244,7 +247,7 @@ class LiveRules:
                 if subscription is not None:
                     await self.catch_up()  # what was missed while not listening
                     while not self._stopping:
-                        version = await subscription.next_version(self._poll_s)
+                        version = await subscription.next_version(RECONNECT_S)
                         if version is not None and version > self.state.snapshot.version:
                             await self.catch_up()
             except Exception as exc:
@@ -253,7 +256,7 @@ class LiveRules:
                 if subscription is not None:
                     await subscription.aclose()
             if not self._stopping:
-                await asyncio.sleep(self._poll_s)
+                await asyncio.sleep(min(self._poll_s, RECONNECT_S))
 
     async def _audit_applied(self, version: RulesVersion, serving: int) -> None:
         before = await self.store.get(version.version - 1)
