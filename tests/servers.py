@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -172,6 +173,7 @@ def gateway_process(config: Path, log: Path | None = None, **env: str) -> Iterat
     """``turnout serve`` in a process of its own (so its memory can be read apart from the test's);
     yields its URL and pid. ``env`` adds ``TURNOUT_*`` settings; ``log`` receives its output."""
     port = free_port()
+    env.setdefault("TURNOUT_STATE_DIR", tempfile.mkdtemp(prefix="turnout-state-"))  # history of its own
     output = log.open("wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)],

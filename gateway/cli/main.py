@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway.cli.report import add_commands as add_report_commands
 from gateway.cli.router import add_commands as add_router_commands
+from gateway.cli.rules import add_commands as add_rules_commands
 from gateway.rules import RulesInvalid, load_rules
 
 
@@ -41,10 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=serve_command)
 
-    rules = commands.add_parser("rules", help="work with rules files").add_subparsers(required=True, metavar="ACTION")
-    validate = rules.add_parser("validate", help="check a rules file; exit 1 listing every problem")
-    validate.add_argument("file", type=Path)
-    validate.set_defaults(handler=validate_command)
+    rules = commands.add_parser("rules", help="rules files, and the live rules of a running gateway")
+    add_rules_commands(rules.add_subparsers(required=True, metavar="ACTION"), validate_command)
     add_router_commands(commands)
     add_report_commands(commands)
     return parser
