@@ -58,7 +58,14 @@ async def backends(request: Request) -> Response:
     found: dict[str, dict[str, object]] = {}
     snapshot = request_snapshot(request)
     for name, upstream in snapshot.upstreams.items():
-        found[name] = {"breaker": upstream.breaker.state, "in_flight": upstream.in_flight}
+        found[name] = {
+            "kind": snapshot.rules.backends[name].kind,
+            "priced": snapshot.price(name, 1_000_000, 1_000_000) > 0,
+            "breaker": upstream.breaker.state,
+            "in_flight": upstream.in_flight,
+            "p50_ms": _ms(upstream.answers.percentile(0.5)),
+            "p95_ms": _ms(upstream.answers.percentile(0.95)),
+        }
         if (check := upstream.last_check) is not None:
             found[name]["last_check"] = {
                 "healthy": check.health.is_healthy,
@@ -66,7 +73,16 @@ async def backends(request: Request) -> Response:
                 "detail": snapshot.redactor.text(check.health.detail),
                 "at": check.checked_at,
             }
-    return Response(orjson.dumps({"rules_version": snapshot.version, "backends": found}), media_type="application/json")
+    routes = {
+        name: {"backends": spec.backends, "description": spec.description}
+        for name, spec in snapshot.rules.routes.items()
+    }
+    body = {"rules_version": snapshot.version, "backends": found, "routes": routes}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 @router.get("/reports/cache")
@@ -97,7 +113,7 @@ def _report_json(found: dict[Key, dict[str, float]], since: str, dimensions: lis
 
 @router.get("")
 async def admin_page() -> Response:
-    """The ops page: charts of hit ratio and dollars saved per route over time (data needs the admin key)."""
+    """The ops console: health, the rules editor, dry run, history and rollback, explain, cost charts."""
     return Response(admin_page_html(), media_type="text/html")
 
 
