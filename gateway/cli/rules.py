@@ -119,9 +119,9 @@ def read(path: Path) -> str:
 def get_command(args: argparse.Namespace) -> int:
     path = "/admin/rules" if args.version is None else f"/admin/rules/versions/{args.version}"
     found = call(args, "GET", path).json()
-    print(f"# version {found['version']} by {found['author']} ({found['source']}) at {stamp(found['created_at'])}")
-    if found["message"]:
-        print(f"# {found['message']}")
+    # The document alone on stdout, so `turnout rules get > rules.yaml` round-trips; who and when on stderr.
+    about = f"version {found['version']} by {found['author']} ({found['source']}) at {stamp(found['created_at'])}"
+    print(about + (f": {found['message']}" if found["message"] else ""), file=sys.stderr)
     print(found["yaml"], end="" if found["yaml"].endswith("\n") else "\n")
     return 0
 
