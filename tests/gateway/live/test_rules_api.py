@@ -204,3 +204,22 @@ async def test_dry_run_sees_tenant_permissions_and_never_calls_a_backend() -> No
         result = (await client.post("/admin/rules/dry-run", content=to_code, headers=EDITOR)).json()
     assert result["changes"][0]["to"] == {"route": "code", "backend": None, "error": "permission_denied"}
     assert len(calls) == before
+
+
+async def test_a_document_that_validates_but_fails_to_build_is_422_and_nothing_is_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway import state as state_module
+
+    async def failing_build(*args: object) -> None:
+        raise RuntimeError("the backend client could not be opened")
+
+    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+        monkeypatch.setattr(state_module, "build_snapshot", failing_build)
+        answer = await put(client, TIGHTER, 1)
+        history = (await client.get("/admin/rules/history", headers=EDITOR)).json()
+        served = await client.post("/v1/chat/completions", json=chat_body("code"), headers=AUTH)
+    assert answer.status_code == 422
+    assert "could not be served: the backend client could not be opened" in answer.json()["errors"][0]["message"]
+    assert [v["version"] for v in history] == [1]
+    assert served.headers["x-turnout-rules-version"] == "1"
