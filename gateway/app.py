@@ -19,14 +19,13 @@ from gateway.access_log import RequestIds, configure_logging
 from gateway.admin import api as admin
 from gateway.admin import rules_api
 from gateway.error_handlers import install_error_handlers
-from gateway.live.coordinator import LiveRules, start_from_store
-from gateway.live.store import open_rules_store
+from gateway.live.coordinator import open_live_rules
 from gateway.redaction import RedactingFilter
-from gateway.resources import close_resources, open_resources
-from gateway.rules import Rules, load_rules, parse_rules
+from gateway.resources import open_resources
+from gateway.rules import Rules, read_rules
 from gateway.settings import Settings
 from gateway.signals import ProcessSignals
-from gateway.state import SnapshotLeases, open_state
+from gateway.state import SnapshotLeases
 
 REDACTED_LOGGERS = ("turnout", "uvicorn.error", "LiteLLM")
 """Loggers that may carry an upstream's words."""
@@ -51,26 +50,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        file_text = await asyncio.to_thread(rules_file.read_text) if rules_file is not None else None
-        initial = rules or load_rules(settings.config)
+        if rules is None:
+            initial, started_with = await asyncio.to_thread(read_rules, settings.config)
+        else:
+            initial, started_with = rules, _as_yaml(rules)
         resources = await open_resources(settings, initial, http_client)
-        store = open_rules_store(resources.redis, settings.state_dir)
-        document = file_text if rules is None else _as_yaml(rules)
-        try:
-            serving = await start_from_store(store, document)
-            is_initial = serving.yaml == file_text or (rules is not None and serving.version == 1)
-            chosen = initial if is_initial else parse_rules(serving.yaml, f"rules version {serving.version}")
-        except BaseException:
-            await close_resources(resources)
-            raise
-        state = await open_state(resources, chosen, serving.version)
-        app.state.gateway = state
-        live = LiveRules(state, store, rules_file, settings.rules_poll_s)
-        if rules_file is not None:
-            live.file.text = file_text  # type: ignore[union-attr]
+        live = await open_live_rules(resources, settings, started_with, initial, rules_file)
+        state = app.state.gateway = live.state
         app.state.live_rules = live
-        resources.metrics.observe_rules_version(serving.version)
-        live.start()
         redacting = RedactingFilter(lambda: state.snapshot.redactor)
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(redacting)

@@ -148,11 +148,16 @@ class RulesInvalid(Exception):
 
 
 def load_rules(path: Path) -> Rules:
+    return read_rules(path)[0]
+
+
+def read_rules(path: Path) -> tuple[Rules, str]:
+    """The rules in the file at ``path``, and the file's text."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise RulesInvalid(str(path), [RuleProblem(path="", message=f"cannot read: {exc.strerror}")]) from exc
-    return parse_rules(text, source=str(path))
+    return parse_rules(text, source=str(path)), text
 
 
 def parse_rules(text: str, source: str = "<rules>") -> Rules:

@@ -16,21 +16,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from pathlib import Path
 
 from contracts.errors import StateStoreUnavailable
+from gateway.live.bootstrap import bootstrap, start_from_store
 from gateway.live.checks import build_failure, check_rules
-from gateway.live.store import RedisRulesStore, RulesStore, VersionMoved, latest
-from gateway.live.versions import AuditEntry, Proposal, RulesVersion, Source, unified_diff
+from gateway.live.store import RedisRulesStore, RulesStore, VersionMoved, latest, open_rules_store
+from gateway.live.versions import AuditEntry, Proposal, RulesVersion, unified_diff
 from gateway.metrics import Metrics
 from gateway.redis_client import REDIS_FAILURES
+from gateway.resources import Resources, close_resources
 from gateway.rules import Rules, RulesInvalid, parse_rules
+from gateway.settings import Settings
 from gateway.snapshot import RulesSnapshot
-from gateway.state import GatewayState
+from gateway.state import GatewayState, open_state
 
 log = logging.getLogger("turnout")
 RECONNECT_S = 0.5
@@ -44,10 +46,10 @@ writer got in between."""
 class RulesFile:
     """The rules file as last seen: a change is a different stat (through symlinks) and a different text."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self._stat: tuple[int, ...] | None = None
-        self.text: str | None = None
+        self.text = text
 
     def read(self) -> str | None:
         """The file's text when it changed since the last call; ``None`` otherwise or when unreadable."""
@@ -68,10 +70,14 @@ class RulesFile:
 
 
 class LiveRules:
-    def __init__(self, state: GatewayState, store: RulesStore, rules_file: Path | None, poll_s: float) -> None:
+    def __init__(
+        self, state: GatewayState, store: RulesStore, started_with: str, rules_file: Path | None, poll_s: float
+    ) -> None:
+        """``started_with``: the rules document this process started with (the rules file's text)."""
         self.state = state
         self.store = store
-        self.file = RulesFile(rules_file) if rules_file is not None else None
+        self.started_with = started_with
+        self.file = RulesFile(rules_file, started_with) if rules_file is not None else None
         self._poll_s = poll_s
         self._writing = asyncio.Lock()
         self._refused: int | None = None
@@ -90,52 +96,50 @@ class LiveRules:
         return await check_rules(text, self.state)
 
     async def apply(self, proposal: Proposal, expected: int | None) -> RulesVersion:
-        """Check, build, store (``expected`` must still be the newest version), install."""
-        serving = self.state.snapshot.version
+        """Check, build, store (``expected``, unless ``None``, must still be the newest version),
+        install. Every refusal is audited."""
         try:
             rules = await check_rules(proposal.yaml, self.state)
-        except RulesInvalid as exc:
+            async with self._writing:
+                for attempt in range(RETRIES):
+                    try:
+                        version = await self._store_and_install(rules, proposal, expected)
+                        break
+                    except VersionMoved:
+                        if expected is not None or attempt == RETRIES - 1:
+                            raise
+        except (RulesInvalid, VersionMoved) as exc:
             await self._audit_refused(proposal, str(exc))
             raise
-        async with self._writing:
-            for attempt in range(RETRIES):
-                newest = expected if expected is not None else await self.store.latest_version()
-                stored: list[RulesVersion] = []
+        await self._audit_applied(version)
+        self.metrics.observe_rules_version(version.version)
+        log.info(
+            "rules version %d (%s by %s) serving: %s", version.version, version.source, version.author, version.message
+        )
+        return version
 
-                async def append(
-                    built: RulesSnapshot, newest: int = newest, stored: list[RulesVersion] = stored
-                ) -> None:
-                    stored.append(await self.store.append(proposal, newest))
+    async def _store_and_install(self, rules: Rules, proposal: Proposal, expected: int | None) -> RulesVersion:
+        """One compare-and-set append against ``expected`` (``None``: the newest now), between the
+        snapshot's build and its install."""
+        stored: RulesVersion | None = None
 
-                try:
-                    await self.state.apply(rules, newest + 1, append)
-                except VersionMoved as exc:
-                    if expected is not None or attempt == RETRIES - 1:
-                        await self._audit_refused(proposal, exc.message)
-                        raise
-                    continue
-                except RulesInvalid:
-                    raise
-                except (*REDIS_FAILURES, TimeoutError) as exc:
-                    raise StateStoreUnavailable(f"the rules store did not answer: {exc or 'timed out'}") from None
-                except Exception as exc:
-                    if stored:
-                        raise
-                    failure = build_failure(exc, self.state.snapshot)
-                    await self._audit_refused(proposal, str(failure))
-                    raise failure from exc
-                version = stored[0]
-                await self._audit_applied(version, serving)
-                self.metrics.observe_rules_version(version.version)
-                log.info(
-                    "rules version %d (%s by %s) serving: %s",
-                    version.version,
-                    version.source,
-                    version.author,
-                    version.message,
-                )
-                return version
-        raise AssertionError("unreachable")
+        async def append(built: RulesSnapshot) -> None:
+            nonlocal stored
+            stored = await self.store.append(proposal, newest)
+
+        try:
+            newest = expected if expected is not None else await self.store.latest_version()
+            await self.state.apply(rules, newest + 1, append)
+        except VersionMoved:
+            raise
+        except (*REDIS_FAILURES, TimeoutError) as exc:
+            raise StateStoreUnavailable(f"the rules store did not answer: {exc or 'timed out'}") from None
+        except Exception as exc:
+            if stored is not None:
+                raise
+            raise build_failure(exc, self.state.snapshot) from exc
+        assert stored is not None
+        return stored
 
     async def rollback(self, version: int, author: str, message: str) -> RulesVersion:
         target = await self.store.get(version)
@@ -159,8 +163,7 @@ class LiveRules:
             if found is None:
                 return
             try:
-                rules = await asyncio.to_thread(parse_rules, found.yaml, f"rules version {newest}")
-                await self.state.apply(rules, newest)
+                await self._serve(found)
             except Exception as exc:
                 self._refused = newest
                 self.metrics.observe_rules_refused("store")
@@ -175,21 +178,25 @@ class LiveRules:
         log.info("rules version %d serving (caught up from the store)", newest)
 
     async def _bootstrap_late(self) -> None:
-        started_with = self.file.text if self.file is not None else None
+        """The store did not answer at start-up (version 0 serving): store the rules started with."""
         async with self._writing:
-            if self.state.snapshot.version == 0 and started_with is not None:
-                stored = await bootstrap(self.store, started_with)
-                if stored.yaml == started_with:
-                    rules = await asyncio.to_thread(parse_rules, stored.yaml, f"rules version {stored.version}")
-                    await self.state.apply(rules, stored.version)
+            if self.state.snapshot.version == 0:
+                stored = await bootstrap(self.store, self.started_with)
+                if stored.yaml == self.started_with:  # a newer stored version is left to catch_up
+                    await self._serve(stored)
                     log.info("the rules store answers: serving stored version %d", stored.version)
+
+    async def _serve(self, version: RulesVersion) -> None:
+        rules = await asyncio.to_thread(parse_rules, version.yaml, f"rules version {version.version}")
+        await self.state.apply(rules, version.version)
 
     async def file_changed(self, text: str) -> None:
         """A new text of the rules file: a version unless it already is the newest."""
         newest = await latest(self.store)
         if newest is not None and newest.yaml == text:
             return
-        proposal = Proposal(text, "file", f"rules file {self.file.path if self.file else ''} changed", "file")
+        assert self.file is not None
+        proposal = Proposal(text, "file", f"rules file {self.file.path} changed", "file")
         try:
             await self.apply(proposal, None)
         except RulesInvalid as exc:
@@ -258,7 +265,7 @@ class LiveRules:
             if not self._stopping:
                 await asyncio.sleep(min(self._poll_s, RECONNECT_S))
 
-    async def _audit_applied(self, version: RulesVersion, serving: int) -> None:
+    async def _audit_applied(self, version: RulesVersion) -> None:
         before = await self.store.get(version.version - 1)
         diff = unified_diff(before, version) if before is not None else ""
         entry = AuditEntry(
@@ -286,60 +293,27 @@ class LiveRules:
             log.warning("the rules audit could not be written (%s): %s", exc, entry)
 
 
-async def start_from_store(store: RulesStore, file_text: str | None) -> RulesVersion:
-    """:func:`bootstrap`, or, when the store does not answer, the rules file as version 0 (not
-    stored): the gateway starts and serves; it stores the file and follows once the store answers."""
-    try:
-        return await bootstrap(store, file_text)
-    except (*REDIS_FAILURES, TimeoutError) as exc:
-        if file_text is None:
-            raise
-        log.error("the rules store does not answer (%s): serving the rules file as version 0 until it does", exc)
-        return RulesVersion(0, file_text, "file", time.time(), "rules store unreachable at start-up", "file")
-
-
 class VersionNotFound(Exception):
     def __init__(self, version: int) -> None:
         super().__init__(f"rules version {version} does not exist")
         self.version = version
 
 
-async def bootstrap(store: RulesStore, file_text: str | None, source: Source = "bootstrap") -> RulesVersion:
-    """The version a starting replica serves: the newest stored; the rules file as version 1 when
-    none is. A rules file that changed while no replica watched it (its text is not the newest
-    ``file``/``bootstrap`` version's) is stored as a new version, if it parses."""
-    newest = await latest(store)
-    if newest is None:
-        if file_text is None:
-            raise RuntimeError("no rules: neither a stored version nor a rules file")
-        with contextlib.suppress(VersionMoved):  # another replica stored version 1 first
-            return await store.append(Proposal(file_text, "bootstrap", "first start", source), 0)
-        newest = await latest(store)
-        assert newest is not None
-        return newest
-    if file_text is None or await _is_known_file_text(store, file_text):
-        return newest
+async def open_live_rules(
+    resources: Resources, settings: Settings, started_with: str, initial: Rules, rules_file: Path | None
+) -> LiveRules:
+    """Opens the rules store, serves its newest version (storing ``started_with``, whose rules are
+    ``initial``, when none is) and follows the store and the file. On failure the resources are closed."""
+    store = open_rules_store(resources.redis, settings.state_dir)
     try:
-        parse_rules(file_text, "rules file")
-    except RulesInvalid as exc:
-        log.error(
-            "the rules file changed while stopped but is invalid; serving stored version %d\n%s", newest.version, exc
-        )
-        return newest
-    with contextlib.suppress(VersionMoved):
-        return await store.append(
-            Proposal(file_text, "file", "rules file changed while stopped", "file"), newest.version
-        )
-    found = await latest(store)
-    assert found is not None
-    return found
-
-
-async def _is_known_file_text(store: RulesStore, text: str) -> bool:
-    """Whether ``text`` is the newest version's or the last one that came from the file."""
-    for version in await store.history(100):
-        if version.yaml == text:
-            return True
-        if version.source in ("file", "bootstrap"):
-            return False
-    return False
+        serving = await start_from_store(store, started_with)
+        is_initial = serving.yaml == started_with
+        chosen = initial if is_initial else parse_rules(serving.yaml, f"rules version {serving.version}")
+    except BaseException:
+        await close_resources(resources)
+        raise
+    state = await open_state(resources, chosen, serving.version)
+    resources.metrics.observe_rules_version(serving.version)
+    live = LiveRules(state, store, started_with, rules_file, settings.rules_poll_s)
+    live.start()
+    return live
