@@ -11,6 +11,7 @@ kept while its directory and settings are the same.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -75,6 +76,11 @@ class RulesSnapshot:
     health: HealthChecker
     semantic: Semantic | None
     leases: Leases = field(default_factory=Leases)
+
+    @functools.cached_property
+    def version_header(self) -> tuple[bytes, bytes]:
+        """``x-turnout-rules-version``, encoded once, for every response this snapshot answers."""
+        return b"x-turnout-rules-version", str(self.version).encode()
 
     @property
     def semantic_cache(self) -> SemanticCache | None:

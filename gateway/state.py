@@ -23,7 +23,6 @@ from gateway.snapshot import Closer, RulesSnapshot, build_snapshot
 
 log = logging.getLogger("turnout")
 Committer = Callable[[RulesSnapshot], Awaitable[None]]
-VERSION_HEADER = b"x-turnout-rules-version"
 
 
 class GatewayState:
@@ -163,14 +162,13 @@ class SnapshotLeases:
         snapshot = state.lease()
         request_state = scope.setdefault("state", {})
         request_state["snapshot"] = snapshot
-        version_header = (VERSION_HEADER, str(snapshot.version).encode())
         status = 500
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), version_header]
+                message["headers"] = [*message.get("headers", ()), snapshot.version_header]
             await send(message)
 
         try:

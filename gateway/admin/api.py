@@ -17,14 +17,14 @@ from gateway.admin.explain import explain
 from gateway.admin.report_format import parse_by, parse_since, to_csv
 from gateway.admin.reports import Key, group
 from gateway.request_body import parse_json, read_body, validate_payload
-from gateway.state import GatewayState, gateway_state, request_snapshot
+from gateway.state import gateway_state, request_snapshot
 from routers.decision import RoutingContext
 
 router = APIRouter(prefix="/admin")
 ADMIN_PAGE = Path(__file__).parent / "static" / "admin.html"
 
 
-def require_admin(state: GatewayState, request: Request) -> None:
+def require_admin(request: Request) -> None:
     """Any admin key, viewer or editor: everything here only reads."""
     request_snapshot(request).admins.authenticate(request.headers)
 
@@ -36,7 +36,7 @@ async def route_explain(request: Request) -> Response:
     ``x-turnout-tenant`` sets the tenant that rules see; other headers are seen as sent.
     """
     state = gateway_state(request)
-    require_admin(state, request)
+    require_admin(request)
     payload = parse_json(await read_body(request, state.settings.max_body_bytes))
     if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload:
         payload = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
@@ -53,8 +53,7 @@ async def route_explain(request: Request) -> Response:
 async def backends(request: Request) -> Response:
     """Each backend as the gateway sees it: breaker, requests in flight, and its last health check
     with the upstream's own words (secrets redacted), which ``/readyz`` keeps from the public."""
-    state = gateway_state(request)
-    require_admin(state, request)
+    require_admin(request)
     found: dict[str, dict[str, object]] = {}
     snapshot = request_snapshot(request)
     for name, upstream in snapshot.upstreams.items():
@@ -90,7 +89,7 @@ async def cache_report(request: Request, since: str = "24h", by: str = "route", 
     """Requests, hits, tokens and dollars (spent, saved by the cache, saved by routing), grouped ``by``
     any of hour, route, backend, tenant; ``format`` json or csv."""
     state = gateway_state(request)
-    require_admin(state, request)
+    require_admin(request)
     dimensions = parse_by(by)
     if format not in ("json", "csv"):
         raise InvalidRequest(f"format={format!r}: choose json or csv", param="format")

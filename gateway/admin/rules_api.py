@@ -142,21 +142,23 @@ async def dry_run_body(request: Request) -> tuple[str, list[RoutingSample] | Non
     return payload["yaml"], samples
 
 
+def checked_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_HISTORY:
+        raise InvalidRequest(f"limit={limit}: give 1 to {MAX_HISTORY}", param="limit")
+    return limit
+
+
 @router.get("/history")
 async def history(request: Request, limit: int = 20) -> Response:
     admin(request)
-    if not 1 <= limit <= MAX_HISTORY:
-        raise InvalidRequest(f"limit={limit}: give 1 to {MAX_HISTORY}", param="limit")
-    return json_response([v.summary() for v in await live_rules(request).store.history(limit)])
+    return json_response([v.summary() for v in await live_rules(request).store.history(checked_limit(limit))])
 
 
 @router.get("/audit")
 async def audit(request: Request, limit: int = 50) -> Response:
     """Every write, refused ones too: who, when, what changed (the diff) or why it was refused."""
     admin(request)
-    if not 1 <= limit <= MAX_HISTORY:
-        raise InvalidRequest(f"limit={limit}: give 1 to {MAX_HISTORY}", param="limit")
-    return json_response([entry.to_dict() for entry in await live_rules(request).store.audit(limit)])
+    return json_response([entry.to_dict() for entry in await live_rules(request).store.audit(checked_limit(limit))])
 
 
 @router.get("/versions/{version}")

@@ -73,7 +73,17 @@ class Failed(Exception):
     """What the gateway said, for the user; exit status 1."""
 
 
-def call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:
+class Invalid(Exception):
+    """The gateway refused a rules document (422): its problems, for the user; exit status 1."""
+
+    def __init__(self, source: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(source)
+        self.source, self.errors = source, errors
+
+
+def call(args: argparse.Namespace, method: str, path: str, source: str = "", **kwargs: Any) -> httpx.Response:
+    """The gateway's answer; raises :class:`Failed` for an error, :class:`Invalid` for a refused
+    document (named ``source`` in the problems)."""
     if not args.url:
         raise Failed("give the gateway with --url URL (or $TURNOUT_URL)")
     headers = {"authorization": f"Bearer {args.admin_key or ''}", **kwargs.pop("headers", {})}
@@ -81,7 +91,9 @@ def call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> htt
         response = httpx.request(method, args.url.rstrip("/") + path, headers=headers, timeout=60, **kwargs)
     except httpx.HTTPError as exc:
         raise Failed(f"cannot reach {args.url}: {exc}") from None
-    if response.status_code >= 400 and response.status_code != 422:
+    if response.status_code == 422 and "errors" in response.json():
+        raise Invalid(source, response.json()["errors"])
+    if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
@@ -96,6 +108,9 @@ def handled(command: Any) -> Any:
             return int(command(args))
         except Failed as exc:
             print(f"turnout rules: {exc}", file=sys.stderr)
+            return 1
+        except Invalid as exc:
+            print_problems(exc.source, exc.errors)
             return 1
 
     return run
@@ -133,21 +148,14 @@ def validate_command(args: argparse.Namespace, validate_offline: Any) -> int:
 
 
 def _validate_online(args: argparse.Namespace) -> int:
-    answer = call(args, "POST", "/admin/rules/validate", content=read(args.file))
-    if answer.status_code == 422:
-        print_problems(str(args.file), answer.json()["errors"])
-        return 1
+    call(args, "POST", "/admin/rules/validate", str(args.file), content=read(args.file))
     print(f"{args.file}: valid for {args.url}")
     return 0
 
 
 @handled
 def dry_run_command(args: argparse.Namespace) -> int:
-    answer = call(args, "POST", "/admin/rules/dry-run", content=read(args.file))
-    if answer.status_code == 422:
-        print_problems(str(args.file), answer.json()["errors"])
-        return 1
-    result = answer.json()
+    result = call(args, "POST", "/admin/rules/dry-run", str(args.file), content=read(args.file)).json()
     print(f"{result['changed']} of {result['sampled']} recent request(s) would route differently")
     for change in result["changes"]:
         before, after = change["from"], change["to"]
@@ -164,10 +172,7 @@ def apply_command(args: argparse.Namespace) -> int:
     text = read(args.file)
     expected = args.if_match if args.if_match is not None else call(args, "GET", "/admin/rules").json()["version"]
     headers = {"if-match": f'"{expected}"', "x-turnout-change-message": args.message}
-    answer = call(args, "PUT", "/admin/rules", content=text, headers=headers)
-    if answer.status_code == 422:
-        print_problems(str(args.file), answer.json()["errors"])
-        return 1
+    answer = call(args, "PUT", "/admin/rules", str(args.file), content=text, headers=headers)
     print(f"rules version {answer.json()['version']} applied (was {expected})")
     return 0
 
@@ -192,10 +197,7 @@ def diff_command(args: argparse.Namespace) -> int:
 @handled
 def rollback_command(args: argparse.Namespace) -> int:
     body = {"version": args.version, "message": args.message}
-    answer = call(args, "POST", "/admin/rules/rollback", json=body)
-    if answer.status_code == 422:
-        print_problems(f"version {args.version}", answer.json()["errors"])
-        return 1
+    answer = call(args, "POST", "/admin/rules/rollback", f"version {args.version}", json=body)
     print(f"rules version {answer.json()['version']} applied: the document of version {args.version}")
     return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 
 from gateway.rules import RuleProblem, Rules, RulesInvalid, parse_rules
 from gateway.snapshot import RulesSnapshot, routing_only
@@ -47,10 +46,9 @@ async def check_rules(text: str, state: GatewayState) -> Rules:
     """The rules in ``text`` if this replica could serve them; else :class:`RulesInvalid` with every
     problem found. The router is built (its model loaded, or borrowed from the serving snapshot)."""
     rules = await asyncio.to_thread(parse_rules, text, SOURCE)
-    lines = _line_finder(text)
-    problems = [RuleProblem(path=p, message=m, line=lines(p)) for p, m in environment_problems(rules)]
-    if problems:
-        raise RulesInvalid(SOURCE, problems)
+    if found := environment_problems(rules):
+        _, lines, _ = load_yaml(text)  # parsed again only to place these problems at their lines
+        raise RulesInvalid(SOURCE, [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in found])
     try:
         async with routing_only(rules, state.resources.http, state.settings, state.snapshot):
             pass
@@ -63,8 +61,3 @@ def build_failure(exc: BaseException, snapshot: RulesSnapshot) -> RulesInvalid:
     """A document that validated but failed to build: rejected like an invalid one."""
     message = f"the rules validated but could not be served: {snapshot.redactor.text(str(exc)) or type(exc).__name__}"
     return RulesInvalid(SOURCE, [RuleProblem(path="", message=message)])
-
-
-def _line_finder(text: str) -> Callable[[str], int | None]:
-    _, lines, _ = load_yaml(text)
-    return lines.line_of
