@@ -84,6 +84,11 @@ class Metrics:
         self._rules_version = Gauge(
             "turnout_rules_version", "The rules version this process serves.", registry=self.registry
         )
+        self._in_flight = Gauge(
+            "turnout_in_flight_requests",
+            "Requests and streams being answered when scraped (the scrape itself not counted).",
+            registry=self.registry,
+        )
         self._rules_refused = Counter(
             "turnout_rules_refused",
             "Rules changes refused (invalid, or not servable here), by source: api, file or store.",
@@ -127,6 +132,9 @@ class Metrics:
 
     def observe_rate_limit_error(self) -> None:
         self._limit_errors.inc()
+
+    def observe_in_flight(self, count: int) -> None:
+        self._in_flight.set(count)
 
     def observe_rules_version(self, version: int) -> None:
         self._rules_version.set(version)

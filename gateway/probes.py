@@ -46,4 +46,6 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(gateway_state(request).resources.metrics.render(), media_type="text/plain; version=0.0.4")
+    state = gateway_state(request)
+    state.resources.metrics.observe_in_flight(state.in_flight - 1)  # this scrape holds a lease too
+    return Response(state.resources.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,6 +1,6 @@
 """What lives as long as the process, whatever the rules say: the upstream HTTP pool, one Redis
-client (shared by the cache, rate limits and reports, each bounding its own calls), metrics and
-the cost report book."""
+client (shared by the cache, rate limits, reports and rules, each bounding its own calls; the cache
+gets a second one only when it is given a Redis of its own), metrics and the cost report book."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ class Resources:
     http: httpx.AsyncClient
     owns_http: bool
     redis: Any | None
-    """The process's one Redis client; ``None`` in the embedded default (no Redis)."""
+    """The process's Redis client for state that must not be evicted (rate limits, reports, rules);
+    ``None`` in the embedded default (no Redis)."""
+    cache_redis: Any | None
+    """The cache's client: ``redis`` itself, unless ``TURNOUT_CACHE_REDIS_URL`` names another Redis."""
     metrics: Metrics
     cache: ResponseCache
     limits: RateLimiter
@@ -43,7 +46,8 @@ async def open_resources(settings: Settings, rules: Rules, http_client: httpx.As
     metrics = Metrics()
     timeout_s = settings.cache_timeout_ms / 1000
     redis = redis_client(settings.redis_url) if settings.redis_url else None
-    store = open_store(redis)
+    cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
+    store = open_store(cache_redis)
     await warm_up(store)
     cache = ResponseCache(store, metrics, timeout_s)
     reports = ReportBook(redis)
@@ -53,6 +57,7 @@ async def open_resources(settings: Settings, rules: Rules, http_client: httpx.As
         http=http,
         owns_http=http_client is None,
         redis=redis,
+        cache_redis=cache_redis,
         metrics=metrics,
         cache=cache,
         limits=open_rate_limiter(redis, metrics, timeout_s),
@@ -67,6 +72,8 @@ async def close_resources(resources: Resources) -> None:
     await resources.limits.aclose()
     await resources.cache.store.aclose()
     await resources.reports.aclose()
+    if resources.cache_redis is not None and resources.cache_redis is not resources.redis:
+        await close_redis(resources.cache_redis)
     if resources.redis is not None:
         await close_redis(resources.redis)
     if resources.owns_http:

@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     """The rules file (routes, backends, keys)."""
     redis_url: str | None = None
     """Unset: the in-process cache, the embedded default."""
+    cache_redis_url: str | None = None
+    """A Redis of its own for the response cache and its flights, which may evict (``allkeys-lru``);
+    rate limits, reports and rules versions stay on ``redis_url``, which must not. Unset: both on
+    ``redis_url``."""
     cache_timeout_ms: int = 50
     """Longest a cache store call may take before the request is served uncached."""
     admin_key: SecretStr | None = None

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.cli.health import add_commands as add_health_commands
 from gateway.cli.report import add_commands as add_report_commands
 from gateway.cli.router import add_commands as add_router_commands
 from gateway.cli.rules import add_commands as add_rules_commands
@@ -34,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", type=Path, default=None, help="rules file (default: $TURNOUT_CONFIG)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    host, port = os.environ.get("TURNOUT_HOST", "127.0.0.1"), int(os.environ.get("TURNOUT_PORT", "8080"))
+    serve.add_argument("--host", default=host, help="default: $TURNOUT_HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, default=port, help="default: $TURNOUT_PORT, else 8080")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--log-format", choices=["text", "json"], default=None, help="default: $TURNOUT_LOG_FORMAT or text"
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_commands(rules.add_subparsers(required=True, metavar="ACTION"), validate_command)
     add_router_commands(commands)
     add_report_commands(commands)
+    add_health_commands(commands)
     return parser
 
 

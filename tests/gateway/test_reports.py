@@ -230,3 +230,26 @@ async def test_cache_rate_limits_and_reports_share_one_redis_client(redis_url: s
     assert resources.cache.store.client is resources.redis
     assert resources.limits._store._redis is resources.redis
     assert resources.reports._redis is resources.redis
+
+
+async def test_a_cache_redis_of_its_own_holds_only_the_cache(redis_url: str) -> None:
+    """TURNOUT_CACHE_REDIS_URL: the cache may live on an evicting Redis; limits, reports and rules stay put."""
+    with redis_server() as cache_url:
+        state, cache = aioredis.from_url(redis_url), aioredis.from_url(cache_url)
+        await state.flushdb()
+        body = {**chat_body(), "temperature": 0}
+        async with gateway(admin_key="adm", redis_url=redis_url, cache_redis_url=cache_url) as client:
+            resources = client._transport.app.state.gateway.resources  # type: ignore[attr-defined]
+            first = await client.post("/v1/chat/completions", json=body, headers=AUTH)
+            second = await client.post("/v1/chat/completions", json=body, headers=AUTH)
+            assert (first.headers["x-turnout-cache"], second.headers["x-turnout-cache"]) == ("miss", "hit")
+            assert resources.cache.store.client is not resources.redis
+        cache_keys = [key.decode() async for key in cache.scan_iter()]
+        state_keys = [key.decode() async for key in state.scan_iter()]
+        await state.aclose()
+        await cache.aclose()
+    assert cache_keys
+    assert all(key.startswith("tn:c") for key in cache_keys), cache_keys
+    assert not any(key.startswith("tn:c") for key in state_keys), state_keys
+    assert any(key.startswith("tn:r:") for key in state_keys)  # the report book
+    assert any(key.startswith("tn:{rules}") for key in state_keys)
