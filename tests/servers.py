@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -166,6 +167,49 @@ def redis_sentinel(workdir: str, password: str | None = None) -> Iterator[str]:
     with stopping(processes):
         processes.append(start_redis(sentinel_port, config, "--sentinel"))
         yield f"redis+sentinel://{_userinfo(password)}127.0.0.1:{sentinel_port}/turnout"
+
+
+@dataclass
+class SentinelSet:
+    url: str
+    master_port: int
+    replica_port: int
+    sentinel_port: int
+
+    def master(self) -> int:
+        """The port of the master the Sentinel names now."""
+        cli = [redis_binary("redis-cli"), "-p", str(self.sentinel_port)]
+        out = subprocess.run([*cli, "sentinel", "get-master-addr-by-name", "turnout"], capture_output=True, check=True)
+        return int(out.stdout.split()[1])
+
+    def fail_over(self, timeout_s: float = 30) -> None:
+        """``SENTINEL FAILOVER``: the replica becomes the master, the master its replica. Retried until the
+        Sentinel has discovered the replica (it asks the master every few seconds)."""
+        cli = [redis_binary("redis-cli"), "-p", str(self.sentinel_port)]
+        deadline = time.monotonic() + timeout_s
+        while b"OK" not in subprocess.run([*cli, "sentinel", "failover", "turnout"], capture_output=True).stdout:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Sentinel would not fail over")
+            time.sleep(0.2)
+        while self.master() != self.replica_port:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the failover did not finish")
+            time.sleep(0.1)
+
+
+@contextmanager
+def redis_sentinel_with_replica(workdir: str) -> Iterator[SentinelSet]:
+    """A master, its replica and one Sentinel (quorum 1) watching them as ``turnout``, for failovers."""
+    master, replica, sentinel_port = free_port(), free_port(), free_port()
+    config = f"{workdir}/sentinel-{sentinel_port}.conf"
+    with open(config, "w") as file:
+        file.write(f"sentinel monitor turnout 127.0.0.1 {master} 1\n")
+        file.write("sentinel down-after-milliseconds turnout 1000\nsentinel failover-timeout turnout 5000\n")
+    processes = [start_redis(master)]
+    with stopping(processes):
+        processes.append(start_redis(replica, "--replicaof", "127.0.0.1", str(master)))
+        processes.append(start_redis(sentinel_port, config, "--sentinel"))
+        yield SentinelSet(f"redis+sentinel://127.0.0.1:{sentinel_port}/turnout", master, replica, sentinel_port)
 
 
 @contextmanager
