@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", type=Path, default=None, help="rules file (default: $TURNOUT_CONFIG)")
-    host, port = os.environ.get("TURNOUT_HOST", "127.0.0.1"), int(os.environ.get("TURNOUT_PORT", "8080"))
+    # A string default goes through type=int only for `serve`, so a stray TURNOUT_PORT (a Kubernetes
+    # service link sets it to tcp://HOST:PORT for a Service named turnout) fails there, saying so.
+    host, port = os.environ.get("TURNOUT_HOST", "127.0.0.1"), os.environ.get("TURNOUT_PORT", "8080")
     serve.add_argument("--host", default=host, help="default: $TURNOUT_HOST, else 127.0.0.1")
     serve.add_argument("--port", type=int, default=port, help="default: $TURNOUT_PORT, else 8080")
     serve.add_argument("--workers", type=int, default=1)

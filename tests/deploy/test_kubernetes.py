@@ -128,6 +128,7 @@ def test_the_gateway_runs_unprivileged_on_a_read_only_root(rendered: tuple[str, 
     assert all("emptyDir" in volumes[m["name"]] for m in container["volumeMounts"] if not m.get("readOnly"))
     assert env_of(container)["TURNOUT_STATE_DIR"]["value"] in writable
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False  # else the Service `turnout` sets TURNOUT_PORT=tcp://...
 
 
 def test_resources_and_spread_are_set(rendered: tuple[str, list[dict[str, Any]]]) -> None:
