@@ -129,6 +129,16 @@ class Rules(Strict):
     rules: list[RuleSpec] = []
     """Evaluated in order before any model; the first match wins."""
 
+    def environment_names(self) -> list[tuple[str, str]]:
+        """``(path, variable)`` for every environment variable the rules name: backends' provider keys,
+        client keys and admin keys. What a deployment must set (from its Secrets)."""
+        named = [
+            (f"backends.{name}.api_key_env", getattr(spec, "api_key_env", None)) for name, spec in self.backends.items()
+        ]
+        named += [(f"api_keys[{i}].key_env", key.key_env) for i, key in enumerate(self.api_keys)]
+        named += [(f"admin_keys[{i}].key_env", admin.key_env) for i, admin in enumerate(self.admin_keys)]
+        return [(path, variable) for path, variable in named if variable]
+
 
 class RuleProblem(BaseModel):
     path: str

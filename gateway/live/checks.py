@@ -21,20 +21,15 @@ SOURCE = "<proposed rules>"
 
 def environment_problems(rules: Rules) -> list[tuple[str, str]]:
     """Names of unset environment variables and files that do not exist, at their paths."""
-    problems: list[tuple[str, str]] = []
+    problems = [
+        (path, f"environment variable {variable} is unset")
+        for path, variable in rules.environment_names()
+        if not os.environ.get(variable)
+    ]
     for name, spec in rules.backends.items():
-        env = getattr(spec, "api_key_env", None)
-        if env and not os.environ.get(env):
-            problems.append((f"backends.{name}.api_key_env", f"environment variable {env} is unset"))
         gguf = getattr(spec, "gguf", None)
         if gguf is not None and not gguf.is_file():
             problems.append((f"backends.{name}.gguf", f"no such file: {gguf}"))
-    for i, key in enumerate(rules.api_keys):
-        if key.key_env and not os.environ.get(key.key_env):
-            problems.append((f"api_keys[{i}].key_env", f"environment variable {key.key_env} is unset"))
-    for i, admin in enumerate(rules.admin_keys):
-        if not os.environ.get(admin.key_env):
-            problems.append((f"admin_keys[{i}].key_env", f"environment variable {admin.key_env} is unset"))
     router = rules.router.fallback if isinstance(rules.router, LLMRouterSpec) else rules.router
     prefix = "router.fallback" if isinstance(rules.router, LLMRouterSpec) else "router"
     if isinstance(router, ClassifierRouterSpec) and router.model is not None and not router.model.is_dir():

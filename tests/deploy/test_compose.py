@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.live.checks import environment_problems
 from gateway.rules import parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +89,7 @@ def test_the_gateway_reads_valid_rules_whose_backends_are_services(
         if value:
             monkeypatch.setenv(variable, value)
     rules = parse_rules(mounted(gateway, environment["TURNOUT_CONFIG"]).read_text())
+    assert environment_problems(rules) == []  # every key the rules name is in the service's environment
     for backend in rules.backends.values():
         if backend.kind == "openai":
             host = re.fullmatch(r"http://([a-z0-9-]+):8000/v1", str(backend.endpoint)).group(1)  # type: ignore[union-attr]

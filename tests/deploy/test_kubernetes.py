@@ -16,8 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gateway.live.checks import environment_problems
 from gateway.probes import router as probes
-from gateway.rules import parse_rules
+from gateway.rules import Rules, parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
@@ -160,16 +161,17 @@ def test_the_rules_configmap_is_watched_live_and_valid(
     config = Path(env_of(container)["TURNOUT_CONFIG"]["value"])
     assert config.parent == Path(mount["mountPath"])
     configmap = one(docs, "ConfigMap", volume["configMap"]["name"])  # no hash suffix: edits keep the name
-    text = configmap["data"][config.name]
-    for name in names_the_rules_read(text):
-        assert name in env_of(container), f"the rules name ${name} but the Deployment does not set it"
-        monkeypatch.setenv(name, "set-by-a-secret")
-    rules = parse_rules(text, source=str(config))
+    rules = parse_rules(configmap["data"][config.name], source=str(config))
     assert rules.default_route in rules.routes
+    for name in names_the_rules_read(rules):
+        assert name in env_of(container), f"the rules name ${name} but the Deployment does not set it"
+    for name in env_of(container):  # the pod's environment, Secrets filled in: the replica could serve it
+        monkeypatch.setenv(name, "set-by-a-secret")
+    assert environment_problems(rules) == []
 
 
-def names_the_rules_read(text: str) -> set[str]:
-    return set(re.findall(r"\b(?:key_env|api_key_env):\s*([A-Z_][A-Z0-9_]*)", text))
+def names_the_rules_read(rules: Rules) -> set[str]:
+    return {variable for _, variable in rules.environment_names()}
 
 
 def test_keys_and_redis_come_from_secrets(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -177,8 +179,8 @@ def test_keys_and_redis_come_from_secrets(rendered: tuple[str, list[dict[str, An
     env = env_of(gateway_container(docs))
     for name in ("TURNOUT_REDIS_URL", "TURNOUT_ADMIN_KEY"):
         assert "secretKeyRef" in env[name]["valueFrom"], name
-    text = one(docs, "ConfigMap", "turnout-rules")["data"]["rules.yaml"]
-    for name in names_the_rules_read(text):
+    rules = parse_rules(one(docs, "ConfigMap", "turnout-rules")["data"]["rules.yaml"])
+    for name in names_the_rules_read(rules):
         assert "secretKeyRef" in env[name]["valueFrom"], name
     if overlay == "cpu-demo":  # the demo generates its Secret; production creates its own
         secret = one(docs, "Secret", "turnout")
@@ -223,12 +225,9 @@ def test_only_the_gateway_may_reach_redis_and_the_model_servers(rendered: tuple[
     assert sorted(guarded) == expected
 
 
-def test_each_vllm_server_serves_the_model_its_backend_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_vllm_server_serves_the_model_its_backend_asks_for() -> None:
     docs = render("gpu")
-    text = one(docs, "ConfigMap", "turnout-rules")["data"]["rules.yaml"]
-    for name in names_the_rules_read(text):
-        monkeypatch.setenv(name, "set-by-a-secret")
-    rules = parse_rules(text, source="rules.yaml")
+    rules = parse_rules(one(docs, "ConfigMap", "turnout-rules")["data"]["rules.yaml"], source="rules.yaml")
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     served = 0
     for backend in rules.backends.values():
