@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -212,37 +214,70 @@ def redis_sentinel_with_replica(workdir: str) -> Iterator[SentinelSet]:
         yield SentinelSet(f"redis+sentinel://127.0.0.1:{sentinel_port}/turnout", master, replica, sentinel_port)
 
 
+@dataclass
+class GatewayProcess:
+    """``turnout serve`` in a process of its own (so its memory can be read apart from the test's, and
+    it can be signalled like a pod): ``env`` adds ``TURNOUT_*`` settings; ``log`` receives its output."""
+
+    config: Path
+    env: dict[str, str]
+    log: Path | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GatewayProcess:
+        env = {"TURNOUT_LOG_LEVEL": "warning", **self.env}
+        env.setdefault("TURNOUT_STATE_DIR", tempfile.mkdtemp(prefix="turnout-state-"))  # history of its own
+        with self.log.open("wb") if self.log is not None else open(os.devnull, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config), "--port", str(self.port)],
+                env={**os.environ, **env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def wait_until(self, probe: str = "/healthz", timeout_s: float = 60) -> None:
+        """Until ``probe`` answers 200 (``/readyz``: as the kubelet waits before the endpoints add a pod)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + probe, timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        output = self.log.read_text() if self.log is not None else ""
+        exit_status = self.process.poll()
+        raise RuntimeError(f"the gateway process on {self.port} did not pass {probe} (exit {exit_status}) {output}")
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM, then wait for the drain to finish and the process to exit."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
 @contextmanager
 def gateway_process(config: Path, log: Path | None = None, **env: str) -> Iterator[tuple[str, int]]:
-    """``turnout serve`` in a process of its own (so its memory can be read apart from the test's);
-    yields its URL and pid. ``env`` adds ``TURNOUT_*`` settings; ``log`` receives its output."""
-    port = free_port()
-    env.setdefault("TURNOUT_STATE_DIR", tempfile.mkdtemp(prefix="turnout-state-"))  # history of its own
-    output = log.open("wb") if log is not None else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)],
-        env={**os.environ, "TURNOUT_LOG_LEVEL": "warning", **env},
-        stdout=output,
-        stderr=output,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """A :class:`GatewayProcess` started and alive; yields its URL and pid, then stops it."""
+    gateway = GatewayProcess(config, env, log).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway process did not start (exit {process.poll()})")
-            time.sleep(0.2)
-        yield url, process.pid
+        gateway.wait_until("/healthz")
+        assert gateway.process is not None
+        yield gateway.url, gateway.process.pid
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if log is not None:
-            output.close()  # type: ignore[union-attr]
+        gateway.terminate(30)
 
 
 def has_exited(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""What Kubernetes would do, on loopback: gateway replicas as processes (`turnout serve`), a
+"""What Kubernetes would do, on loopback: gateway replicas as processes (tests.servers.GatewayProcess), a
 round-robin proxy in front of them (Debian's nginx, standing in for the Service), an endpoints
 controller that takes a terminating replica out before it is signalled and adds a new one once
 its readiness probe passes, and client load through the official ``openai`` SDK."""
@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +25,7 @@ import openai
 
 from support.faults import FaultServer
 from support.ports import free_port
+from tests.servers import GatewayProcess
 
 KEY = "sk-rehearsal-load"
 LIMITED_KEY = "sk-rehearsal-limited"
@@ -74,60 +73,6 @@ def threaded_upstream() -> Iterator[FaultServer]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-@dataclass
-class Replica:
-    """One `turnout serve` process (a pod): a port of its own, its output in ``log``."""
-
-    config: Path
-    env: dict[str, str]
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / f"replica-{self.port}.log"
-
-    def start(self) -> Replica:
-        state = tempfile.mkdtemp(prefix="turnout-state-", dir=self.workdir)
-        with self.log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config), "--port", str(self.port)],
-                env={**os.environ, "TURNOUT_LOG_LEVEL": "info", "TURNOUT_STATE_DIR": state, **self.env},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def wait_ready(self, timeout_s: float = 60) -> None:
-        """Until the readiness probe passes, as the kubelet waits before the endpoints add the pod."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replica exited {self.process.returncode}: {self.log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"replica on {self.port} not ready: {self.log.read_text()}")
-
-    def terminate(self, timeout_s: float = 60) -> int:
-        """SIGTERM, then wait for the drain to finish and the process to exit."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout_s)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 class RoundRobin:
@@ -206,24 +151,31 @@ http {{
 
 @dataclass
 class Fleet:
-    replicas: list[Replica]
+    replicas: list[GatewayProcess]
     proxy: RoundRobin
     config: Path
     env: dict[str, str]
     workdir: Path
 
-    def rolling_restart(self, before_signal: Callable[[Replica], None] = lambda replica: None) -> list[str]:
+    def spawn(self) -> GatewayProcess:
+        """A new pod: its own port, state folder and log (kept at INFO for its drain lines)."""
+        log = self.workdir / f"replica-{len(list(self.workdir.glob('replica-*.log')))}.log"
+        state = tempfile.mkdtemp(prefix="turnout-state-", dir=self.workdir)
+        return GatewayProcess(self.config, {**self.env, "TURNOUT_STATE_DIR": state}, log).start()
+
+    def rolling_restart(self, before_signal: Callable[[GatewayProcess], None] = lambda replica: None) -> list[str]:
         """Each replica in turn: out of the endpoints, preStop, ``before_signal``, SIGTERM, drained; a new
         one in once ready. The drain lines of the old replicas' logs."""
         drained: list[str] = []
         for index, old in enumerate(list(self.replicas)):
-            new = Replica(self.config, self.env, self.workdir).start()  # maxSurge 1: the new pod first
-            new.wait_ready()
+            new = self.spawn()  # maxSurge 1: the new pod first
+            new.wait_until("/readyz")
             others = [r.port for r in self.replicas if r is not old]
             self.proxy.point_at([*others, new.port])  # the old pod is Terminating: no new connections
             time.sleep(PRE_STOP_S)
             before_signal(old)
             code = old.terminate()
+            assert old.log is not None
             assert code in {0, -signal.SIGTERM}, old.log.read_text()
             drained += [line for line in old.log.read_text().splitlines() if "draining" in line]
             self.replicas[index] = new
@@ -236,16 +188,17 @@ def fleet(redis_url: str, upstream: FaultServer, size: int = 3, **env: str) -> I
     config = workdir / "rules.yaml"
     config.write_text(rules_text(upstream.url))
     settings = {"TURNOUT_REDIS_URL": redis_url, "TURNOUT_ADMIN_KEY": ADMIN_KEY, "TURNOUT_RULES_POLL_S": "0.5", **env}
-    replicas = [Replica(config, settings, workdir).start() for _ in range(size)]
-    proxy = RoundRobin(workdir)
+    settings["TURNOUT_LOG_LEVEL"] = "info"
+    pods = Fleet([], RoundRobin(workdir), config, settings, workdir)
+    pods.replicas = [pods.spawn() for _ in range(size)]
     try:
-        for replica in replicas:
-            replica.wait_ready()
-        proxy.start([r.port for r in replicas])
-        yield Fleet(replicas, proxy, config, settings, workdir)
+        for replica in pods.replicas:
+            replica.wait_until("/readyz")
+        pods.proxy.start([r.port for r in pods.replicas])
+        yield pods
     finally:
-        proxy.stop()
-        for replica in replicas:
+        pods.proxy.stop()
+        for replica in pods.replicas:  # the rolling restart's new ones; the old ones have exited
             replica.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -258,7 +211,7 @@ class HeldStreams:
         self.results: list[str] = []
         self._threads: list[threading.Thread] = []
 
-    def open(self, replica: Replica, count: int = 2) -> None:
+    def open(self, replica: GatewayProcess, count: int = 2) -> None:
         started = threading.Semaphore(0)
         for n in range(count):
             thread = threading.Thread(target=self._stream, args=(replica.url, n, started), daemon=True)

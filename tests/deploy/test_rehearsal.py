@@ -160,5 +160,10 @@ def test_with_sentinel_a_failover_under_load_costs_no_5xx_and_state_follows_the_
         assert load.outcomes["json"] > 20
         assert load.outcomes["stream"] > 2
         assert cache_is_shared_again(replicas, "sentinel after")
-        statuses = [chat(replicas.proxy.url, LIMITED_KEY, f"limited {n}").status_code for n in range(7)]
-        assert sorted(statuses) == [200] * 5 + [429] * 2  # the limit's window lives on the new master
+        statuses = [chat(replicas.proxy.url, LIMITED_KEY, f"limited {n}").status_code for n in range(9)]
+        # The limit's window lives on the new master. A pooled connection still open to the old one
+        # fails its next call (READONLY, or its write is dropped when the old master resyncs), and that
+        # one call fails open, as documented: at most one extra pass per replica.
+        assert 429 in statuses
+        assert set(statuses) == {200, 429}
+        assert 5 <= statuses.count(200) <= 5 + len(replicas.replicas)
