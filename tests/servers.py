@@ -64,10 +64,14 @@ def redis8_binary() -> str:
 
 
 def start_redis(port: int, *extra: str, binary: str | None = None) -> subprocess.Popen[bytes]:
-    """A redis-server on a loopback port, waited for until it accepts connections."""
+    """A redis-server on a loopback port, waited for until it accepts connections. Its files go to a
+    folder of its own (unless ``--dir`` is given): a replica saves the RDB its master sends, and a
+    ``dump.rdb`` left in the working directory would be loaded by every later server started there."""
+    folder = () if "--dir" in extra else ("--dir", tempfile.mkdtemp(prefix="redis-"))
     args = [
         binary or redis_binary(),
         *extra,
+        *folder,
         "--port",
         str(port),
         "--bind",
