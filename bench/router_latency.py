@@ -2,10 +2,9 @@
 
 Run pinned to one core for the issue's target (p99 < 10 ms for a 200-token prompt):
     taskset -c 0 .venv/bin/python bench/router_latency.py
-Each request is routed as the gateway does it: the n-gram stage on the event loop, the
-encoder (off the loop, through the batcher) when that stage is not confident. "encoder only"
-forces the encoder for every request; 16 concurrent requests are measured with and without
-micro-batching. Writes bench/results/router-latency.txt.
+Each request is scored as the gateway does it, off the event loop through the batcher; 16
+concurrent requests are measured with and without micro-batching. Writes
+bench/results/router-latency.txt.
 """
 
 from __future__ import annotations
@@ -31,17 +30,14 @@ def prompt_of(tokens: int, seed: int) -> str:
     return f"{ASKS[seed % len(ASKS)]} {' '.join(rng.choice(FILLER, size=max(tokens - 8, 1)))}"
 
 
-async def measure(
-    classifier: TaskClassifier, tokens: int, concurrency: int, max_batch: int, cascade: bool
-) -> list[float]:
-    batcher = MicroBatcher(classifier.encoder_scores, max_batch)
+async def measure(classifier: TaskClassifier, tokens: int, concurrency: int, max_batch: int) -> list[float]:
+    batcher = MicroBatcher(classifier.scores, max_batch)
     timings: list[float] = []
 
     async def one(seed: int) -> None:
         text = prompt_of(tokens, seed)
         started = time.perf_counter()
-        if not cascade or classifier.fast_scores(text) is None:
-            await batcher.score(text)
+        await batcher.score(text)
         timings.append((time.perf_counter() - started) * 1000)
 
     for round_ in range(ROUNDS):
@@ -57,20 +53,15 @@ def main() -> None:
     manifest = classifier.manifest
     lines = [
         f"# router latency: {cores} core(s), ONNX Runtime 1 thread on {classifier.encoder.provider}",
-        f"# encoder reads {manifest.head_tokens} head + {manifest.tail_tokens} tail tokens;"
-        f" n-gram stage answers alone at confidence >= {manifest.ngram_accept}",
+        f"# the model reads {manifest.head_tokens} head + {manifest.tail_tokens} tail tokens of a prompt",
     ]
     for tokens in (20, 200, 500):
-        sample = [prompt_of(tokens, seed) for seed in range(300)]
-        share = sum(classifier.fast_scores(p) is not None for p in sample) / len(sample)
-        for cascade in (True, False):
-            for concurrency, max_batch in ((1, 1), (16, 1), (16, 16)):
-                t = asyncio.run(measure(classifier, tokens, concurrency, max_batch, cascade))
-                mode = f"cascade (n-gram answers {share:.0%})" if cascade else "encoder only"
-                lines.append(
-                    f"~{tokens:>3} tokens  {mode:<30} concurrency {concurrency:>2} batch<={max_batch:>2}"
-                    f"  p50 {np.percentile(t, 50):7.3f} ms  p99 {np.percentile(t, 99):7.3f} ms"
-                )
+        for concurrency, max_batch in ((1, 1), (16, 1), (16, 16)):
+            t = asyncio.run(measure(classifier, tokens, concurrency, max_batch))
+            lines.append(
+                f"~{tokens:>3} tokens  concurrency {concurrency:>2} batch<={max_batch:>2}"
+                f"  p50 {np.percentile(t, 50):7.3f} ms  p99 {np.percentile(t, 99):7.3f} ms"
+            )
     (ROOT / "bench" / "results" / "router-latency.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -29,9 +29,9 @@ class Manifest:
     head_tokens: int
     tail_tokens: int
     abstain_threshold: float | None = None
-    """Chosen at training when the data had out-of-scope rows."""
-    ngram_accept: float | None = None
-    """Confidence at which the n-gram stage answers alone; ``None``: no n-gram stage."""
+    """Chosen at training: on held-out out-of-scope rows, or on held-out datasets."""
+    ngram_weight: float = 0.0
+    """The n-gram model's share of the blend; 0: the model has none."""
 
     @classmethod
     def read(cls, model_dir: Path) -> Manifest:
@@ -44,6 +44,13 @@ class Manifest:
         return (model_dir / self.encoder).resolve()
 
 
+def blend(head: NDArray[np.float32], ngram: NDArray[np.float32], ngram_weight: float) -> NDArray[np.float32]:
+    """A weighted geometric mean of two models' probabilities, renormalised: rows still sum to 1."""
+    log = (1 - ngram_weight) * np.log(np.clip(head, 1e-9, None)) + ngram_weight * np.log(np.clip(ngram, 1e-9, None))
+    exp = np.exp(log - log.max(axis=1, keepdims=True))
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float32)
+
+
 class TaskClassifier:
     def __init__(self, model_dir: Path = SHIPPED_MODEL, threads: int | None = None) -> None:
         self.model_dir = model_dir
@@ -54,28 +61,12 @@ class TaskClassifier:
         )
         self._head = session_for(model_dir / "head.onnx", threads)
         self._head_input = self._head.get_inputs()[0].name
-        self._probability_output = self._head.get_outputs()[1].name
-        accept = self.manifest.ngram_accept
-        self._ngram = NgramScorer.load(model_dir / "ngram.npz") if accept is not None else None
-
-    def fast_scores(self, text: str) -> NDArray[np.float32] | None:
-        """The n-gram stage's scores when it is confident enough to answer alone, else ``None``."""
-        if self._ngram is None:
-            return None
-        row = self._ngram.scores(text)
-        return row if float(row.max()) >= (self.manifest.ngram_accept or 1.0) else None
-
-    def encoder_scores(self, texts: list[str]) -> NDArray[np.float32]:
-        """One row per text from the sentence encoder and its head, in ``self.labels`` order."""
-        return self.scores_of_embeddings(self.encoder.encode(texts))
+        self._ngram = NgramScorer.load(model_dir / "ngram.npz") if self.manifest.ngram_weight > 0 else None
 
     def scores(self, texts: list[str]) -> NDArray[np.float32]:
-        """The cascade: the n-gram stage where it is confident, the encoder for the rest."""
-        fast = [self.fast_scores(t) for t in texts]
-        slow = [t for t, row in zip(texts, fast, strict=True) if row is None]
-        slow_rows = iter(self.encoder_scores(slow)) if slow else iter(())
-        return np.stack([row if row is not None else next(slow_rows) for row in fast])
-
-    def scores_of_embeddings(self, embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
-        (probabilities,) = self._head.run([self._probability_output], {self._head_input: embeddings})
-        return np.asarray(probabilities, dtype=np.float32)
+        """One row of label probabilities per text, in ``self.labels`` order; each row sums to 1."""
+        (probabilities,) = self._head.run(["probabilities"], {self._head_input: self.encoder.encode(texts)})
+        head = np.asarray(probabilities, dtype=np.float32)
+        if self._ngram is None:
+            return head
+        return blend(head, np.stack([self._ngram.scores(t) for t in texts]), self.manifest.ngram_weight)

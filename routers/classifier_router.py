@@ -1,23 +1,21 @@
-"""Policy over the classifier's scores: labels map to routes by name; low confidence abstains."""
+"""Policy over the classifier's scores: labels map to routes by name; low confidence abstains.
+
+A router is built for one rules version (snapshot): the decisions it keeps for repeated routing
+texts (keyed by a hash of the text the model reads) die with it, so a rules change, or another
+tenant's rules, never see a decision made under other rules. Tenant rules match before the
+router is asked, and the router's decision depends on nothing but the text and its own rules.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
-from numpy.typing import NDArray
+import hashlib
+from collections import OrderedDict
 
 from contracts.wire import ChatCompletionRequest
 from routers.batcher import MicroBatcher
 from routers.decision import RouteDecision
 from routers.routing_text import routing_text
 from routers.specs import ClassifierRouterSpec, RoutingTable
-
-FastScore = Callable[[str], NDArray[np.float32] | None]
-
-
-def no_fast_stage(text: str) -> None:
-    return None
 
 
 class ClassifierRouter:
@@ -28,11 +26,9 @@ class ClassifierRouter:
         labels: list[str],
         batcher: MicroBatcher,
         abstain: float | None,
-        fast: FastScore = no_fast_stage,
     ) -> None:
         self._labels = labels
         self._batcher = batcher
-        self._fast = fast
         self._routes = {name: tuple(route.backends) for name, route in rules.routes.items()}
         self._default = rules.default_route
         self._route_of_label = {
@@ -41,12 +37,24 @@ class ClassifierRouter:
         # A threshold learnt from out-of-scope data beats the generic default, unless ops set one.
         base = abstain if abstain is not None and "threshold" not in spec.model_fields_set else spec.threshold
         self._thresholds = {route: spec.thresholds.get(route, base) for route in rules.routes}
+        self._reuse = spec.reuse
+        self._recent: OrderedDict[bytes, RouteDecision] = OrderedDict()
 
     async def decide(self, request: ChatCompletionRequest) -> RouteDecision:
         text = routing_text(request)
-        row = self._fast(text)  # microseconds: on the event loop
-        if row is None:
-            row = await self._batcher.score(text)
+        if not self._reuse:
+            return await self._decide(text)
+        key = hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).digest()
+        if (kept := self._recent.get(key)) is not None:
+            self._recent.move_to_end(key)
+            return kept
+        decision = self._recent[key] = await self._decide(text)
+        if len(self._recent) > self._reuse:
+            self._recent.popitem(last=False)
+        return decision
+
+    async def _decide(self, text: str) -> RouteDecision:
+        row = await self._batcher.score(text)
         scores = {label: round(float(p), 4) for label, p in zip(self._labels, row, strict=True)}
         label = max(scores, key=scores.__getitem__)
         confidence = scores[label]

@@ -33,17 +33,18 @@ def session_for(path: Path, threads: int | None = None) -> ort.InferenceSession:
     return session
 
 
-class Encoder:
-    def __init__(
-        self, model_dir: Path, threads: int | None = None, head_tokens: int = 64, tail_tokens: int = 62
-    ) -> None:
+class PromptTokenizer:
+    """Token ids of what a model reads of a prompt: its first ``head_tokens`` and last ``tail_tokens``.
+
+    Serving and fine-tuning both read prompts through this class, so they see the same tokens.
+    """
+
+    def __init__(self, tokenizer_file: Path, head_tokens: int, tail_tokens: int) -> None:
         self.head_tokens = head_tokens
         self.tail_tokens = tail_tokens
-        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._session = session_for(model_dir / "encoder.onnx", threads)
-        self.provider = self._session.get_providers()[0]
 
     def token_ids(self, text: str) -> list[int]:
         # A token is rarely over 16 characters: this bound keeps every token the model reads.
@@ -53,8 +54,8 @@ class Encoder:
             ids = ids[: self.head_tokens] + (ids[-self.tail_tokens :] if self.tail_tokens else [])
         return [CLS_ID, *ids, SEP_ID]
 
-    def encode(self, texts: list[str]) -> NDArray[np.float32]:
-        """L2-normalised embeddings, one row per text."""
+    def batch(self, texts: list[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """``input_ids`` and ``attention_mask``, padded to the longest row."""
         rows = [self.token_ids(t) for t in texts]
         width = max(len(r) for r in rows)
         ids = np.zeros((len(rows), width), dtype=np.int64)
@@ -62,5 +63,24 @@ class Encoder:
         for i, row in enumerate(rows):
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
+        return ids, mask
+
+
+class Encoder:
+    def __init__(
+        self, model_dir: Path, threads: int | None = None, head_tokens: int = 64, tail_tokens: int = 62
+    ) -> None:
+        self.tokenizer = PromptTokenizer(model_dir / "tokenizer.json", head_tokens, tail_tokens)
+        self.head_tokens = head_tokens
+        self.tail_tokens = tail_tokens
+        self._session = session_for(model_dir / "encoder.onnx", threads)
+        self.provider = self._session.get_providers()[0]
+
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer.token_ids(text)
+
+    def encode(self, texts: list[str]) -> NDArray[np.float32]:
+        """Pooled embeddings, one row per text (L2-normalised for the shipped sentence encoder)."""
+        ids, mask = self.tokenizer.batch(texts)
         (embedding,) = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
         return np.asarray(embedding, dtype=np.float32)

@@ -67,8 +67,6 @@ def evaluate(classifier: TaskClassifier, examples: list[Example]) -> dict[str, A
     truth = [e.label for e in examples]
     predicted = predict(classifier, examples, threshold)
     report = {"rows": len(examples), **quality(truth, predicted), **latency_ms(classifier, examples)}
-    fast = sum(classifier.fast_scores(e.prompt) is not None for e in examples)
-    report["ngram_stage_share"] = round(fast / len(examples), 4)
     report["majority_baseline_accuracy"] = round(Counter(truth).most_common(1)[0][1] / len(truth), 4)
     if OUT_OF_SCOPE in truth:
         in_scope = [(t, p) for t, p in zip(truth, predicted, strict=True) if t != OUT_OF_SCOPE]

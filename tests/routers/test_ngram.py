@@ -24,13 +24,3 @@ def test_scores_follow_the_given_label_order_and_survive_a_round_trip(tmp_path: 
     forward.save(tmp_path / "ngram.npz")
     np.testing.assert_allclose(NgramScorer.load(tmp_path / "ngram.npz").scores(probe), forward.scores(probe), atol=1e-2)
     assert int(forward.scores(probe).argmax()) == 1
-
-
-def test_shipped_cascade_answers_confident_prompts_alone_and_defers_the_rest() -> None:
-    from routers.classifier import TaskClassifier
-
-    classifier = TaskClassifier(threads=1)
-    confident = classifier.fast_scores("Janet has 3 apples and buys 5 more. How many apples does she have?")
-    assert confident is not None
-    assert classifier.labels[int(confident.argmax())] == "math"
-    assert classifier.fast_scores("hmm") is None

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gateway.cli.main import main as turnout_main
 from routers.classifier import SHIPPED_MODEL as SHIPPED
+from routers.classifier import TaskClassifier
 from tests.routers.test_classifier import PROMPTS
 
 
@@ -119,3 +121,24 @@ def test_serve_without_a_rules_file_names_the_file_it_looked_for(
     monkeypatch.delenv("TURNOUT_CONFIG", raising=False)
     assert turnout_main(["serve"]) == 1
     assert str(tmp_path / "rules.yaml") in capsys.readouterr().err
+
+
+def test_ten_examples_a_route_train_and_say_how_sure_the_model_is(tmp_path: Path) -> None:
+    data = tmp_path / "few.jsonl"
+    rows = [
+        {"prompt": f"{p} (variant {n})", "label": label}
+        for label, prompts in PROMPTS.items()
+        for p in prompts
+        for n in range(3)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows[:10] + rows[12:22] + rows[24:34]))
+    result = turnout("router", "train", "--data", str(data), "--out", str(tmp_path / "m"))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["fewest_examples_of_a_label"] == 10
+    assert manifest["held_out"]["rows"] == 6  # two of each route's ten held out for the estimate
+    assert 0 <= manifest["held_out"]["accuracy"] <= 1
+    assert "held-out estimate" in result.stdout
+    assert "only 10 examples" in result.stdout
+    scores = TaskClassifier(tmp_path / "m").scores(["Compute 3 + 4", "Who painted the Mona Lisa?"])
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)

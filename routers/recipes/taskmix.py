@@ -1,0 +1,192 @@
+"""The recipe for the shipped task router (``routers/models/taskmix``), run by a maintainer.
+
+    bash deploy/setup.sh finetune            # .venv with torch 2.13.0 (CPU), transformers, the base encoder
+    .venv/bin/python -m routers.recipes.taskmix cross-validate --work /tmp/taskmix   # ~40 min on 2 cores
+    .venv/bin/python -m routers.recipes.taskmix build --work /tmp/taskmix             # ~20 min on 2 cores
+    .venv/bin/python -m routers.recipes.taskmix templates --work /tmp/taskmix         # ~10 min, optional
+    .venv/bin/python bench/router_ldo.py --work /tmp/taskmix                          # the report, ~10 min
+
+``cross-validate`` fine-tunes once per leave-datasets-out fold (5 folds over ``train.jsonl`` and
+``extra_train.jsonl``, whole datasets held out) and keeps each held-out fold's logits.
+``templates`` fine-tunes once more without a fifth of the templates (the secondary figure).
+``build`` fits the temperature and the abstain threshold on those out-of-fold logits, fine-tunes
+on everything, exports the int8 ONNX model and checks it against torch on a fixed set of prompts.
+
+Non-commercial sources (Code Alpaca, ASDiv, DialogSum, AESLC) are never trained on; they are
+scored when their fold is held out. Deterministic for a seed with the same thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from routers.calibration import choose_abstain_threshold, expected_calibration_error, fit_temperature, softmax
+from routers.dataset import Example, load_examples
+from routers.finetune import FineTuneSettings, TaskModel, export, fine_tune, logits_of, tokenizer_for
+from routers.folds import dataset_folds
+from routers.training import split_by_group
+
+ROOT = Path(__file__).resolve().parents[2]
+LABELS = ["classification", "code", "creative", "extraction", "math", "qa", "summarization"]
+NON_COMMERCIAL = ("codealpaca/", "asdiv", "dialogsum", "aeslc")
+FOLDS = 5
+CV_STEPS = 450
+PARITY_PROMPTS = 256
+
+log = logging.getLogger("turnout")
+
+
+PASSAGE_QUESTIONS = (
+    "t0/cosmos_qa_context_question_description_text",
+    "t0/cosmos_qa_context_question_description_answer_id",
+    "t0/cosmos_qa_context_description_question_text",
+    "t0/cosmos_qa_context_description_question_answer_id",
+    "t0/cosmos_qa_description_context_question_text",
+    "t0/cosmos_qa_description_context_question_answer_id",
+    "t0/cosmos_qa_no_prompt_id",
+    "t0/dream_read_the_following_conversation_and_answer_the_question",
+    "t0/dream_baseline",
+    "t0/quartz_",
+    "t0/ropes_",
+    "t0/wiki_hop_original_choose_best_object_",
+    "t0/wiki_hop_original_explain_relation",
+    "t0/qasc_qa_with_separated_facts_",
+)
+"""Templates that ``train.jsonl`` labels ``qa`` but that ask about a passage, dialogue or facts the
+prompt supplies: by the brief's definitions (and ``extra_train.jsonl``'s), reading comprehension
+over a supplied passage is ``extraction``; ``qa`` is answering with no passage supplied."""
+QUESTION_WRITING = ("t0/cosmos_qa_context_answer_to_question", "t0/commonsense_qa_answer_to_question")
+"""Templates labelled ``qa`` that ask to *write* a question: ``creative`` by the brief."""
+
+
+def by_the_brief(example: Example) -> Example:
+    """The label the brief's definitions give a template; decided per template, never per row."""
+    if example.label == "qa" and example.group.startswith(PASSAGE_QUESTIONS):
+        return replace(example, label="extraction")
+    if example.label == "qa" and example.group.startswith(QUESTION_WRITING):
+        return replace(example, label="creative")
+    return example
+
+
+def is_commercial(example: Example) -> bool:
+    return not example.group.startswith(NON_COMMERCIAL)
+
+
+def taskmix(shared: Path) -> list[Example]:
+    """Every labelled row of the shared task mix, in file order (the folds index into it),
+    ``train.jsonl``'s templates labelled by the brief's definitions."""
+    folder = shared / "datasets" / "taskmix"
+    return [by_the_brief(e) for e in load_examples(folder / "train.jsonl")] + load_examples(
+        folder / "extra_train.jsonl"
+    )
+
+
+def hand_written() -> list[Example]:
+    return load_examples(ROOT / "routers" / "data" / "augment.jsonl")
+
+
+def cross_validate(shared: Path, work: Path, settings: FineTuneSettings) -> None:
+    rows = taskmix(shared)
+    folds = dataset_folds(rows, FOLDS, seed=settings.seed)
+    tokenizer = tokenizer_for(settings)
+    work.mkdir(parents=True, exist_ok=True)
+    for number, fold in enumerate(folds):
+        done = work / f"fold-{number}.npy"
+        if done.exists():
+            continue
+        held = set(fold)
+        trained_on = [e for i, e in enumerate(rows) if i not in held and is_commercial(e)] + hand_written()
+        started = time.monotonic()
+        model = fine_tune(trained_on, LABELS, settings)
+        np.save(done, logits_of(model, tokenizer, [rows[i].prompt for i in fold]))
+        log.info("fold %d: %d rows trained, %.0f s", number, len(trained_on), time.monotonic() - started)
+
+
+def held_out_templates(shared: Path, work: Path, settings: FineTuneSettings) -> None:
+    """The secondary figure: fine-tuned without a fifth of the templates, scored on them."""
+    rows = [e for e in taskmix(shared) if is_commercial(e)]
+    trained_on, held = split_by_group(rows, 0.2, seed=7)
+    model = fine_tune(trained_on + hand_written(), LABELS, settings)
+    np.save(work / "templates.npy", logits_of(model, tokenizer_for(settings), [e.prompt for e in held]))
+
+
+def templates_split(shared: Path) -> list[Example]:
+    """The held-out fifth of ``held_out_templates``, in the order of its logits."""
+    return split_by_group([e for e in taskmix(shared) if is_commercial(e)], 0.2, seed=7)[1]
+
+
+def out_of_fold(shared: Path, work: Path, seed: int) -> tuple[list[Example], list[list[int]], np.ndarray]:
+    """Rows, folds and the held-out logits of every row, from ``cross-validate``'s files."""
+    rows = taskmix(shared)
+    folds = dataset_folds(rows, FOLDS, seed=seed)
+    logits = np.zeros((len(rows), len(LABELS)), dtype=np.float32)
+    for number, fold in enumerate(folds):
+        logits[fold] = np.load(work / f"fold-{number}.npy")
+    return rows, folds, logits
+
+
+def build(shared: Path, work: Path, out: Path, settings: FineTuneSettings) -> None:
+    rows, _, logits = out_of_fold(shared, work, settings.seed)
+    targets = np.array([LABELS.index(e.label) for e in rows])
+    temperature = fit_temperature(logits, targets)
+    calibrated = softmax(logits, temperature)
+    threshold = choose_abstain_threshold(calibrated, targets)
+    trained_on = [e for e in rows if is_commercial(e)] + hand_written()
+    started = time.monotonic()
+    model = fine_tune(trained_on, LABELS, settings)
+    minutes = round((time.monotonic() - started) / 60, 1)
+    facts = {
+        "trained_on": len(trained_on),
+        "fine_tune": {"steps": settings.steps, "batch_size": settings.batch_size, "seed": settings.seed},
+        "fine_tune_minutes": minutes,
+        "fitted_on": "out-of-fold logits of a 5-fold leave-datasets-out run",
+        "ece_before": round(expected_calibration_error(softmax(logits), targets), 4),
+        "ece_after": round(expected_calibration_error(calibrated, targets), 4),
+    }
+    export(model, out, LABELS, settings, temperature, threshold, facts)
+    parity = check_parity(model, out, settings, [e.prompt for e in rows[:: max(1, len(rows) // PARITY_PROMPTS)]])
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(manifest | {"onnx_parity": parity}, indent=2) + "\n")
+    log.info("built %s: %s", out, json.dumps(manifest | {"onnx_parity": parity}))
+
+
+def check_parity(model: TaskModel, out: Path, settings: FineTuneSettings, prompts: list[str]) -> dict[str, float]:
+    """How far the int8 ONNX model's probabilities are from torch's, and how often the top label agrees."""
+    from routers.classifier import TaskClassifier
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    torch_probabilities = softmax(logits_of(model, tokenizer_for(settings), prompts), manifest["temperature"])
+    onnx_probabilities = TaskClassifier(out).scores(prompts)
+    return {
+        "prompts": len(prompts),
+        "top_label_agreement": round(float(np.mean(torch_probabilities.argmax(1) == onnx_probabilities.argmax(1))), 4),
+        "max_abs_difference": round(float(np.abs(torch_probabilities - onnx_probabilities).max()), 4),
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("step", choices=["cross-validate", "build", "templates"])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--work", type=Path, required=True, help="where the out-of-fold logits are kept")
+    parser.add_argument("--out", type=Path, default=ROOT / "routers" / "models" / "taskmix")
+    parser.add_argument("--steps", type=int, default=None)
+    args = parser.parse_args()
+    if args.step == "cross-validate":
+        cross_validate(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS))
+    elif args.step == "templates":
+        held_out_templates(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS))
+    else:
+        build(args.shared, args.work, args.out, FineTuneSettings(steps=args.steps or FineTuneSettings.steps))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Fine-tuning with torch, export to int8 ONNX, and the two agreeing (the training-time path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routers.calibration import softmax
+from routers.classifier import TaskClassifier
+from routers.dataset import Example
+from routers.finetune import FineTuneSettings, TaskModel, export, fine_tune, logits_of, tokenizer_for
+from tests.routers.test_classifier import PROMPTS
+
+LABELS = sorted(PROMPTS)
+EXAMPLES = [Example(p, label, f"{label}/{i}") for label, prompts in PROMPTS.items() for i, p in enumerate(prompts)]
+SETTINGS = FineTuneSettings(steps=12, batch_size=8, head_lr=5e-3, head_tokens=16, tail_tokens=15, threads=1)
+PROBES = [e.prompt for e in EXAMPLES] + ["Write a loop in Go", "What is 12 squared?", "Who painted Guernica?"]
+
+
+@pytest.fixture(scope="module")
+def tuned() -> TaskModel:
+    return fine_tune(EXAMPLES, LABELS, SETTINGS)
+
+
+def test_onnx_and_torch_agree_on_a_fixed_set_of_prompts(tuned: TaskModel, tmp_path: Path) -> None:
+    export(tuned, tmp_path, LABELS, SETTINGS, temperature=1.7, abstain_threshold=0.4, facts={})
+    torch_scores = softmax(logits_of(tuned, tokenizer_for(SETTINGS), PROBES), 1.7)
+    onnx_scores = TaskClassifier(tmp_path, threads=1).scores(PROBES)
+    assert np.mean(torch_scores.argmax(axis=1) == onnx_scores.argmax(axis=1)) >= 0.9
+    assert float(np.abs(torch_scores - onnx_scores).max()) < 0.05
+    np.testing.assert_allclose(onnx_scores.sum(axis=1), 1.0, rtol=1e-5)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert (manifest["labels"], manifest["temperature"], manifest["abstain_threshold"]) == (LABELS, 1.7, 0.4)
+    assert (tmp_path / "encoder.onnx").stat().st_size < 30 * 2**20  # int8: the fp32 graph is ~90 MB
+
+
+def test_fine_tuning_learns_the_labels_and_is_deterministic_for_a_seed(tuned: TaskModel) -> None:
+    tokenizer = tokenizer_for(SETTINGS)
+    logits = logits_of(tuned, tokenizer, [e.prompt for e in EXAMPLES])
+    assert np.mean([LABELS[i] == e.label for i, e in zip(logits.argmax(axis=1), EXAMPLES, strict=True)]) >= 0.9
+    again = logits_of(fine_tune(EXAMPLES, LABELS, SETTINGS), tokenizer, [e.prompt for e in EXAMPLES])
+    np.testing.assert_array_equal(logits, again)
