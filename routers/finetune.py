@@ -280,9 +280,11 @@ def train_fine_tuned(
 ) -> None:
     """``turnout router train`` on large data: fine-tune on four fifths, calibrate on the rest.
 
-    The held-out fifth (and any ``out_of_scope`` rows) fits the temperature and the abstain
-    threshold and gives the held-out estimate; the model shipped is the one measured.
+    The held-out fifth (and any ``out_of_scope`` rows), scored by the exported int8 model exactly
+    as serving will score them, fits the temperature and the abstain threshold and gives the
+    held-out estimate; the model shipped is the one measured.
     """
+    from routers.classifier import TaskClassifier
     from routers.training import choose_abstain_threshold, held_out_estimate, split_by_group
 
     in_scope = [e for e in examples if e.label != OUT_OF_SCOPE]
@@ -292,21 +294,19 @@ def train_fine_tuned(
     started = time.monotonic()
     model = fine_tune(fit_part, labels, settings)
     minutes = round((time.monotonic() - started) / 60, 1)
-    tokenizer = tokenizer_for(settings)
-    tune_logits = logits_of(model, tokenizer, [e.prompt for e in tune_part])
-    temperature = fit_temperature(tune_logits, np.array([labels.index(e.label) for e in tune_part]))
-    tune_scores = softmax(tune_logits, temperature)
+    export(model, out, labels, settings, 1.0, None, {})
+    served = TaskClassifier(out)
+    log_scores = np.log(np.clip(served.scores([e.prompt for e in tune_part + out_of_scope]), 1e-9, None))
+    temperature = fit_temperature(log_scores[: len(tune_part)], np.array([labels.index(e.label) for e in tune_part]))
+    scores = softmax(log_scores, temperature)
     threshold = None
     if out_of_scope:
-        outside = softmax(logits_of(model, tokenizer, [e.prompt for e in out_of_scope]), temperature)
         is_out_of_scope = np.array([False] * len(tune_part) + [True] * len(out_of_scope))
-        threshold = choose_abstain_threshold(
-            np.concatenate([tune_scores, outside]), is_out_of_scope, out_of_scope_recall
-        )
+        threshold = choose_abstain_threshold(scores, is_out_of_scope, out_of_scope_recall)
     facts = {
         "trained_on": len(fit_part),
         "fewest_examples_of_a_label": min(Counter(e.label for e in in_scope).values()),
-        "held_out": held_out_estimate(labels, tune_part, tune_scores, threshold),
+        "held_out": held_out_estimate(labels, tune_part, scores[: len(tune_part)], threshold),
         "fine_tune": {"steps": settings.steps, "batch_size": settings.batch_size, "seed": settings.seed},
         "fine_tune_minutes": minutes,
     }

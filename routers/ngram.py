@@ -1,9 +1,10 @@
-"""The cascade's first stage: a linear model over hashed word n-grams, tens of microseconds a prompt.
+"""A linear model over hashed word n-grams, tens of microseconds a prompt.
 
-It answers alone only when it is confident (an acceptance bar learnt on held-out templates);
-anything else goes to the sentence encoder. The weights are a dense ``buckets x labels`` matrix
-applied as a gather-sum over the few buckets a prompt touches, which plain numpy does faster
-than an ONNX graph would with a 65k-wide dense input.
+Models that ``turnout router train`` makes without fine-tuning blend it with the head over the
+frozen encoder's embeddings: on operators' short intents the words themselves carry much of the
+signal (CLINC150 val, one trial: in-scope accuracy 0.942 without it, 0.955 with it). The weights
+are a dense ``buckets x labels`` matrix applied as a gather-sum over the few buckets a prompt
+touches, which plain numpy does faster than an ONNX graph would with a 65k-wide dense input.
 """
 
 from __future__ import annotations

@@ -82,7 +82,10 @@ def train_command(args: argparse.Namespace) -> int:
         from routers.finetune import operator_settings, train_fine_tuned
 
         settings = operator_settings(len(examples), args.head_tokens, args.tail_tokens)
-        print(f"fine-tuning the encoder: {settings.steps} steps (about 2-3 s each on 2 CPU cores)", flush=True)
+        print(
+            f"fine-tuning the encoder: {settings.steps} steps (0.5-1 s each on 2 CPU cores; more for long rows)",
+            flush=True,
+        )
         train_fine_tuned(examples, args.out, settings, args.out_of_scope_recall)
     else:
         train(examples, args.out, args.head_tokens, args.tail_tokens, out_of_scope_recall=args.out_of_scope_recall)

@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 from routers.calibration import softmax
-from routers.classifier import TaskClassifier
+from routers.classifier import SHIPPED_MODEL, TaskClassifier
 from routers.dataset import Example
-from routers.finetune import FineTuneSettings, TaskModel, export, fine_tune, logits_of, tokenizer_for
+from routers.finetune import (
+    FineTuneSettings,
+    TaskModel,
+    export,
+    fine_tune,
+    logits_of,
+    tokenizer_for,
+    train_fine_tuned,
+)
 from tests.routers.test_classifier import PROMPTS
 
 LABELS = sorted(PROMPTS)
@@ -43,3 +51,27 @@ def test_fine_tuning_learns_the_labels_and_is_deterministic_for_a_seed(tuned: Ta
     assert np.mean([LABELS[i] == e.label for i, e in zip(logits.argmax(axis=1), EXAMPLES, strict=True)]) >= 0.9
     again = logits_of(fine_tune(EXAMPLES, LABELS, SETTINGS), tokenizer, [e.prompt for e in EXAMPLES])
     np.testing.assert_array_equal(logits, again)
+
+
+def test_operator_fine_tuning_calibrates_and_abstains_on_held_out_rows(tmp_path: Path) -> None:
+    rows = [
+        Example(f"{e.prompt} (take {n})", e.label, f"row-{i}-{n}") for i, e in enumerate(EXAMPLES) for n in range(3)
+    ]
+    outside = [Example(text, "out_of_scope", f"oos-{i}") for i, text in enumerate(["asdf", "play jazz", "hi there"])]
+    train_fine_tuned(rows + outside, tmp_path, SETTINGS, out_of_scope_recall=0.6)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["labels"] == LABELS
+    assert manifest["temperature"] > 0
+    assert manifest["held_out"]["rows"] > 0
+    model = TaskClassifier(tmp_path, threads=1)
+    confidence = model.scores([e.prompt for e in outside]).max(axis=1)
+    assert (confidence < manifest["abstain_threshold"]).sum() >= 2  # 0.6 of the out-of-scope rows abstain
+    np.testing.assert_allclose(model.scores(["What is 9 times 9?"]).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_shipped_model_records_its_parity_and_calibration() -> None:
+    manifest = json.loads((SHIPPED_MODEL / "manifest.json").read_text())
+    assert manifest["onnx_parity"]["top_label_agreement"] >= 0.98
+    assert manifest["ece_after"] < manifest["ece_before"]
+    size = sum(f.stat().st_size for f in SHIPPED_MODEL.iterdir())
+    assert size <= 30 * 2**20
