@@ -1,6 +1,6 @@
 """The recipe for the shipped task router (``routers/models/taskmix``), run by a maintainer.
 
-    bash deploy/setup.sh finetune            # .venv with torch 2.13.0 (CPU), transformers, the base encoder
+    bash deploy/setup.sh dev                 # .venv with the finetune extra: torch 2.13.0 (CPU), transformers
     .venv/bin/python -m routers.recipes.taskmix cross-validate --work /tmp/taskmix   # ~40 min on 2 cores
     .venv/bin/python -m routers.recipes.taskmix build --work /tmp/taskmix             # ~20 min on 2 cores
     .venv/bin/python -m routers.recipes.taskmix templates --work /tmp/taskmix         # ~10 min, optional
