@@ -23,7 +23,7 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--tail-tokens", type=int, default=19, help="prompt tokens read from the end")
     train.add_argument(
         "--out-of-scope-recall",
-        type=float,
+        type=fraction,
         default=0.8,
         help="share of held-out out_of_scope rows the abstain threshold must send to the default route",
     )
@@ -49,6 +49,13 @@ def add_commands(commands: Any) -> None:
     explain.add_argument("--tenant", default="anonymous")
     explain.add_argument("prompt")
     explain.set_defaults(handler=explain_command)
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1 (0.8 means 80 %)")
+    return value
 
 
 def load_all(paths: list[Path]) -> list[Any] | None:

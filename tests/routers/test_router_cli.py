@@ -142,3 +142,9 @@ def test_ten_examples_a_route_train_and_say_how_sure_the_model_is(tmp_path: Path
     assert "only 10 examples" in result.stdout
     scores = TaskClassifier(tmp_path / "m").scores(["Compute 3 + 4", "Who painted the Mona Lisa?"])
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_an_out_of_scope_recall_that_is_no_fraction_is_refused(intents: Path, tmp_path: Path) -> None:
+    result = turnout("router", "train", "--data", str(intents), "--out", str(tmp_path), "--out-of-scope-recall", "80")
+    assert result.returncode == 2
+    assert "not a fraction between 0 and 1" in result.stderr
