@@ -1,6 +1,8 @@
 """Making a router's score mean what it says: temperature scaling, reliability, when to abstain.
 
-All three are fitted on held-out *datasets* (out-of-fold logits of a leave-datasets-out run),
+Two abstain rules: where predictions turn more often wrong than right (the shipped task router,
+which has no out-of-scope rows), and a stated recall of out-of-scope rows (operators' data).
+They are fitted on held-out *datasets* (out-of-fold logits of a leave-datasets-out run),
 never on held-out rows of datasets the model trained on: a model is always sure of templates it
 has seen, and a temperature fitted there would make it more sure still.
 """
@@ -68,3 +70,15 @@ def choose_abstain_threshold(probabilities: NDArray[np.float32], targets: NDArra
         if value > best_value:
             best, best_value = float(threshold), value
     return round(best, 3)
+
+
+def out_of_scope_threshold(
+    scores: NDArray[np.float32], is_out_of_scope: NDArray[np.bool_], out_of_scope_recall: float
+) -> float:
+    """For data with ``out_of_scope`` rows: the lowest confidence bar that still sends
+    ``out_of_scope_recall`` of them to the default route, so in-scope rows lose as little as that allows."""
+    confidence = scores.max(axis=1)
+    for threshold in np.linspace(0.0, 0.99, 100):
+        if float(np.mean(confidence[is_out_of_scope] < threshold)) >= out_of_scope_recall:
+            return round(float(threshold), 3)
+    return 0.99

@@ -71,10 +71,16 @@ class Encoder:
         self, model_dir: Path, threads: int | None = None, head_tokens: int = 64, tail_tokens: int = 62
     ) -> None:
         self.tokenizer = PromptTokenizer(model_dir / "tokenizer.json", head_tokens, tail_tokens)
-        self.head_tokens = head_tokens
-        self.tail_tokens = tail_tokens
         self._session = session_for(model_dir / "encoder.onnx", threads)
         self.provider = self._session.get_providers()[0]
+
+    @property
+    def head_tokens(self) -> int:
+        return self.tokenizer.head_tokens
+
+    @property
+    def tail_tokens(self) -> int:
+        return self.tokenizer.tail_tokens
 
     def token_ids(self, text: str) -> list[int]:
         return self.tokenizer.token_ids(text)

@@ -35,7 +35,7 @@ import torch
 from numpy.typing import NDArray
 from transformers import AutoModel
 
-from routers.calibration import fit_temperature, softmax
+from routers.calibration import fit_temperature, out_of_scope_threshold, softmax
 from routers.dataset import OUT_OF_SCOPE, Example
 from routers.encoder import PromptTokenizer
 from routers.folds import dataset_of
@@ -75,6 +75,12 @@ def base_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the hidden states of real tokens (padding left out): sentence-transformers' pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
 class TaskModel(torch.nn.Module):
     """The encoder, mean pooling over real tokens, and a linear layer to one logit per label."""
 
@@ -86,8 +92,7 @@ class TaskModel(torch.nn.Module):
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden: torch.Tensor = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return mean_pool(hidden, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.dropout(self.pooled(input_ids, attention_mask)))
@@ -226,19 +231,62 @@ def export(
     facts: dict[str, object],
 ) -> None:
     """``encoder.onnx`` (int8), ``head.onnx`` (probabilities at ``temperature``), tokenizer and manifest."""
+    export_int8_encoder(PooledEncoder(model).eval(), out)
+    export_head(model.head, temperature, out / "head.onnx")
+    write_manifest(out, labels, settings, temperature, abstain_threshold, facts)
+
+
+def export_int8_encoder(encoder: torch.nn.Module, out: Path) -> None:
+    """``out/encoder.onnx``: token ids and mask to ``embedding``, int8 weights; and the tokenizer."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "encoder.fp32.onnx"
+    ids = torch.ones((2, 16), dtype=torch.int64)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, yet gives the graph ONNX
         # Runtime's int8 quantizer handles; its tracer warns about transformers' shape checks, which
         # trace as constants harmlessly (the axes stay dynamic). The parity check is the real test.
         warnings.simplefilter("ignore")
-        export_graphs(model, fp32, out / "head.onnx", temperature)
+        torch.onnx.export(
+            encoder,
+            (ids, torch.ones_like(ids)),
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+            opset_version=17,
+            dynamo=False,
+        )
     quantize_dynamic(str(fp32), str(out / "encoder.onnx"), weight_type=QuantType.QInt8)
     fp32.unlink()
     shutil.copy(base_model_dir() / "tokenizer.json", out / "tokenizer.json")
+
+
+def export_head(head: torch.nn.Linear, temperature: float, path: Path) -> None:
+    """The head graph alone: cheap to write again once the temperature is known."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            CalibratedHead(head, temperature).eval(),
+            (torch.zeros((1, head.in_features)),),
+            str(path),
+            input_names=["embedding"],
+            output_names=["probabilities"],
+            dynamic_axes={"embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def write_manifest(
+    out: Path,
+    labels: list[str],
+    settings: FineTuneSettings,
+    temperature: float,
+    abstain_threshold: float | None,
+    facts: dict[str, object],
+) -> None:
     manifest = {
         "labels": labels,
         "encoder": ".",
@@ -251,30 +299,6 @@ def export(
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def export_graphs(model: TaskModel, encoder: Path, head: Path, temperature: float) -> None:
-    ids = torch.ones((2, 16), dtype=torch.int64)
-    torch.onnx.export(
-        PooledEncoder(model).eval(),
-        (ids, torch.ones_like(ids)),
-        str(encoder),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["embedding"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    torch.onnx.export(
-        CalibratedHead(model.head, temperature).eval(),
-        (torch.zeros((1, model.head.in_features)),),
-        str(head),
-        input_names=["embedding"],
-        output_names=["probabilities"],
-        dynamic_axes={"embedding": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-
-
 def train_fine_tuned(
     examples: list[Example], out: Path, settings: FineTuneSettings, out_of_scope_recall: float
 ) -> None:
@@ -285,7 +309,7 @@ def train_fine_tuned(
     held-out estimate; the model shipped is the one measured.
     """
     from routers.classifier import TaskClassifier
-    from routers.training import choose_abstain_threshold, held_out_estimate, split_by_group
+    from routers.training import held_out_estimate, split_by_group
 
     in_scope = [e for e in examples if e.label != OUT_OF_SCOPE]
     out_of_scope = [e for e in examples if e.label == OUT_OF_SCOPE]
@@ -302,7 +326,7 @@ def train_fine_tuned(
     threshold = None
     if out_of_scope:
         is_out_of_scope = np.array([False] * len(tune_part) + [True] * len(out_of_scope))
-        threshold = choose_abstain_threshold(scores, is_out_of_scope, out_of_scope_recall)
+        threshold = out_of_scope_threshold(scores, is_out_of_scope, out_of_scope_recall)
     facts = {
         "trained_on": len(fit_part),
         "fewest_examples_of_a_label": min(Counter(e.label for e in in_scope).values()),
@@ -310,7 +334,8 @@ def train_fine_tuned(
         "fine_tune": {"steps": settings.steps, "batch_size": settings.batch_size, "seed": settings.seed},
         "fine_tune_minutes": minutes,
     }
-    export(model, out, labels, settings, temperature, threshold, facts)
+    export_head(model.head, temperature, out / "head.onnx")  # the int8 encoder written above stays
+    write_manifest(out, labels, settings, temperature, threshold, facts)
 
 
 def operator_settings(rows: int, head_tokens: int, tail_tokens: int) -> FineTuneSettings:

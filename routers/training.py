@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 
+from routers.calibration import out_of_scope_threshold
 from routers.classifier import MODELS_DIR, SHIPPED_PREFIX, blend
 from routers.dataset import OUT_OF_SCOPE, Example
 from routers.encoder import Encoder
@@ -85,18 +86,6 @@ def export_head(head: LogisticRegression, path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def choose_abstain_threshold(
-    scores: NDArray[np.float32], is_out_of_scope: NDArray[np.bool_], out_of_scope_recall: float
-) -> float:
-    """The lowest confidence bar that still sends ``out_of_scope_recall`` of the held-out
-    out-of-scope rows to the default route: the in-scope rows lose as little as that allows."""
-    confidence = scores.max(axis=1)
-    for threshold in np.linspace(0.0, 0.99, 100):
-        if float(np.mean(confidence[is_out_of_scope] < threshold)) >= out_of_scope_recall:
-            return round(float(threshold), 3)
-    return 0.99
-
-
 @dataclass
 class Experts:
     """The two scorers a trained model blends: the head over sentence embeddings, and n-grams."""
@@ -149,7 +138,7 @@ def train(
     threshold = None
     if out_of_scope:
         is_out_of_scope = np.array([e.label == OUT_OF_SCOPE for e in tune])
-        threshold = choose_abstain_threshold(tune_scores, is_out_of_scope, out_of_scope_recall)
+        threshold = out_of_scope_threshold(tune_scores, is_out_of_scope, out_of_scope_recall)
     held_out = held_out_estimate(
         [str(label) for label in trial.head.classes_], tune_part, tune_scores[: len(tune_part)], threshold
     )
