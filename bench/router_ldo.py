@@ -6,13 +6,14 @@ never trained on. Models, each trained per fold on the same rows:
 - the majority label;
 - TF-IDF word n-grams with a logistic regression;
 - the previous recipe: the frozen int8 MiniLM encoder with a logistic-regression head;
-- the fine-tuned encoder (``routers.recipes.taskmix cross-validate`` wrote its out-of-fold logits).
+- the fine-tuned encoder (``routers.recipes.taskmix cross-validate`` wrote its out-of-fold logits);
+- with ``--compare``, another cross-validated run of it (a student with fewer layers, say).
 And the previous shipped model as it was (encoder head behind its n-gram gate), on
 ``extra_train.jsonl``, none of which it was trained on. Calibration of the fine-tuned model:
 expected calibration error before and after temperature scaling, the temperature fitted on the
 other folds' held-out datasets. Writes ``bench/results/router-ldo.{json,md}``.
 
-    .venv/bin/python bench/router_ldo.py --work /tmp/taskmix [--shared ../shared]
+    .venv/bin/python bench/router_ldo.py --work /tmp/taskmix [--compare /tmp/taskmix-3] [--shared ../shared]
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ from routers.encoder import Encoder
 from routers.evaluation import quality
 from routers.folds import dataset_of
 from routers.ngram import NgramScorer
-from routers.recipes.taskmix import LABELS, hand_written, is_commercial, out_of_fold, templates_split
+from routers.recipes.taskmix import LABELS, hand_written, is_commercial, layers_of, out_of_fold, templates_split
 from routers.training import embed, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = "fine-tuned MiniLM-L6 (this model)"
 PREVIOUS_MODEL_COMMIT = "d70cab7"
 """The last commit that shipped the frozen-encoder task router."""
 
@@ -110,6 +112,15 @@ def previous_shipped_model(test: list[Example], embeddings: np.ndarray) -> list[
     return predicted
 
 
+def held_out_templates(args: argparse.Namespace) -> dict[str, Any]:
+    """The secondary figure: other templates of the datasets the model was fine-tuned on."""
+    trained_on, held = templates_split(args.shared)
+    seen = {dataset_of(e.group) for e in trained_on}
+    predicted = [LABELS[i] for i in np.load(args.work / "templates.npy").argmax(axis=1)]
+    kept = [i for i, e in enumerate(held) if dataset_of(e.group) in seen]
+    return {"rows": len(kept), **quality([held[i].label for i in kept], [predicted[i] for i in kept])}
+
+
 def calibration(logits: np.ndarray, targets: np.ndarray, folds: list[list[int]]) -> dict[str, Any]:
     """ECE before and after temperature scaling; each fold's temperature fitted on the other folds."""
     after = np.zeros_like(logits)
@@ -139,7 +150,7 @@ def worst_datasets(rows: list[Example], predicted: list[str], count: int = 15) -
     by_dataset: dict[str, list[int]] = {}
     for i, example in enumerate(rows):
         by_dataset.setdefault(dataset_of(example.group), []).append(i)
-    scored = []
+    scored: list[dict[str, Any]] = []
     for name, indices in by_dataset.items():
         if len(indices) < 20:
             continue
@@ -168,7 +179,7 @@ def summary(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {report['rows']} | {report['accuracy']} | {report['macro_f1']} | " + " | ".join(f1) + " |"
         )
-    confusion = results["models"]["fine-tuned MiniLM-L6 (this model)"]["confusion"]
+    confusion = results["models"][SHIPPED]["confusion"]
     lines += ["", "Confusion, fine-tuned model (rows: truth, columns: predicted):", "", "```"]
     lines.append(" " * 15 + " ".join(f"{label[:8]:>8}" for label in confusion["labels"]))
     for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
@@ -187,6 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, required=True, help="routers.recipes.taskmix cross-validate's folder")
+    parser.add_argument("--compare", type=Path, help="another cross-validate folder, reported beside it")
     args = parser.parse_args()
     rows, folds, logits = out_of_fold(args.shared, args.work, seed=0)
     truth = [e.label for e in rows]
@@ -204,7 +216,11 @@ def main() -> None:
         ):
             for i, label in zip(fold, labels, strict=True):
                 predicted[name][i] = label
-    predicted["fine-tuned MiniLM-L6 (this model)"] = [LABELS[i] for i in logits.argmax(axis=1)]
+    predicted[SHIPPED] = [LABELS[i] for i in logits.argmax(axis=1)]
+    if args.compare:
+        _, _, other = out_of_fold(args.shared, args.compare, seed=0)
+        name = f"fine-tuned MiniLM-L6, {layers_of(args.compare)} of 6 layers"
+        predicted[name] = [LABELS[i] for i in other.argmax(axis=1)]
     models = {name: {"rows": len(rows), **quality(truth, labels)} for name, labels in predicted.items()}
     extra = [e for e in rows if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
     extra_index = [i for i, e in enumerate(rows) if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
@@ -214,21 +230,17 @@ def main() -> None:
     }
     models["fine-tuned, extra_train only (held-out folds)"] = {
         "rows": len(extra),
-        **quality([e.label for e in extra], [predicted["fine-tuned MiniLM-L6 (this model)"][i] for i in extra_index]),
+        **quality([e.label for e in extra], [predicted[SHIPPED][i] for i in extra_index]),
     }
     if (args.work / "templates.npy").exists():
-        held = templates_split(args.shared)
-        template_logits = np.load(args.work / "templates.npy")
-        models["fine-tuned, held-out templates (secondary)"] = {
-            "rows": len(held),
-            **quality([e.label for e in held], [LABELS[i] for i in template_logits.argmax(axis=1)]),
-        }
+        models["fine-tuned, held-out templates of datasets trained on (secondary)"] = held_out_templates(args)
     targets = np.array([LABELS.index(label) for label in truth])
     results = {
         "folds": [len(f) for f in folds],
+        "layers": layers_of(args.work),
         "models": models,
         "calibration": calibration(logits, targets, folds),
-        "worst_datasets": worst_datasets(rows, predicted["fine-tuned MiniLM-L6 (this model)"]),
+        "worst_datasets": worst_datasets(rows, predicted[SHIPPED]),
     }
     out = ROOT / "bench" / "results"
     (out / "router-ldo.json").write_text(json.dumps(results, indent=1) + "\n")

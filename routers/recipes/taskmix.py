@@ -22,7 +22,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +97,7 @@ def cross_validate(shared: Path, work: Path, settings: FineTuneSettings) -> None
     folds = dataset_folds(rows, FOLDS, seed=settings.seed)
     tokenizer = tokenizer_for(settings)
     work.mkdir(parents=True, exist_ok=True)
+    (work / "settings.json").write_text(json.dumps(asdict(settings), indent=1) + "\n")
     for number, fold in enumerate(folds):
         done = work / f"fold-{number}.npy"
         if done.exists():
@@ -111,15 +112,23 @@ def cross_validate(shared: Path, work: Path, settings: FineTuneSettings) -> None
 
 def held_out_templates(shared: Path, work: Path, settings: FineTuneSettings) -> None:
     """The secondary figure: fine-tuned without a fifth of the templates, scored on them."""
-    rows = [e for e in taskmix(shared) if is_commercial(e)]
-    trained_on, held = split_by_group(rows, 0.2, seed=7)
+    trained_on, held = templates_split(shared)
     model = fine_tune(trained_on + hand_written(), LABELS, settings)
     np.save(work / "templates.npy", logits_of(model, tokenizer_for(settings), [e.prompt for e in held]))
 
 
-def templates_split(shared: Path) -> list[Example]:
-    """The held-out fifth of ``held_out_templates``, in the order of its logits."""
-    return split_by_group([e for e in taskmix(shared) if is_commercial(e)], 0.2, seed=7)[1]
+def templates_split(shared: Path) -> tuple[list[Example], list[Example]]:
+    """``held_out_templates``' rows: those trained on, and the held-out fifth in the order of its logits.
+    A source with a single template (most of ``extra_train.jsonl``) is one group, so part of the
+    fifth is whole datasets: the secondary figure counts only the templates of datasets trained on."""
+    trained_on, held = split_by_group([e for e in taskmix(shared) if is_commercial(e)], 0.2, seed=7)
+    return trained_on, held
+
+
+def layers_of(work: Path) -> int:
+    """How many transformer layers the cross-validated model kept (six for runs that predate the record)."""
+    record = work / "settings.json"
+    return int(json.loads(record.read_text())["layers"]) if record.exists() else FineTuneSettings.layers
 
 
 def out_of_fold(shared: Path, work: Path, seed: int) -> tuple[list[Example], list[list[int]], np.ndarray]:
@@ -179,13 +188,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="where the out-of-fold logits are kept")
     parser.add_argument("--out", type=Path, default=ROOT / "routers" / "models" / "taskmix")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--layers", type=int, default=FineTuneSettings.layers, help="fewer for a smaller student")
     args = parser.parse_args()
     if args.step == "cross-validate":
-        cross_validate(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS))
+        cross_validate(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS, layers=args.layers))
     elif args.step == "templates":
-        held_out_templates(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS))
+        held_out_templates(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS, layers=args.layers))
     else:
-        build(args.shared, args.work, args.out, FineTuneSettings(steps=args.steps or FineTuneSettings.steps))
+        settings = FineTuneSettings(steps=args.steps or FineTuneSettings.steps, layers=args.layers)
+        build(args.shared, args.work, args.out, settings)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from routers.calibration import softmax
 from routers.classifier import SHIPPED_MODEL, TaskClassifier
@@ -43,6 +45,27 @@ def test_onnx_and_torch_agree_on_a_fixed_set_of_prompts(tuned: TaskModel, tmp_pa
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert (manifest["labels"], manifest["temperature"], manifest["abstain_threshold"]) == (LABELS, 1.7, 0.4)
     assert (tmp_path / "encoder.onnx").stat().st_size < 30 * 2**20  # int8: the fp32 graph is ~90 MB
+
+
+def test_a_student_keeps_the_first_and_last_layers_and_exports_smaller(tuned: TaskModel, tmp_path: Path) -> None:
+    teacher = TaskModel(len(LABELS))
+    student = TaskModel(len(LABELS), layers=3)
+    assert student.bert.config.num_hidden_layers == 3
+    kept = [layer.attention.self.query.weight for layer in student.bert.encoder.layer]
+    for mine, theirs in zip(
+        kept, [teacher.bert.encoder.layer[i].attention.self.query.weight for i in (0, 2, 5)], strict=True
+    ):
+        assert torch.equal(mine, theirs)
+    settings = replace(SETTINGS, layers=3)
+    small = fine_tune(EXAMPLES, LABELS, settings)
+    export(small, tmp_path / "student", LABELS, settings, temperature=1.0, abstain_threshold=None, facts={})
+    export(tuned, tmp_path / "teacher", LABELS, SETTINGS, temperature=1.0, abstain_threshold=None, facts={})
+    assert json.loads((tmp_path / "student" / "manifest.json").read_text())["layers"] == 3
+    torch_scores = softmax(logits_of(small, tokenizer_for(settings), PROBES))
+    onnx_scores = TaskClassifier(tmp_path / "student", threads=1).scores(PROBES)
+    assert np.mean(torch_scores.argmax(axis=1) == onnx_scores.argmax(axis=1)) >= 0.9
+    size = {name: (tmp_path / name / "encoder.onnx").stat().st_size for name in ("student", "teacher")}
+    assert size["student"] < 0.8 * size["teacher"]  # three of six layers; the embeddings stay
 
 
 def test_fine_tuning_learns_the_labels_and_is_deterministic_for_a_seed(tuned: TaskModel) -> None:
