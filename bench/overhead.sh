@@ -2,6 +2,7 @@
 # Gateway overhead on the pinned-backend path, side by side in one run:
 #   direct nginx upstream  vs  LiteLLM proxy  vs  Turnout (aiohttp transport)  vs  Turnout (httpx transport)
 # One worker each. Figures go to bench/results/overhead.txt.
+# ALT_MODEL=DIR (a classifier model directory) adds gateway-auto-alt rows: model auto routed by it.
 # Needs root for apt (nginx-light, wrk) the first time; LiteLLM goes to /tmp/bench-litellm-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,18 +21,24 @@ if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; t
   nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
 fi
 export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
-start() { # port transport
-  TURNOUT_UPSTREAM_TRANSPORT=$2 .venv/bin/turnout serve --config bench/rules.overhead.yaml --port "$1" \
-    >"/tmp/bench-turnout-$2.log" 2>&1 & pids="$pids $!"
+start() { # port transport [rules]
+  TURNOUT_UPSTREAM_TRANSPORT=$2 .venv/bin/turnout serve --config "${3:-bench/rules.overhead.yaml}" --port "$1" \
+    >"/tmp/bench-turnout-$1-$2.log" 2>&1 & pids="$pids $!"
   for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$1/healthz" && return; sleep 0.5; done
   echo "turnout on $1 did not start" >&2; exit 1
 }
 start 8090 aiohttp
 start 8091 httpx
+if [ -n "${ALT_MODEL:-}" ]; then
+  alt_rules=$(mktemp --suffix=.yaml)
+  { cat bench/rules.overhead.yaml; printf 'router: {kind: classifier, model: %s}\n' "$(realpath "$ALT_MODEL")"; } >"$alt_rules"
+  start 8092 aiohttp "$alt_rules"
+fi
 run_all() {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), auth on, cache bypassed (no temperature 0 or seed)"
   echo "# gateway = Turnout, aiohttp transport; gateway-httpx = the same with httpx's own transport"
   echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
+  [ -z "${ALT_MODEL:-}" ] || echo "# gateway-auto-alt = model auto routed by $ALT_MODEL ($(tr -d '\n ' <"$ALT_MODEL/manifest.json" | grep -o '"layers":[0-9]*' || echo 'layers unknown'))"
   GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$TURNOUT_BENCH_KEY GATEWAY_MODEL=upstream-model \
     bash "$SHARED/bench/peer-overhead.sh"
   gateway_run() { # name port model conns
@@ -43,6 +50,7 @@ run_all() {
   for c in $CONNS; do
     gateway_run gateway-httpx 8091 upstream-model "$c"
     gateway_run gateway-auto 8090 auto "$c"
+    [ -z "${ALT_MODEL:-}" ] || gateway_run gateway-auto-alt 8092 auto "$c"
   done
 }
 write_results "$OUT" run_all
