@@ -63,6 +63,9 @@ class FineTuneSettings:
     label_smoothing: float = 0.1
     augment: float = 0.5
     """Chance that a drawn row is augmented."""
+    dataset_power: float = 0.5
+    """Within a label, a dataset is drawn with a chance ∝ its size to this power: 0.5 (square root)
+    lets big datasets count for more; 0 draws every dataset alike."""
     head_tokens: int = 24
     tail_tokens: int = 22
     layers: int = 6
@@ -159,7 +162,7 @@ def augment(text: str, rng: random.Random) -> str:
 class BalancedSampler:
     """Rows drawn label by label, then dataset by dataset, so every label and dataset is heard."""
 
-    def __init__(self, examples: Sequence[Example], labels: list[str], seed: int) -> None:
+    def __init__(self, examples: Sequence[Example], labels: list[str], seed: int, dataset_power: float = 0.5) -> None:
         self._rng = random.Random(seed)
         rows: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         for index, example in enumerate(examples):
@@ -167,7 +170,7 @@ class BalancedSampler:
         self._labels = [label for label in labels if label in rows]
         self._datasets = {label: sorted(rows[label]) for label in self._labels}
         self._dataset_weights = {
-            label: [math.sqrt(len(rows[label][d])) for d in self._datasets[label]] for label in self._labels
+            label: [len(rows[label][d]) ** dataset_power for d in self._datasets[label]] for label in self._labels
         }
         self._rows = rows
 
@@ -203,7 +206,7 @@ def fine_tune(examples: Sequence[Example], labels: list[str], settings: FineTune
         return min((step + 1) / warmup, max(0.0, (settings.steps - step) / (settings.steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    sampler = BalancedSampler(examples, labels, settings.seed)
+    sampler = BalancedSampler(examples, labels, settings.seed, settings.dataset_power)
     label_index = {label: i for i, label in enumerate(labels)}
     model.train()
     for step in range(settings.steps):

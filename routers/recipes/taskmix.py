@@ -193,14 +193,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "routers" / "models" / "taskmix")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--layers", type=int, default=FineTuneSettings.layers, help="fewer for a smaller student")
+    parser.add_argument("--dataset-power", type=float, default=FineTuneSettings.dataset_power)
     args = parser.parse_args()
+    chosen = {"layers": args.layers, "dataset_power": args.dataset_power}
     if args.step == "cross-validate":
-        cross_validate(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS, layers=args.layers))
+        cross_validate(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS, **chosen))
     elif args.step == "templates":
-        held_out_templates(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS, layers=args.layers))
+        held_out_templates(args.shared, args.work, FineTuneSettings(steps=args.steps or CV_STEPS, **chosen))
     else:
-        settings = FineTuneSettings(steps=args.steps or FineTuneSettings.steps, layers=args.layers)
-        build(args.shared, args.work, args.out, settings)
+        build(args.shared, args.work, args.out, FineTuneSettings(steps=args.steps or FineTuneSettings.steps, **chosen))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from routers.calibration import softmax
 from routers.classifier import SHIPPED_MODEL, TaskClassifier
 from routers.dataset import Example
 from routers.finetune import (
+    BalancedSampler,
     FineTuneSettings,
     TaskModel,
     export,
@@ -66,6 +67,19 @@ def test_a_student_keeps_the_first_and_last_layers_and_exports_smaller(tuned: Ta
     assert np.mean(torch_scores.argmax(axis=1) == onnx_scores.argmax(axis=1)) >= 0.9
     size = {name: (tmp_path / name / "encoder.onnx").stat().st_size for name in ("student", "teacher")}
     assert size["student"] < 0.8 * size["teacher"]  # three of six layers; the embeddings stay
+
+
+@pytest.mark.parametrize(("power", "big_share"), [(0.5, 0.75), (0.0, 0.5)])
+def test_the_sampler_draws_labels_alike_and_datasets_by_a_power_of_their_size(power: float, big_share: float) -> None:
+    rows = [Example(f"big {i}", "qa", "big/t") for i in range(900)] + [
+        Example(f"small {i}", "qa", "small/t") for i in range(100)
+    ]
+    rows += [Example(f"code {i}", "code", "mbpp") for i in range(10)]
+    sampler = BalancedSampler(rows, ["code", "qa"], seed=3, dataset_power=power)
+    drawn = [rows[sampler.draw()].group for _ in range(8000)]
+    assert drawn.count("mbpp") / len(drawn) == pytest.approx(0.5, abs=0.03)
+    qa = [group for group in drawn if group != "mbpp"]
+    assert qa.count("big/t") / len(qa) == pytest.approx(big_share, abs=0.03)  # sqrt(900):sqrt(100) is 3:1
 
 
 def test_fine_tuning_learns_the_labels_and_is_deterministic_for_a_seed(tuned: TaskModel) -> None:
