@@ -7,13 +7,13 @@ never trained on. Models, each trained per fold on the same rows:
 - TF-IDF word n-grams with a logistic regression;
 - the previous recipe: the frozen int8 MiniLM encoder with a logistic-regression head;
 - the fine-tuned encoder (``routers.recipes.taskmix cross-validate`` wrote its out-of-fold logits);
-- with ``--compare``, another cross-validated run of it (a student with fewer layers, say).
+- with ``--compare``, other cross-validated runs of it (a student with fewer layers, other settings).
 And the previous shipped model as it was (encoder head behind its n-gram gate), on
 ``extra_train.jsonl``, none of which it was trained on. Calibration of the fine-tuned model:
 expected calibration error before and after temperature scaling, the temperature fitted on the
 other folds' held-out datasets. Writes ``bench/results/router-ldo.{json,md}``.
 
-    .venv/bin/python bench/router_ldo.py --work /tmp/taskmix [--compare /tmp/taskmix-3] [--shared ../shared]
+    .venv/bin/python bench/router_ldo.py --work /tmp/taskmix [--compare /tmp/taskmix-3 ...] [--shared ../shared]
 """
 
 from __future__ import annotations
@@ -36,15 +36,23 @@ from routers.classifier import MODELS_DIR
 from routers.dataset import Example
 from routers.encoder import Encoder
 from routers.evaluation import quality
+from routers.finetune import FineTuneSettings
 from routers.folds import dataset_of
 from routers.ngram import NgramScorer
-from routers.recipes.taskmix import LABELS, hand_written, is_commercial, layers_of, out_of_fold, templates_split
+from routers.recipes.taskmix import LABELS, hand_written, is_commercial, out_of_fold, settings_of, templates_split
 from routers.training import embed, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = "fine-tuned MiniLM-L6 (this model)"
 PREVIOUS_MODEL_COMMIT = "d70cab7"
 """The last commit that shipped the frozen-encoder task router."""
+
+
+def described(settings: FineTuneSettings) -> str:
+    return (
+        f"{settings.layers} of 6 layers, a dataset drawn with weight size^{settings.dataset_power:g}, "
+        f"{settings.steps} steps"
+    )
 
 
 def training_rows(rows: list[Example], fold: list[int]) -> list[Example]:
@@ -171,6 +179,8 @@ def worst_datasets(rows: list[Example], predicted: list[str], count: int = 15) -
 
 def summary(results: dict[str, Any]) -> list[str]:
     lines = [
+        f"This model: fine-tuned MiniLM-L6, {results['this_model']}.",
+        "",
         "| model | rows | accuracy | macro-F1 | " + " | ".join(LABELS) + " |",
         "| --- | --- | --- | --- | " + " | ".join("---" for _ in LABELS) + " |",
     ]
@@ -198,7 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--work", type=Path, required=True, help="routers.recipes.taskmix cross-validate's folder")
-    parser.add_argument("--compare", type=Path, help="another cross-validate folder, reported beside it")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="cross-validate folders reported beside it")
     args = parser.parse_args()
     rows, folds, logits = out_of_fold(args.shared, args.work, seed=0)
     truth = [e.label for e in rows]
@@ -217,10 +227,9 @@ def main() -> None:
             for i, label in zip(fold, labels, strict=True):
                 predicted[name][i] = label
     predicted[SHIPPED] = [LABELS[i] for i in logits.argmax(axis=1)]
-    if args.compare:
-        _, _, other = out_of_fold(args.shared, args.compare, seed=0)
-        name = f"fine-tuned MiniLM-L6, {layers_of(args.compare)} of 6 layers"
-        predicted[name] = [LABELS[i] for i in other.argmax(axis=1)]
+    for work in args.compare:
+        _, _, other = out_of_fold(args.shared, work, seed=0)
+        predicted[f"fine-tuned MiniLM-L6, {described(settings_of(work))}"] = [LABELS[i] for i in other.argmax(axis=1)]
     models = {name: {"rows": len(rows), **quality(truth, labels)} for name, labels in predicted.items()}
     extra = [e for e in rows if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
     extra_index = [i for i, e in enumerate(rows) if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
@@ -237,7 +246,7 @@ def main() -> None:
     targets = np.array([LABELS.index(label) for label in truth])
     results = {
         "folds": [len(f) for f in folds],
-        "layers": layers_of(args.work),
+        "this_model": described(settings_of(args.work)),
         "models": models,
         "calibration": calibration(logits, targets, folds),
         "worst_datasets": worst_datasets(rows, predicted[SHIPPED]),
