@@ -39,7 +39,15 @@ from routers.evaluation import quality
 from routers.finetune import FineTuneSettings
 from routers.folds import dataset_of
 from routers.ngram import NgramScorer
-from routers.recipes.taskmix import LABELS, hand_written, is_commercial, out_of_fold, settings_of, templates_split
+from routers.recipes.taskmix import (
+    LABELS,
+    fold_logits,
+    hand_written,
+    is_commercial,
+    out_of_fold,
+    settings_of,
+    templates_split,
+)
 from routers.training import embed, fit_head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,11 +128,11 @@ def previous_shipped_model(test: list[Example], embeddings: np.ndarray) -> list[
     return predicted
 
 
-def held_out_templates(args: argparse.Namespace) -> dict[str, Any]:
+def held_out_templates(rows: list[Example], work: Path) -> dict[str, Any]:
     """The secondary figure: other templates of the datasets the model was fine-tuned on."""
-    trained_on, held = templates_split(args.shared)
+    trained_on, held = templates_split(rows)
     seen = {dataset_of(e.group) for e in trained_on}
-    predicted = [LABELS[i] for i in np.load(args.work / "templates.npy").argmax(axis=1)]
+    predicted = [LABELS[i] for i in np.load(work / "templates.npy").argmax(axis=1)]
     kept = [i for i, e in enumerate(held) if dataset_of(e.group) in seen]
     return {"rows": len(kept), **quality([held[i].label for i in kept], [predicted[i] for i in kept])}
 
@@ -228,7 +236,7 @@ def main() -> None:
                 predicted[name][i] = label
     predicted[SHIPPED] = [LABELS[i] for i in logits.argmax(axis=1)]
     for work in args.compare:
-        _, _, other = out_of_fold(args.shared, work, seed=0)
+        other = fold_logits(work, folds, len(rows))
         predicted[f"fine-tuned MiniLM-L6, {described(settings_of(work))}"] = [LABELS[i] for i in other.argmax(axis=1)]
     models = {name: {"rows": len(rows), **quality(truth, labels)} for name, labels in predicted.items()}
     extra = [e for e in rows if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
@@ -242,7 +250,8 @@ def main() -> None:
         **quality([e.label for e in extra], [predicted[SHIPPED][i] for i in extra_index]),
     }
     if (args.work / "templates.npy").exists():
-        models["fine-tuned, held-out templates of datasets trained on (secondary)"] = held_out_templates(args)
+        secondary = "fine-tuned, held-out templates of datasets trained on (secondary)"
+        models[secondary] = held_out_templates(rows, args.work)
     targets = np.array([LABELS.index(label) for label in truth])
     results = {
         "folds": [len(f) for f in folds],

@@ -312,6 +312,12 @@ def write_manifest(
         "layers": settings.layers,
         "abstain_threshold": abstain_threshold,
         "temperature": round(temperature, 4),
+        "fine_tune": {
+            "steps": settings.steps,
+            "batch_size": settings.batch_size,
+            "dataset_power": settings.dataset_power,
+            "seed": settings.seed,
+        },
         **facts,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -349,7 +355,6 @@ def train_fine_tuned(
         "trained_on": len(fit_part),
         "fewest_examples_of_a_label": min(Counter(e.label for e in in_scope).values()),
         "held_out": held_out_estimate(labels, tune_part, scores[: len(tune_part)], threshold),
-        "fine_tune": {"steps": settings.steps, "batch_size": settings.batch_size, "seed": settings.seed},
         "fine_tune_minutes": minutes,
     }
     export_head(model.head, temperature, out / "head.onnx")  # the int8 encoder written above stays

@@ -119,16 +119,17 @@ def cross_validate(shared: Path, work: Path, settings: FineTuneSettings) -> None
 
 def held_out_templates(shared: Path, work: Path, settings: FineTuneSettings) -> None:
     """The secondary figure: fine-tuned without a fifth of the templates, scored on them."""
-    trained_on, held = templates_split(shared)
+    trained_on, held = templates_split(taskmix(shared))
     model = fine_tune(trained_on + hand_written(), LABELS, settings)
     np.save(work / "templates.npy", logits_of(model, tokenizer_for(settings), [e.prompt for e in held]))
 
 
-def templates_split(shared: Path) -> tuple[list[Example], list[Example]]:
-    """``held_out_templates``' rows: those trained on, and the held-out fifth in the order of its logits.
+def templates_split(rows: list[Example]) -> tuple[list[Example], list[Example]]:
+    """``held_out_templates``' split of ``taskmix`` rows: those trained on, and the held-out fifth in the
+    order of its logits.
     A source with a single template (most of ``extra_train.jsonl``) is one group, so part of the
     fifth is whole datasets: the secondary figure counts only the templates of datasets trained on."""
-    trained_on, held = split_by_group([e for e in taskmix(shared) if is_commercial(e)], 0.2, seed=7)
+    trained_on, held = split_by_group([e for e in rows if is_commercial(e)], 0.2, seed=7)
     return trained_on, held
 
 
@@ -145,10 +146,15 @@ def out_of_fold(shared: Path, work: Path, seed: int) -> tuple[list[Example], lis
     """Rows, folds and the held-out logits of every row, from ``cross-validate``'s files."""
     rows = taskmix(shared)
     folds = dataset_folds(rows, FOLDS, seed=seed)
-    logits = np.zeros((len(rows), len(LABELS)), dtype=np.float32)
+    return rows, folds, fold_logits(work, folds, len(rows))
+
+
+def fold_logits(work: Path, folds: list[list[int]], rows: int) -> np.ndarray:
+    """The held-out logits of every row, each fold's from its file, in row order."""
+    logits = np.zeros((rows, len(LABELS)), dtype=np.float32)
     for number, fold in enumerate(folds):
         logits[fold] = np.load(work / f"fold-{number}.npy")
-    return rows, folds, logits
+    return logits
 
 
 def build(shared: Path, work: Path, out: Path, settings: FineTuneSettings) -> None:
@@ -163,12 +169,6 @@ def build(shared: Path, work: Path, out: Path, settings: FineTuneSettings) -> No
     minutes = round((time.monotonic() - started) / 60, 1)
     facts = {
         "trained_on": len(trained_on),
-        "fine_tune": {
-            "steps": settings.steps,
-            "batch_size": settings.batch_size,
-            "dataset_power": settings.dataset_power,
-            "seed": settings.seed,
-        },
         "fine_tune_minutes": minutes,
         "fitted_on": "out-of-fold logits of a 5-fold leave-datasets-out run",
         "ece_before": round(expected_calibration_error(softmax(logits), targets), 4),
