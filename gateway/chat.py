@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from contracts.errors import BudgetExceeded
 from contracts.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.auth import ANONYMOUS, Principal
 from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import MAX_TEXT_CHARS, Probe, semantic_space
+from gateway.cache.single_flight import Flight
 from gateway.disconnect import unless_disconnected
 from gateway.outcome import request_outcome
 from gateway.request_body import parse_body, read_body
@@ -21,7 +23,7 @@ from gateway.resilience.deadline import BUDGET_HEADER, Deadline
 from gateway.resources import Resources
 from gateway.rules import CachePolicy
 from gateway.snapshot import RulesSnapshot
-from gateway.sse import sse_events
+from gateway.sse import SseResponse
 from gateway.stream_assembly import StreamAssembler, replay_chunks
 from routers.decision import RouteDecision, RoutingContext
 
@@ -58,29 +60,35 @@ class ChatCall:
         principal.require_route(decision.route)
         deadline = snapshot.deadline(decision.route, request.headers.get(BUDGET_HEADER), self.outcome.started)
         plan = self._plan(decision, chat, principal.tenant)
-        is_leader = False
-        try:  # from the moment this request may lead a flight, every way out settles it
-            if plan.can_read:
-                lookup = await resources.cache.lookup(plan, deadline.remaining())
-                if lookup.entry is not None:
-                    return self._hit(lookup.entry, chat, decision)
-                is_leader = lookup.is_leader
-                self.outcome.cache = "off" if lookup.is_store_down else "miss"
-                if not lookup.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
-                    if is_leader:
-                        is_leader = False
-                        await resources.cache.share(plan, found[0])
-                    return self._hit(found[0], chat, decision, similarity=found[1])
+        if not plan.can_read:
+            return await self._fetch(decision, chat, plan, None, deadline)
+        async with contextlib.AsyncExitStack() as scope:  # every way out settles the flight
+            flight = await scope.enter_async_context(resources.cache.flight(plan, deadline.remaining()))
+            if flight.entry is not None:
+                return self._hit(flight.entry, chat, decision)
+            self.outcome.cache = "off" if flight.is_store_down else "miss"
+            if not flight.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
+                await flight.share(found[0])
+                return self._hit(found[0], chat, decision, similarity=found[1])
             if chat.stream:
-                response = await self._stream(decision, chat, plan, is_leader, deadline)
-                is_leader = False  # the stream finishes the flight when it ends
+                response = await self._stream(decision, chat, plan, flight, deadline)
+                scope.pop_all()  # the stream's end settles the flight, as late as it comes
                 return response
-            self.outcome.backend, completion = await snapshot.dispatcher.complete(decision, chat, deadline)
-        except BaseException:
-            if is_leader:
-                await resources.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
-            raise
-        await self._store(plan, completion, is_leader)
+            return await self._fetch(decision, chat, plan, flight, deadline)
+        raise AssertionError("unreachable: every branch above returns")  # pragma: no cover
+
+    async def _fetch(
+        self,
+        decision: RouteDecision,
+        chat: ChatCompletionRequest,
+        plan: CachePlan,
+        flight: Flight | None,
+        deadline: Deadline,
+    ) -> Response:
+        if chat.stream:
+            return await self._stream(decision, chat, plan, flight, deadline)
+        self.outcome.backend, completion = await self.snapshot.dispatcher.complete(decision, chat, deadline)
+        await self._store(plan, completion, flight)
         body = completion.__pydantic_serializer__.to_json(completion, exclude_unset=True)
         return Response(body, media_type=JSON, headers=self._headers(decision))
 
@@ -122,14 +130,15 @@ class ChatCall:
             return Response(entry.completion, media_type=JSON, headers=headers)
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         chunks = replay_chunks(entry.answer(), include_usage)
-        return StreamingResponse(
-            sse_events(chunks[0], _iterate(chunks[1:]), lambda status: None, self.snapshot.redactor.bytes),
-            media_type="text/event-stream",
-            headers=headers,
-        )
+        return SseResponse(chunks[0], _iterate(chunks[1:]), lambda status: None, self.snapshot.redactor.bytes, headers)
 
     async def _stream(
-        self, decision: RouteDecision, chat: ChatCompletionRequest, plan: CachePlan, is_leader: bool, deadline: Deadline
+        self,
+        decision: RouteDecision,
+        chat: ChatCompletionRequest,
+        plan: CachePlan,
+        flight: Flight | None,
+        deadline: Deadline,
     ) -> Response:
         self.outcome.backend, (first, rest) = await self.snapshot.dispatcher.open_stream(decision, chat, deadline)
         assembler = StreamAssembler()
@@ -137,26 +146,29 @@ class ChatCall:
 
         def finished(status: int) -> None:
             # A task of its own: a client that left cancels the stream's, not this cache write.
-            finishing = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, is_leader, status))
+            finishing = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, flight, status))
             self.outcome.stream_ended(status, finishing)
 
-        events = sse_events(first, _teed(rest, assembler, deadline), finished, self.snapshot.redactor.bytes)
-        return StreamingResponse(events, media_type="text/event-stream", headers=self._headers(decision))
+        teed = _teed(rest, assembler, deadline)
+        return SseResponse(first, teed, finished, self.snapshot.redactor.bytes, self._headers(decision))
 
-    async def _finish_stream(self, plan: CachePlan, assembler: StreamAssembler, is_leader: bool, status: int) -> None:
-        completion = assembler.completion() if status == 200 else None
-        if completion is not None:
-            await self._store(plan, completion, is_leader)
-        elif is_leader:
-            await self.resources.cache.finish(plan, None, is_leader=True, has_tool_calls=False)
+    async def _finish_stream(
+        self, plan: CachePlan, assembler: StreamAssembler, flight: Flight | None, status: int
+    ) -> None:
+        async with contextlib.AsyncExitStack() as scope:
+            if flight is not None:
+                scope.push_async_exit(flight)  # settles whatever happens below
+            completion = assembler.completion() if status == 200 else None
+            if completion is not None:
+                await self._store(plan, completion, flight)
 
-    async def _store(self, plan: CachePlan, completion: ChatCompletion, is_leader: bool) -> None:
+    async def _store(self, plan: CachePlan, completion: ChatCompletion, flight: Flight | None) -> None:
         self.resources.metrics.observe_cache(self.outcome.route, self.outcome.cache)
         usage = completion.usage
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         self.outcome.priced(self.snapshot, prompt, generated)
         await self.resources.limits.spend_tokens(self.principal, prompt + generated)
-        if not plan.can_write and not is_leader:
+        if not plan.can_write and flight is None:
             return  # nothing to store and nobody waiting: skip serialising the answer
         entry = CacheEntry(
             completion=completion.__pydantic_serializer__.to_json(completion, exclude_unset=True).decode(),
@@ -166,7 +178,8 @@ class ChatCall:
             completion_tokens=generated,
             cost_usd=self.outcome.cost_usd,
         )
-        stored = await self.resources.cache.finish(plan, entry, is_leader, has_tool_calls(completion))
+        cache, tools = self.resources.cache, has_tool_calls(completion)
+        stored = await (flight.land(entry, tools) if flight is not None else cache.store_answer(plan, entry, tools))
         semantic = self.snapshot.semantic_cache
         if stored and self.probe is not None and semantic is not None:
             await semantic.remember(self.probe, plan.key, plan.policy.ttl_s)

@@ -70,6 +70,9 @@ class CachePolicy(Strict):
     """Tenants share this route's entries (otherwise each tenant has its own)."""
     tool_calls: bool = False
     """Whether answers that call tools may be cached (they often depend on outside state)."""
+    single_flight_wait_ms: int = Field(30_000, ge=0, le=600_000)
+    """How long an identical request waits for the one already asking the backend (in this replica
+    or another) before it asks itself; never longer than its own latency budget. 0: never waits."""
     semantic_threshold: float | None = Field(None, gt=0, le=1)
     """Opt-in semantic cache: a request whose last user message has cosine similarity at least this
     with a cached one (and the same numbers and identifiers, and every other field equal) is a hit.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
 from contracts.errors import BackendError
 from contracts.wire import ChatCompletionChunk
 
@@ -39,3 +42,47 @@ async def sse_events(
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
         on_close(status)
+
+
+class Once:
+    """A stream's end callback that runs once, whichever of its two callers gets there first."""
+
+    def __init__(self, callback: Callable[[int], None]) -> None:
+        self._callback = callback
+        self.has_run = False
+
+    def __call__(self, status: int) -> None:
+        if not self.has_run:
+            self.has_run = True
+            self._callback(status)
+
+
+class SseResponse(StreamingResponse):
+    """A stream of chunks as server-sent events whose end is always observed.
+
+    Starlette never starts the body's generator when the client left before the first byte, so the
+    generator's own ``finally`` (closing the upstream stream, reporting the end) would never run:
+    here the response's end does it instead, with 499."""
+
+    def __init__(
+        self,
+        first: ChatCompletionChunk,
+        rest: AsyncIterator[ChatCompletionChunk],
+        on_close: Callable[[int], None],
+        redact: Callable[[bytes], bytes],
+        headers: dict[str, str],
+    ) -> None:
+        self._rest = rest
+        self._ended = Once(on_close)
+        super().__init__(sse_events(first, rest, self._ended, redact), media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]  # a started one ends as it would
+            if not self._ended.has_run:  # never started: nothing above ran its ``finally``
+                try:
+                    await self._rest.aclose()  # type: ignore[attr-defined]
+                finally:
+                    self._ended(499)

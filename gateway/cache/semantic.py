@@ -19,8 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from contracts.wire import ChatCompletionRequest, ChatMessage
+from gateway.cache.guard import CacheUnavailable, StoreGuard
 from gateway.cache.key import cache_key
-from gateway.cache.response_cache import CacheEntry, CacheUnavailable, StoreGuard
+from gateway.cache.response_cache import CacheEntry
 from gateway.cache.store import CacheStore
 
 IDENTIFIER = re.compile(r"\"[^\"]*\"|'[^']{2,}'|[\w.-]*\d[\w.-]*|\b[A-Z][A-Z_-]+\b")

@@ -29,6 +29,13 @@ end
 return 0
 """
 
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 
 class CacheStore(Protocol):
     async def get(self, key: str) -> bytes | None:
@@ -45,6 +52,10 @@ class CacheStore(Protocol):
 
     async def unlock(self, key: str, token: str) -> None:
         """Release the lock if ``token`` still owns it (it may have expired and been taken since)."""
+        ...
+
+    async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
+        """Extend the lock to ``ttl_ms`` from now if ``token`` still owns it; says whether it did."""
         ...
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
@@ -100,6 +111,14 @@ class MemoryStore:
     async def unlock(self, key: str, token: str) -> None:
         if self._locks.get(key, (0.0, ""))[1] == token:
             del self._locks[key]
+
+    async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
+        now = time.monotonic()
+        expires, owner = self._locks.get(key, (0.0, ""))
+        if owner != token or expires <= now:
+            return False
+        self._locks[key] = (now + ttl_ms / 1000, token)
+        return True
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
         members = self._vector_space(space)
@@ -157,6 +176,10 @@ class RedisStore:
     async def unlock(self, key: str, token: str) -> None:
         """Compare-and-delete in one script: never another owner's lock."""
         await self._redis.eval(UNLOCK_SCRIPT, 1, key, token)
+
+    async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
+        """Compare-and-extend in one script: never another owner's lock."""
+        return bool(await self._redis.eval(RENEW_SCRIPT, 1, key, token, ttl_ms))
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
         blob = vector.astype("<f4").tobytes()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -114,6 +115,13 @@ def test_a_rolling_restart_under_load_fails_no_request(upstream: FaultServer) ->
         assert all(count >= 2 for count in waited), drained  # the held streams, and whatever else was in flight
 
 
+def identical_request(url: str) -> tuple[int, str]:
+    """One of many identical deterministic requests; a client bound well under the 30 s hang it guards against."""
+    body = {"model": "auto", "messages": [{"role": "user", "content": "after the failover"}], "temperature": 0}
+    answer = httpx.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"}, timeout=15)
+    return answer.status_code, answer.headers.get("x-turnout-cache", "")
+
+
 def cache_is_shared_again(fleet: Fleet, content: str, timeout_s: float = 10) -> bool:
     """After a store fault: a deterministic answer written through one replica is a hit on another."""
     first, second = fleet.replicas[0], fleet.replicas[1]
@@ -159,6 +167,12 @@ def test_with_sentinel_a_failover_under_load_costs_no_5xx_and_state_follows_the_
         assert load.failures == [], load.failures[:5]
         assert load.outcomes["json"] > 20
         assert load.outcomes["stream"] > 2
+        # Right after the failover, identical requests share one flight: none may hang behind a lock
+        # its leader could not release (they timed out at 30 s before locks expired on their own).
+        with ThreadPoolExecutor(24) as pool:
+            identical = list(pool.map(lambda _: identical_request(replicas.proxy.url), range(24)))
+        assert [status for status, _ in identical] == [200] * 24
+        assert {cache for _, cache in identical} <= {"hit", "miss", "off"}
         assert cache_is_shared_again(replicas, "sentinel after")
         statuses = [chat(replicas.proxy.url, LIMITED_KEY, f"limited {n}").status_code for n in range(9)]
         # The limit's window lives on the new master. A pooled connection still open to the old one
