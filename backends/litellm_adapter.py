@@ -7,6 +7,7 @@ is ever set, so two backends never leak settings into each other.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -87,7 +88,24 @@ def import_litellm() -> ModuleType:
     with dependency_warnings_ignored():
         import litellm
 
+    _quiet_loggers()
     return litellm
+
+
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+
+
+def _quiet_loggers() -> None:
+    """litellm logs two INFO lines per call through a handler of its own (bypassing the gateway's
+    format, JSON included). Its records go through the gateway's handlers instead, at WARNING and
+    above, unless ``LITELLM_LOG`` asks for more."""
+    asked = os.environ.get("LITELLM_LOG")
+    level = max(logging.WARNING, logging.getLogger().level) if not asked else logging.getLevelName(asked.upper())
+    for name in LITELLM_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def translate(backend: str, exc: BaseException) -> BackendError:

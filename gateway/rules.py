@@ -7,6 +7,7 @@ and, where the YAML tells it, the line.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -185,6 +186,8 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
         rules = Rules.model_validate(data)
     except ValidationError as exc:
         problems += [_problem_from_pydantic(err, lines) for err in exc.errors()]
+        partial = _without_invalid_values(data, exc)  # so the cross-checks can speak too, in the same run
+        problems += [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in cross_check(partial)]
         raise RulesInvalid(source, problems) from exc
     problems += [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in cross_check(rules)]
     if problems:
@@ -192,9 +195,36 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     return rules
 
 
-def cross_check(rules: Rules) -> list[tuple[str, str]]:
+def _without_invalid_values(data: object, exc: ValidationError) -> Rules | None:
+    """The document with each invalid value dropped (its default applies), when that validates:
+    the cross-checks of a document with schema errors. ``None`` when a required value is wrong."""
+    pruned = copy.deepcopy(data)
+    for err in exc.errors():
+        *parents, last = [part for part in err["loc"] if part not in _UNION_TAGS]
+        node = pruned
+        for part in parents:
+            node = _child(node, part)
+        if isinstance(node, dict):
+            node.pop(last, None)
+    try:
+        return Rules.model_validate(pruned)
+    except ValidationError:
+        return None
+
+
+def _child(node: object, part: object) -> object:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def cross_check(rules: Rules | None) -> list[tuple[str, str]]:
     """Problems between sections that no single field can see."""
     problems: list[tuple[str, str]] = []
+    if rules is None:
+        return problems
     for route, spec in rules.routes.items():
         for i, backend in enumerate(spec.backends):
             if backend not in rules.backends:

@@ -1,7 +1,8 @@
 """``turnout rules ...``: the live rules of a running gateway, from the command line.
 
 Each command is one call to the admin API (``--url``, ``--admin-key``; or ``$TURNOUT_URL`` and
-``$TURNOUT_ADMIN_KEY``). ``rules validate FILE`` without ``--url`` checks the file offline.
+``$TURNOUT_ADMIN_KEY``). ``rules validate FILE`` without ``--url`` checks the file offline, even
+with ``$TURNOUT_URL`` set: asking a gateway is what ``--url`` says, never a side effect of the shell.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def add_commands(rules: Any, validate_offline: Any) -> None:
     get.set_defaults(handler=get_command)
 
     validate = online("validate", "check a rules file: offline, or by the gateway at --url (router, env vars)")
+    validate.set_defaults(url=None)  # offline unless --url is given
     validate.add_argument("file", type=Path)
     validate.set_defaults(handler=lambda args: validate_command(args, validate_offline))
 
@@ -93,6 +95,12 @@ def call(args: argparse.Namespace, method: str, path: str, source: str = "", **k
         raise Failed(f"cannot reach {args.url}: {exc}") from None
     if response.status_code == 422 and "errors" in response.json():
         raise Invalid(source, response.json()["errors"])
+    if response.status_code == 412:
+        raise Failed(
+            f"412: the rules moved on since the version you edited (the newest is "
+            f"{response.json().get('error', {}).get('latest_version', 'newer')}): "
+            f"turnout rules get > FILE, make your change again, then turnout rules apply FILE"
+        )
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]

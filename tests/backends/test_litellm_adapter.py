@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 import warnings
 
@@ -143,3 +144,15 @@ def test_dependency_warnings_are_ignored_only_inside_the_scope_and_only_for_depe
         assert warnings.filters == before
         with pytest.raises(UserWarning):
             warn_as_a_dependency("pydantic._internal._generate_schema")
+
+
+@pytest.mark.local_model
+async def test_a_litellm_call_logs_nothing_below_warning_through_litellms_own_handler(
+    llama_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        await backend.complete(chat(temperature=0), 60)
+    quiet = [r.getMessage() for r in caplog.records if r.name.startswith("LiteLLM") and r.levelno < logging.WARNING]
+    assert quiet == []
+    assert all(not logging.getLogger(name).handlers for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"))

@@ -129,3 +129,12 @@ def test_quickstart_dev_key_is_the_one_the_readme_names() -> None:
     principal = keyring.authenticate(Headers({"authorization": "Bearer sk-turnout-dev"}))
     assert principal.tenant
     assert "sk-turnout-dev" in (ROOT / "README.md").read_text()
+
+
+def test_schema_and_cross_check_problems_are_reported_in_one_run() -> None:
+    text = VALID.replace("[gpu, ext]", "[gpu, nowhere]").replace("default_route: general", "default_route: missing")
+    text = text.replace("routes:\n", "routes:\n  extra: {backends: [gpu], latency_budget_ms: -5}\n", 1)
+    found = problems_of(text)
+    assert any("routes.extra.latency_budget_ms: Input should be greater than or equal to 1" in p for p in found)
+    assert any("routes.code.backends[1]: unknown backend 'nowhere'" in p for p in found)
+    assert any("default_route: unknown route 'missing'" in p for p in found)

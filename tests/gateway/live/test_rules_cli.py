@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.ports import free_port
 from tests.gateway.harness import RULES
 from tests.servers import gateway_process
 
@@ -79,3 +81,28 @@ def test_the_cli_says_what_is_wrong_with_a_bad_key(url: str) -> None:
     )
     assert answer.returncode == 1
     assert "401: missing or wrong admin key" in answer.stderr
+
+
+def test_validate_without_url_stays_offline_even_with_turnout_url_exported(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = {**os.environ, "TURNOUT_URL": f"http://127.0.0.1:{free_port()}", "TURNOUT_ADMIN_KEY": "whatever"}
+    answer = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "rules", "validate", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert "ok" in answer.stdout
+
+
+def test_a_412_names_the_cli_commands_that_recover_from_it(url: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    answer = turnout(url, "apply", str(rules), "--if-match", "0")
+    assert answer.returncode == 1
+    assert "turnout rules get > FILE" in answer.stderr
+    assert "turnout rules apply FILE" in answer.stderr
+    assert "GET /admin/rules" not in answer.stderr
