@@ -26,7 +26,7 @@ from support.ports import free_port  # noqa: E402
 
 APPLIES = int(os.environ.get("APPLIES", "50"))
 RULES = (ROOT / "bench" / "rules.overhead.yaml").read_text()
-ADMIN = {"authorization": "Bearer bench-admin"}
+ADMIN = {"authorization": "Bearer bench-admin-0123456789"}
 
 
 @contextlib.contextmanager
@@ -55,7 +55,7 @@ def main() -> None:
     config.write_text(RULES)
     env = {
         "TURNOUT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "TURNOUT_ADMIN_KEY": "bench-admin",
+        "TURNOUT_ADMIN_KEY": "bench-admin-0123456789",
         "TURNOUT_BENCH_KEY": "sk-bench-turnout-0123456789",
         "TURNOUT_LOG_LEVEL": "warning",
     }

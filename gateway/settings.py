@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_ADMIN_KEY_CHARS = 16
+"""An admin key can point backends anywhere and read every prompt: a guessable one is no key."""
 
 
 class Settings(BaseSettings):
@@ -23,8 +26,23 @@ class Settings(BaseSettings):
     cache_timeout_ms: int = 50
     """Longest a cache store call may take before the request is served uncached."""
     admin_key: SecretStr | None = None
+    """An editor key for the admin API (at least 16 characters). Unset or empty: the API stays off
+    unless the rules' ``admin_keys`` name one (Compose's ``${TURNOUT_ADMIN_KEY:-}`` is the empty string)."""
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_is_long(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is None or not key.get_secret_value().strip():
+            return None  # empty is unset: the admin API stays off, it never accepts an empty token
+        if len(key.get_secret_value().strip()) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"TURNOUT_ADMIN_KEY is shorter than {MIN_ADMIN_KEY_CHARS} characters: choose a long random "
+                "secret (e.g. openssl rand -hex 24), or unset it to leave the admin API off"
+            )
+        return key
+
     """``json``: one JSON object a line (the access log's fields as keys), for log pipelines."""
     auth_disabled: bool = False
     """Serve without API keys. Must be set explicitly; auth is on by default."""

@@ -67,6 +67,7 @@ def validate_command(args: argparse.Namespace) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from gateway.settings import Settings
 
@@ -74,7 +75,12 @@ def serve_command(args: argparse.Namespace) -> int:
         os.environ["TURNOUT_CONFIG"] = str(args.config)
     if args.log_format is not None:
         os.environ["TURNOUT_LOG_FORMAT"] = args.log_format
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"turnout serve: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
     if not settings.config.exists():
         source = "--config" if args.config else "TURNOUT_CONFIG, default rules.yaml"
         print(

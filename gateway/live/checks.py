@@ -11,6 +11,7 @@ import asyncio
 import os
 
 from gateway.rules import RuleProblem, Rules, RulesInvalid, parse_rules
+from gateway.settings import MIN_ADMIN_KEY_CHARS
 from gateway.snapshot import RulesSnapshot, routing_only
 from gateway.state import GatewayState
 from gateway.yaml_source import load_yaml
@@ -26,6 +27,12 @@ def environment_problems(rules: Rules) -> list[tuple[str, str]]:
         for path, variable in rules.environment_names()
         if not os.environ.get(variable)
     ]
+    for i, admin in enumerate(rules.admin_keys):
+        value = os.environ.get(admin.key_env, "")
+        if value and len(value.strip()) < MIN_ADMIN_KEY_CHARS:
+            problems.append(
+                (f"admin_keys[{i}].key_env", f"{admin.key_env} holds fewer than {MIN_ADMIN_KEY_CHARS} characters")
+            )
     for name, spec in rules.backends.items():
         gguf = getattr(spec, "gguf", None)
         if gguf is not None and not gguf.is_file():

@@ -30,7 +30,7 @@ from tests.servers import GatewayProcess
 KEY = "sk-rehearsal-load"
 LIMITED_KEY = "sk-rehearsal-limited"
 REPORTED_KEY = "sk-rehearsal-reported"
-ADMIN_KEY = "rehearsal-admin"
+ADMIN_KEY = "rehearsal-admin-key-0123"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 PRE_STOP_S = 0.5
 """How long a replica keeps serving after the endpoints forgot it (the Deployment's preStop sleep)."""

@@ -178,11 +178,11 @@ async def test_readyz_serves_the_last_health_check_and_never_calls_the_backends(
             return httpx.Response(500, text="db at 10.1.2.3 is down")
         return httpx.Response(200, json={"data": []})
 
-    async with gateway(upstream, checks_reach=True, admin_key="adm") as client:
+    async with gateway(upstream, checks_reach=True, admin_key="adm-key-0123456789") as client:
         await checked(client, "primary", "fallback")
         asked.clear()
         answers = [await client.get("/readyz") for _ in range(5)]
-        backends = await client.get("/admin/backends", headers={"authorization": "Bearer adm"})
+        backends = await client.get("/admin/backends", headers={"authorization": "Bearer adm-key-0123456789"})
         anonymous = await client.get("/admin/backends")
     assert asked == []
     assert {a.status_code for a in answers} == {200}

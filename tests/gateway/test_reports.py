@@ -21,7 +21,9 @@ from gateway.admin.reports import Outcome, ReportBook, group
 from tests.gateway.harness import AUTH, RULES, chat_body, completion, gateway
 from tests.servers import gateway_process, redis_server, serving
 
-ADMIN = {"authorization": "Bearer adm"}
+ADMIN_KEY = "adm-key-0123456789"
+
+ADMIN = {"authorization": "Bearer adm-key-0123456789"}
 PRICED = RULES.replace(
     "model: primary-model}", "model: primary-model, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}"
 ).replace("model: fallback-model}", "model: fallback-model, price: {input_per_mtok: 10.0, output_per_mtok: 20.0}}")
@@ -40,7 +42,7 @@ async def test_hits_record_savings_and_misses_record_spend_and_routing_savings()
 
 
 async def test_endpoint_totals_equal_what_was_sent() -> None:
-    async with gateway(rules=PRICED, admin_key="adm") as client:
+    async with gateway(rules=PRICED, admin_key=ADMIN_KEY) as client:
         for i in range(3):
             await client.post("/v1/chat/completions", json=chat_body(temperature=0, max_tokens=i + 1), headers=AUTH)
         await client.post("/v1/chat/completions", json=chat_body(temperature=0, max_tokens=1), headers=AUTH)
@@ -66,7 +68,7 @@ async def test_embeddings_count_in_cost_reports() -> None:
         data = [{"object": "embedding", "index": 0, "embedding": [0.5]}]
         return httpx.Response(200, json={"object": "list", "data": data, "usage": {"prompt_tokens": 1000}})
 
-    async with gateway(upstream, rules=PRICED, admin_key="adm") as client:
+    async with gateway(upstream, rules=PRICED, admin_key=ADMIN_KEY) as client:
         for text in ("one", "two", "fails"):
             await client.post("/v1/embeddings", json={"model": "auto", "input": text}, headers=AUTH)
         report = (await client.get("/admin/reports/cache?by=route,tenant", headers=ADMIN)).json()
@@ -80,13 +82,13 @@ async def test_embeddings_count_in_cost_reports() -> None:
 
 @pytest.mark.parametrize("query", ["since=yesterday", "by=colour", "format=xml"])
 async def test_bad_report_queries_are_422(query: str) -> None:
-    async with gateway(admin_key="adm") as client:
+    async with gateway(admin_key=ADMIN_KEY) as client:
         response = await client.get(f"/admin/reports/cache?{query}", headers=ADMIN)
     assert response.status_code == 422
 
 
 async def test_reports_and_page_need_the_admin_key_for_data_only() -> None:
-    async with gateway(admin_key="adm") as client:
+    async with gateway(admin_key=ADMIN_KEY) as client:
         denied = await client.get("/admin/reports/cache", headers=AUTH)
         page = await client.get("/admin")
     assert denied.status_code == 401
@@ -121,7 +123,7 @@ def two_gateways(tmp_path: Path) -> Iterator[list[str]]:
         rules = PRICED.replace("http://primary/v1", upstream + "/v1").replace("http://fallback/v1", upstream + "/v1")
         config = tmp_path / "rules.yaml"
         config.write_text(rules + "router: {kind: default}\n" if "router:" not in rules else rules)
-        env = {"TURNOUT_REDIS_URL": redis_url, "TURNOUT_ADMIN_KEY": "adm"}
+        env = {"TURNOUT_REDIS_URL": redis_url, "TURNOUT_ADMIN_KEY": ADMIN_KEY}
         with gateway_process(config, **env) as (first, _), gateway_process(config, **env) as (second, _):
             yield [first, second]
 
@@ -135,7 +137,7 @@ def test_two_gateway_processes_add_into_one_report(two_gateways: list[str]) -> N
             assert httpx.post(url + "/v1/chat/completions", json=body, headers=AUTH, timeout=30).status_code == 200
     time.sleep(1.5)  # each process flushes its tally every second
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "report", "cache", "--url", two_gateways[0], "--admin-key", "adm",
+        [sys.executable, "-m", "gateway.cli", "report", "cache", "--url", two_gateways[0], "--admin-key", ADMIN_KEY,
          "--by", "route", "--format", "json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -145,7 +147,7 @@ def test_two_gateway_processes_add_into_one_report(two_gateways: list[str]) -> N
     assert general["hits"] + general["misses"] == 12
     assert general["misses"] == 3  # three distinct prompts; every repeat, on either process, hit the shared cache
     table = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "report", "cache", "--url", two_gateways[1], "--admin-key", "adm"],
+        [sys.executable, "-m", "gateway.cli", "report", "cache", "--url", two_gateways[1], "--admin-key", ADMIN_KEY],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert "general" in table.stdout
@@ -181,7 +183,7 @@ async def test_identical_requests_on_two_replicas_reach_the_backend_once(two_gat
 
 @pytest.mark.parametrize("since", ["200000h", "41d", "999999999"])
 async def test_report_reaching_past_what_is_kept_is_400_naming_since(since: str) -> None:
-    async with gateway(admin_key="adm") as client:
+    async with gateway(admin_key=ADMIN_KEY) as client:
         response = await client.get(f"/admin/reports/cache?since={since}", headers=ADMIN)
         longest = await client.get("/admin/reports/cache?since=40d", headers=ADMIN)
     assert response.status_code == 400
@@ -214,7 +216,7 @@ async def test_figures_survive_a_flush_cancelled_mid_write(redis_url: str) -> No
 
 
 async def test_the_report_is_503_naming_the_store_when_redis_is_down() -> None:
-    async with gateway(admin_key="adm", redis_url="redis://127.0.0.1:1/0") as client:
+    async with gateway(admin_key=ADMIN_KEY, redis_url="redis://127.0.0.1:1/0") as client:
         await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)  # served without Redis
         report = await client.get("/admin/reports/cache", headers=ADMIN)
     assert report.status_code == 503
@@ -222,7 +224,7 @@ async def test_the_report_is_503_naming_the_store_when_redis_is_down() -> None:
 
 
 async def test_cache_rate_limits_and_reports_share_one_redis_client(redis_url: str) -> None:
-    async with gateway(admin_key="adm", redis_url=redis_url) as client:
+    async with gateway(admin_key=ADMIN_KEY, redis_url=redis_url) as client:
         resources = client._transport.app.state.gateway.resources  # type: ignore[attr-defined]
         await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         assert (await client.get("/admin/reports/cache", headers=ADMIN)).status_code == 200
@@ -238,7 +240,7 @@ async def test_a_cache_redis_of_its_own_holds_only_the_cache(redis_url: str) -> 
         state, cache = aioredis.from_url(redis_url), aioredis.from_url(cache_url)
         await state.flushdb()
         body = {**chat_body(), "temperature": 0}
-        async with gateway(admin_key="adm", redis_url=redis_url, cache_redis_url=cache_url) as client:
+        async with gateway(admin_key=ADMIN_KEY, redis_url=redis_url, cache_redis_url=cache_url) as client:
             resources = client._transport.app.state.gateway.resources  # type: ignore[attr-defined]
             first = await client.post("/v1/chat/completions", json=body, headers=AUTH)
             second = await client.post("/v1/chat/completions", json=body, headers=AUTH)

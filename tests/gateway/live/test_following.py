@@ -17,7 +17,9 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.gateway.harness import AUTH, RULES, chat_body, echo_upstream, gateway
 
-EDITOR = {"authorization": "Bearer adm"}
+ADMIN_KEY = "adm-key-0123456789"
+
+EDITOR = {"authorization": "Bearer adm-key-0123456789"}
 TIGHTER = RULES.replace("code: {backends: [primary]}", "code: {backends: [primary], latency_budget_ms: 5000}")
 TO_FALLBACK = RULES.replace("code: {backends: [primary]}", "code: {backends: [fallback]}")
 
@@ -45,7 +47,7 @@ async def apply(client: httpx.AsyncClient, text: str) -> int:
 async def from_file(path: Path, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway reading its rules from ``path``, as the server does."""
     upstream = httpx.AsyncClient(transport=httpx.MockTransport(echo_upstream))
-    app = create_app(Settings(config=path, admin_key="adm", rules_poll_s=0.1, **settings), http_client=upstream)  # type: ignore[arg-type]
+    app = create_app(Settings(config=path, admin_key=ADMIN_KEY, rules_poll_s=0.1, **settings), http_client=upstream)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as client:
         yield client
@@ -61,15 +63,15 @@ async def flush(url: str) -> None:
 async def test_a_change_on_one_replica_is_served_by_the_other_within_2_s(redis_url: str) -> None:
     await flush(redis_url)
     async with (
-        gateway(redis_url=redis_url, admin_key="adm") as one,
-        gateway(redis_url=redis_url, admin_key="adm") as two,
+        gateway(redis_url=redis_url, admin_key=ADMIN_KEY) as one,
+        gateway(redis_url=redis_url, admin_key=ADMIN_KEY) as two,
     ):
         version = await apply(one, TO_FALLBACK)
         assert await served_within(two, version, 2.0)
         answer = await two.post("/v1/chat/completions", json=chat_body("code"), headers=AUTH)
         assert answer.headers["x-turnout-backend"] == "fallback"
         assert answer.headers["x-turnout-rules-version"] == str(version)
-        async with gateway(redis_url=redis_url, admin_key="adm") as late:  # started after the change
+        async with gateway(redis_url=redis_url, admin_key=ADMIN_KEY) as late:  # started after the change
             assert await version_of(late) == version
             history = (await late.get("/admin/rules/history", headers=EDITOR)).json()
     assert [v["source"] for v in history] == ["api", "bootstrap"]
@@ -79,7 +81,7 @@ async def test_a_replica_whose_announcement_connection_was_cut_catches_up(redis_
     admin = aioredis.from_url(redis_url)
     await admin.flushdb()
     # Polling every 60 s: only the announcement, or the catch-up on reconnecting, can bring the change.
-    settings = {"redis_url": redis_url, "admin_key": "adm", "rules_poll_s": 60}
+    settings = {"redis_url": redis_url, "admin_key": ADMIN_KEY, "rules_poll_s": 60}
     async with gateway(**settings) as one, gateway(**settings) as two:
         first = await apply(one, TIGHTER)
         assert await served_within(two, first, 2.0)  # announced
@@ -90,9 +92,9 @@ async def test_a_replica_whose_announcement_connection_was_cut_catches_up(redis_
 
 
 async def test_without_redis_history_survives_a_restart(tmp_path: Path) -> None:
-    async with gateway(admin_key="adm", state_dir=tmp_path) as client:
+    async with gateway(admin_key=ADMIN_KEY, state_dir=tmp_path) as client:
         version = await apply(client, TIGHTER)
-    async with gateway(admin_key="adm", state_dir=tmp_path) as client:
+    async with gateway(admin_key=ADMIN_KEY, state_dir=tmp_path) as client:
         served = await version_of(client)
         history = (await client.get("/admin/rules/history", headers=EDITOR)).json()
         audit = (await client.get("/admin/rules/audit", headers=EDITOR)).json()
@@ -152,6 +154,9 @@ async def test_a_file_changed_while_stopped_becomes_a_version_at_start(tmp_path:
 @pytest.mark.parametrize("topology", ["cluster"])
 async def test_replicas_on_a_cluster_follow_by_polling(topology: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(f"{topology}_url")
-    async with gateway(redis_url=url, admin_key="adm") as one, gateway(redis_url=url, admin_key="adm") as two:
+    async with (
+        gateway(redis_url=url, admin_key=ADMIN_KEY) as one,
+        gateway(redis_url=url, admin_key=ADMIN_KEY) as two,
+    ):
         version = await apply(one, TO_FALLBACK + f"# {os.getpid()}\n")
         assert await served_within(two, version, 3.0)

@@ -9,15 +9,15 @@ import pytest
 
 from tests.gateway.harness import AUTH, KEY, RULES, chat_body, gateway
 
-EDITOR = {"authorization": "Bearer adm"}
-VIEWER = {"authorization": "Bearer view-secret"}
+EDITOR = {"authorization": "Bearer adm-key-0123456789"}
+VIEWER = {"authorization": "Bearer view-secret-0123456789"}
 WITH_VIEWER = RULES + "admin_keys:\n  - {name: olga, key_env: TEST_VIEWER_KEY, role: viewer}\n"
 TIGHTER = WITH_VIEWER.replace("code: {backends: [primary]}", "code: {backends: [primary], latency_budget_ms: 5000}")
 
 
 @pytest.fixture(autouse=True)
 def viewer_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_VIEWER_KEY", "view-secret")
+    monkeypatch.setenv("TEST_VIEWER_KEY", "view-secret-0123456789")
 
 
 async def put(client: httpx.AsyncClient, text: str, version: int | None, message: str = "") -> httpx.Response:
@@ -28,7 +28,7 @@ async def put(client: httpx.AsyncClient, text: str, version: int | None, message
 
 
 async def test_get_returns_the_served_version_with_its_etag() -> None:
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         found = await client.get("/admin/rules", headers=VIEWER)
     assert found.status_code == 200
     assert found.headers["etag"] == '"1"'
@@ -55,7 +55,7 @@ async def test_get_returns_the_served_version_with_its_etag() -> None:
 async def test_writes_need_an_editor_key(
     headers: dict[str, str], status: int, method: str, path: str, body: str
 ) -> None:
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         answer = await client.request(method, path, content=body, headers={**headers, "if-match": '"1"'})
         history = (await client.get("/admin/rules/history", headers=VIEWER)).json()
     assert answer.status_code == status
@@ -67,13 +67,13 @@ async def test_writes_need_an_editor_key(
     "path", ["/admin/rules", "/admin/rules/history", "/admin/rules/versions/1", "/admin/rules/audit"]
 )
 async def test_reads_need_an_admin_key_and_a_viewer_may_read(path: str) -> None:
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         statuses = [(await client.get(path, headers=headers)).status_code for headers in ({}, AUTH, VIEWER, EDITOR)]
     assert statuses == [401, 401, 200, 200]
 
 
 async def test_apply_needs_if_match_and_is_served_at_once() -> None:
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         missing = await put(client, TIGHTER, None)
         applied = await put(client, TIGHTER, 1, "tighter code budget")
         stale = await put(client, TIGHTER, 1)
@@ -95,7 +95,7 @@ async def test_an_invalid_document_is_422_with_each_error_at_its_line_and_nothin
     broken = WITH_VIEWER.replace("code: {backends: [primary]}", "code: {backends: [primary], latency_budget_ms: -5}")
     broken += "  - {name: kim, key_env: TEST_UNSET_KEY, role: editor}\n"
     line = broken.splitlines().index("  code: {backends: [primary], latency_budget_ms: -5}") + 1
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         validated = await client.post("/admin/rules/validate", content=broken, headers=EDITOR)
         applied = await put(client, broken, 1)
         good = await client.post("/admin/rules/validate", content=TIGHTER, headers=EDITOR)
@@ -115,7 +115,7 @@ async def test_an_invalid_document_is_422_with_each_error_at_its_line_and_nothin
 
 async def test_an_unset_environment_variable_is_an_error_at_its_path() -> None:
     text = WITH_VIEWER + "  - {name: kim, key_env: TEST_UNSET_KEY, role: editor}\n"
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         validated = await client.post("/admin/rules/validate", content=text, headers=EDITOR)
     assert validated.status_code == 422
     assert validated.json()["errors"][0]["path"] == "admin_keys[1].key_env"
@@ -123,7 +123,7 @@ async def test_an_unset_environment_variable_is_an_error_at_its_path() -> None:
 
 
 async def test_history_versions_diff_and_rollback() -> None:
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         await put(client, TIGHTER, 1, "tighter")
         history = (await client.get("/admin/rules/history?limit=5", headers=VIEWER)).json()
         first = await client.get("/admin/rules/versions/1", headers=VIEWER)
@@ -147,7 +147,7 @@ async def test_history_versions_diff_and_rollback() -> None:
 
 
 async def test_concurrent_applies_of_one_version_let_exactly_one_through() -> None:
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         texts = [TIGHTER.replace("5000", str(5000 + i)) for i in range(8)]
         answers = await asyncio.gather(*(put(client, text, 1) for text in texts))
         history = (await client.get("/admin/rules/history", headers=VIEWER)).json()
@@ -164,7 +164,7 @@ async def test_the_admin_api_is_off_without_any_admin_key() -> None:
 
 async def test_dry_run_reports_exactly_the_recent_requests_whose_route_would_change() -> None:
     to_code = WITH_VIEWER.replace("default_route: general", "default_route: code")
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         sent = []
         for model in ("auto", "code", "auto", "general", "pinned-fallback", "auto"):
             body = chat_body(model, messages=[{"role": "user", "content": f"question for {model}"}])
@@ -198,7 +198,7 @@ async def test_dry_run_sees_tenant_permissions_and_never_calls_a_backend() -> No
 
     only_general = WITH_VIEWER.replace("tenant: t1, sha256:", "tenant: t1, routes: [general], sha256:")
     to_code = only_general.replace("default_route: general", "default_route: code")
-    async with gateway(upstream, rules=only_general, admin_key="adm") as client:
+    async with gateway(upstream, rules=only_general, admin_key="adm-key-0123456789") as client:
         await client.post("/v1/chat/completions", json=chat_body(), headers={"authorization": f"Bearer {KEY}"})
         before = len(calls)
         result = (await client.post("/admin/rules/dry-run", content=to_code, headers=EDITOR)).json()
@@ -214,7 +214,7 @@ async def test_a_document_that_validates_but_fails_to_build_is_422_and_nothing_i
     async def failing_build(*args: object) -> None:
         raise RuntimeError("the backend client could not be opened")
 
-    async with gateway(rules=WITH_VIEWER, admin_key="adm") as client:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
         monkeypatch.setattr(state_module, "build_snapshot", failing_build)
         answer = await put(client, TIGHTER, 1)
         history = (await client.get("/admin/rules/history", headers=EDITOR)).json()

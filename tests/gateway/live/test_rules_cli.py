@@ -22,14 +22,14 @@ BROKEN = RULES.replace("code: {backends: [primary]}", "code: {backends: [primary
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = tmp_path_factory.mktemp("cli") / "rules.yaml"
     config.write_text(RULES)
-    with gateway_process(config, TURNOUT_ADMIN_KEY="cli-admin") as (found, _):
+    with gateway_process(config, TURNOUT_ADMIN_KEY="cli-admin-0123456789") as (found, _):
         yield found
 
 
 def turnout(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "gateway.cli", "rules", *args]
     if args[0] != "validate" or "--url" in args:
-        command += ["--url", url, "--admin-key", "cli-admin"]
+        command += ["--url", url, "--admin-key", "cli-admin-0123456789"]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
