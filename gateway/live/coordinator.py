@@ -97,10 +97,15 @@ class LiveRules:
 
     async def apply(self, proposal: Proposal, expected: int | None) -> RulesVersion:
         """Check, build, store (``expected``, unless ``None``, must still be the newest version),
-        install. Every refusal is audited."""
+        install. Every refusal is audited. A document identical to the newest version's is not a
+        change: the newest version is answered and nothing is built or stored."""
+        if (unchanged := await self._newest_if_same(proposal, expected)) is not None:
+            return unchanged
         try:
             rules = await check_rules(proposal.yaml, self.state)
             async with self._writing:
+                if (unchanged := await self._newest_if_same(proposal, expected)) is not None:
+                    return unchanged  # an identical write (a second SIGHUP) landed while this one was built
                 for attempt in range(RETRIES):
                     try:
                         version = await self._store_and_install(rules, proposal, expected)
@@ -117,6 +122,19 @@ class LiveRules:
             "rules version %d (%s by %s) serving: %s", version.version, version.source, version.author, version.message
         )
         return version
+
+    async def _newest_if_same(self, proposal: Proposal, expected: int | None) -> RulesVersion | None:
+        """The newest version when it holds ``text`` and is the one the writer read (a stale
+        ``If-Match`` is still a 412, whatever the document)."""
+        try:
+            newest = await latest(self.store)
+        except (*REDIS_FAILURES, TimeoutError) as exc:
+            raise StateStoreUnavailable(f"the rules store did not answer: {exc or 'timed out'}") from None
+        if newest is None or newest.yaml != proposal.yaml or expected not in (None, newest.version):
+            return None
+        log.info("rules from %s by %s: the same as version %d; nothing stored", proposal.source, proposal.author,
+                 newest.version)  # fmt: skip
+        return newest
 
     async def _store_and_install(self, rules: Rules, proposal: Proposal, expected: int | None) -> RulesVersion:
         """One compare-and-set append against ``expected`` (``None``: the newest now), between the

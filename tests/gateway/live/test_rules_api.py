@@ -223,3 +223,15 @@ async def test_a_document_that_validates_but_fails_to_build_is_422_and_nothing_i
     assert "could not be served: the backend client could not be opened" in answer.json()["errors"][0]["message"]
     assert [v["version"] for v in history] == [1]
     assert served.headers["x-turnout-rules-version"] == "1"
+
+
+async def test_applying_an_unchanged_document_stores_nothing_and_answers_the_current_version() -> None:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
+        first = await put(client, TIGHTER, 1)
+        again = [await put(client, TIGHTER, 2) for _ in range(3)]
+        stale = await put(client, TIGHTER, 1)  # a stale If-Match is still refused, whatever the document
+        history = (await client.get("/admin/rules/history", headers=VIEWER)).json()
+    assert first.json()["version"] == 2
+    assert [(a.status_code, a.json()["version"]) for a in again] == [(200, 2)] * 3
+    assert stale.status_code == 412
+    assert [v["version"] for v in history] == [2, 1]
