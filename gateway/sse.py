@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from contracts.errors import BackendError
+from contracts.errors import BackendError, GatewayError
 from contracts.wire import ChatCompletionChunk
 
 log = logging.getLogger("turnout")
@@ -39,6 +39,10 @@ async def sse_events(
         status = exc.status
         log.warning("stream cut after the first chunk: %s", exc.message)
         yield b"data: " + redact(exc.body()) + b"\n\n"
+    except Exception:  # a defect, not a client that left: said in the stream and logged as one
+        status = 500
+        log.exception("stream failed inside the gateway after the first chunk")
+        yield b"data: " + GatewayError("the stream failed inside the gateway").body() + b"\n\n"
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
         on_close(status)

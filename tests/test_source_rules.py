@@ -114,3 +114,34 @@ def test_one_wiring_root_builds_routers_and_opens_backends() -> None:
         if path.relative_to(ROOT).parts[0] == "gateway" and called_names(ast.parse(path.read_text())) & wiring
     )
     assert wiring_modules == ["gateway/snapshot.py"]
+
+
+def module_state(tree: ast.Module) -> list[int]:
+    """Lines of ``global`` statements and module-level empty containers (a set, dict or list to fill
+    at run time): state shared by every app in the process, which belongs to an object instead."""
+    empty_calls = {"set", "dict", "list", "defaultdict", "OrderedDict"}
+    found = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Global)]
+    for node in tree.body:
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        is_empty_literal = isinstance(value, ast.Set | ast.Dict | ast.List) and not (
+            getattr(value, "elts", None) or getattr(value, "keys", None)
+        )
+        is_empty_call = (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Name)
+            and value.func.id in empty_calls
+            and not value.args
+        )
+        if is_empty_literal or is_empty_call:
+            found.append(node.lineno)
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_keeps_mutable_state_of_its_own(path: Path) -> None:
+    assert module_state(ast.parse(path.read_text())) == []
+
+
+def test_the_module_state_check_sees_a_registry_and_a_global() -> None:
+    tree = ast.parse("_closing: set[int] = set()\nSEEN = {}\ndef f():\n    global SEEN\nNAMES = ('a',)\n")
+    assert module_state(tree) == [4, 1, 2]

@@ -41,7 +41,6 @@ Answer = TypeVar("Answer")
 Call = Callable[[Backend, float], Awaitable[Answer]]
 Discard = Callable[[Answer], Awaitable[None]]
 MAX_PARALLEL = 2
-_closing: set[asyncio.Task[object]] = set()  # cancelled losers, kept until they have closed
 
 
 @dataclass(frozen=True)
@@ -285,13 +284,13 @@ class BackendRace(Generic[Answer]):
 
     def _cancel_running(self, is_recorded: bool = False) -> None:
         """Cancel what still runs; its connections close as the tasks unwind, without being waited for."""
-        tasks = list(self._running)
+        running = list(self._running.items())
         if is_recorded:
             self._running.clear()
-        for task in tasks:
-            task.cancel()
-            _closing.add(task)
-            task.add_done_callback(_forget)
+        for task, attempt in running:
+            if not task.done():
+                task.cancel()
+                attempt.upstream.closing.add(task)  # released by the attempt's own done-callback
 
     def _record(self, attempt: Attempt) -> None:
         self.attempts.append(attempt)
@@ -325,9 +324,3 @@ class BackendRace(Generic[Answer]):
 
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
-
-
-def _forget(task: asyncio.Task[object]) -> None:
-    _closing.discard(task)
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved

@@ -32,6 +32,9 @@ class Upstream:
     """Seconds to a stream's first chunk."""
     last_check: CheckResult | None = None
     """The last periodic health check; it stays with the backend across a rules swap."""
+    closing: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Attempts cancelled (lost hedges, budgets run out) still closing their connections: held here
+    until done, since the event loop keeps only weak references to tasks."""
 
     @property
     def name(self) -> str:
@@ -46,6 +49,10 @@ class Upstream:
         self.in_flight -= 1
         if task.cancelled():
             self.breaker.release()  # a hedge that lost, or the client left: no verdict on the backend
+        if task in self.closing:
+            self.closing.discard(task)
+            if not task.cancelled():
+                task.exception()  # it finished before the cancel landed; nobody waits for its outcome
 
     def latencies(self, is_stream: bool) -> LatencyWindow:
         return self.first_chunks if is_stream else self.answers
