@@ -25,6 +25,8 @@ FIELDS = (
     "requests", "hits", "misses", "bypasses", "offs", "errors",
     "prompt_tokens", "completion_tokens", "cost_usd", "saved_tokens", "saved_usd", "routing_saved_usd",
 )  # fmt: skip
+COUNTS = frozenset(name for name in FIELDS if not name.endswith("_usd"))
+"""Requests and tokens: whole numbers, summed as floats (HINCRBYFLOAT) and reported as integers."""
 DIMENSIONS = ("hour", "route", "backend", "tenant")
 SEPARATOR = "\x1f"
 KEEP_S = 40 * 24 * 3600
@@ -180,7 +182,7 @@ def group(rows: dict[Key, dict[str, float]], by: list[str]) -> list[dict[str, ob
     for label, values in sorted(grouped.items()):
         cacheable = values["hits"] + values["misses"]
         row: dict[str, object] = dict(zip(by, label, strict=True))
-        row |= {name: round(value, 6) for name, value in values.items()}
+        row |= {name: round(value) if name in COUNTS else round(value, 6) for name, value in values.items()}
         row["hit_ratio"] = round(values["hits"] / cacheable, 4) if cacheable else 0.0
         out.append(row)
     return out

@@ -59,6 +59,12 @@ class Exhaustion:
             error: BackendError = BudgetExceeded(
                 f"{where}: the {self.budget_ms} ms {self.budget_name} ran out after {self.elapsed_ms} ms ({tried})"
             )
+        elif self.attempts and all(a.outcome == SKIPPED_TOO_SLOW for a in self.attempts):
+            # Nothing is down: the budget is shorter than every backend takes. Retrying cannot help.
+            error = BudgetExceeded(
+                f"{where}: the {self.budget_ms} ms {self.budget_name} is shorter than every backend's typical "
+                f"latency ({tried}); allow more time"
+            )
         elif not self.failures and any(a.outcome == SKIPPED_BUSY for a in self.attempts):
             error = BackendsBusy(
                 f"{where}: every backend is at its in-flight limit ({tried})",

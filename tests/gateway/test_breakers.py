@@ -202,3 +202,17 @@ api_keys:
     assert probe.status_code == 502
     assert probe.json()["error"]["attempts"][0]["outcome"] == "bad_upstream_response"
     assert recovered.status_code == 200
+
+
+async def test_a_budget_shorter_than_every_backend_is_a_504_budget_exceeded_not_a_503(faults: FaultServer) -> None:
+    slow = faults.backend("slow-150")
+    async with sdk_gateway(route_rules([slow])) as gw:
+        for _ in range(20):  # its median becomes ~150 ms
+            await gw.client.chat.completions.create(model="auto", messages=MESSAGES)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await gw.client.chat.completions.create(
+                model="auto", messages=MESSAGES, extra_headers={"x-turnout-budget-ms": "100"}
+            )
+    assert caught.value.status_code == 504
+    assert caught.value.body["code"] == "budget_exceeded"  # type: ignore[index]
+    assert "shorter than every backend" in caught.value.body["message"]  # type: ignore[index]

@@ -57,8 +57,10 @@ async def test_endpoint_totals_equal_what_was_sent() -> None:
     assert general["routing_saved_usd"] == pytest.approx(3 * (5 * 9.0 + 2 * 18.0) / 1e6)
     assert rows[("-", "-")]["errors"] == 1
     assert report["totals"]["requests"] == 5
+    assert all(type(general[name]) is int for name in ("requests", "hits", "misses", "saved_tokens", "prompt_tokens"))
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert as_csv.text.splitlines()[0].startswith("tenant,requests,hits")
+    assert as_csv.text.splitlines()[1].startswith("t1,5,1,3,0,0,1,15,6,")  # counts as counts, not 5.0
 
 
 async def test_embeddings_count_in_cost_reports() -> None:
