@@ -2,7 +2,9 @@
 
 Requests keep unknown fields (``tools``, ``response_format``, ``seed``, vendor
 extensions) and send them upstream untouched; responses are checked for the
-fields the gateway reads and otherwise passed through as they came.
+fields the gateway reads and otherwise passed through as they came, less the fields a model
+server adds that are not OpenAI's (llama.cpp's ``timings``, vLLM's token ids): clients get the same
+answer shape whichever server is behind the route, and no server internals.
 """
 
 from __future__ import annotations
@@ -119,7 +121,23 @@ class Choice(Passthrough):
     finish_reason: str | None = None
 
 
-class ChatCompletion(Passthrough):
+SERVER_EXTRAS = frozenset({"timings", "prompt_token_ids", "prompt_logprobs", "kv_transfer_params"})
+"""Top-level fields model servers add to answers that OpenAI's API does not have; dropped."""
+
+
+class Answer(Passthrough):
+    """An answer or a chunk as a model server sent it, less :data:`SERVER_EXTRAS`."""
+
+    @model_validator(mode="after")
+    def _without_server_extras(self) -> Answer:
+        extra = self.__pydantic_extra__
+        if extra:
+            for name in SERVER_EXTRAS.intersection(extra):
+                del extra[name]
+        return self
+
+
+class ChatCompletion(Answer):
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -128,7 +146,7 @@ class ChatCompletion(Passthrough):
     usage: Usage | None = None
 
 
-class ChatCompletionChunk(Passthrough):
+class ChatCompletionChunk(Answer):
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0

@@ -67,6 +67,7 @@ async def test_chat_completion_through_gateway(client: openai.AsyncOpenAI, model
     assert raw.headers["x-turnout-route"] == ("general" if model == "auto" else model)
     expected_backend = {"auto": "llama", "external": "external", "embedded": "embedded"}[model]
     assert raw.headers["x-turnout-backend"] == expected_backend
+    assert "timings" not in raw.http_response.json()  # llama.cpp's own field is not passed on
 
 
 @pytest.mark.parametrize("model", ["auto", "external", "embedded"])
@@ -80,6 +81,7 @@ async def test_streamed_chat_completion_through_gateway(client: openai.AsyncOpen
     )
     text, finish, usage = "", None, None
     async for chunk in raw.parse():
+        assert "timings" not in (chunk.model_extra or {})
         for choice in chunk.choices:
             text += choice.delta.content or ""
             finish = choice.finish_reason or finish
