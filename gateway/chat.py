@@ -24,7 +24,7 @@ from gateway.resources import Resources
 from gateway.rules import CachePolicy
 from gateway.snapshot import RulesSnapshot
 from gateway.sse import SseResponse
-from gateway.stream_assembly import StreamAssembler, replay_chunks
+from gateway.stream_assembly import StreamAssembler, as_the_caller_asked, asking_for_usage, replay_chunks
 from routers.decision import RouteDecision, RoutingContext
 
 JSON = "application/json"
@@ -140,7 +140,10 @@ class ChatCall:
         flight: Flight | None,
         deadline: Deadline,
     ) -> Response:
-        self.outcome.backend, (first, rest) = await self.snapshot.dispatcher.open_stream(decision, chat, deadline)
+        upstream_request = asking_for_usage(chat)
+        self.outcome.backend, (first, rest) = await self.snapshot.dispatcher.open_stream(
+            decision, upstream_request, deadline
+        )
         assembler = StreamAssembler()
         assembler.add(first)
 
@@ -149,7 +152,9 @@ class ChatCall:
             finishing = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, flight, status))
             self.outcome.stream_ended(status, finishing)
 
-        teed = _teed(rest, assembler, deadline)
+        asks_usage = upstream_request is chat
+        first = as_the_caller_asked(first, asks_usage) or first
+        teed = _teed(rest, assembler, deadline, asks_usage)
         return SseResponse(first, teed, finished, self.snapshot.redactor.bytes, self._headers(decision))
 
     async def _finish_stream(
@@ -204,9 +209,10 @@ def has_tool_calls(completion: ChatCompletion) -> bool:
 
 
 async def _teed(
-    chunks: AsyncIterator[ChatCompletionChunk], assembler: StreamAssembler, deadline: Deadline
+    chunks: AsyncIterator[ChatCompletionChunk], assembler: StreamAssembler, deadline: Deadline, asks_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk]:
-    """The rest of the stream, recorded for the cache, each chunk awaited no longer than the budget allows."""
+    """The rest of the stream, recorded for the cache (usage included), each chunk awaited no longer
+    than the budget allows, shown as the caller asked."""
     try:
         while True:
             try:
@@ -219,7 +225,8 @@ async def _teed(
                     f"the {deadline.budget_ms} ms latency budget ran out mid-stream after {deadline.elapsed_ms()} ms"
                 ) from None
             assembler.add(chunk)
-            yield chunk
+            if (shown := as_the_caller_asked(chunk, asks_usage)) is not None:
+                yield shown
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 

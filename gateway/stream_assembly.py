@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.wire import ChatCompletion, ChatCompletionChunk, Usage
+from contracts.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, StreamOptions, Usage
 
 
 class StreamAssembler:
@@ -78,3 +78,23 @@ def replay_chunks(completion: ChatCompletion, include_usage: bool) -> list[ChatC
     if include_usage and completion.usage is not None:
         chunks.append({**base, "choices": [], "usage": completion.usage.model_dump(exclude_unset=True)})
     return [ChatCompletionChunk.model_validate(c) for c in chunks]
+
+
+def asking_for_usage(request: ChatCompletionRequest) -> ChatCompletionRequest:
+    """The request as sent upstream: always asking for the usage chunk, so every stream is booked
+    with its real tokens (cost reports, access log, ``tokens_per_minute``), asked for or not."""
+    if request.stream_options is not None and request.stream_options.include_usage:
+        return request
+    return request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+
+
+def as_the_caller_asked(chunk: ChatCompletionChunk, asks_usage: bool) -> ChatCompletionChunk | None:
+    """The chunk as the caller should see it: without the usage it did not ask for (the usage-only
+    chunk is dropped), as OpenAI sends it."""
+    if asks_usage or chunk.usage is None:
+        return chunk
+    if not chunk.choices:
+        return None
+    shown = chunk.model_copy(update={"usage": None})
+    shown.__pydantic_fields_set__.discard("usage")
+    return shown

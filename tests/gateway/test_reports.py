@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.admin.reports import Outcome, ReportBook, group
-from tests.gateway.harness import AUTH, RULES, chat_body, completion, gateway
+from tests.gateway.harness import AUTH, RULES, chat_body, completion, delta, gateway, sse
 from tests.servers import gateway_process, redis_server, serving
 
 ADMIN_KEY = "adm-key-0123456789"
@@ -257,3 +257,27 @@ async def test_a_cache_redis_of_its_own_holds_only_the_cache(redis_url: str) -> 
     assert not any(key.startswith("tn:c") for key in state_keys), state_keys
     assert any(key.startswith("tn:r:") for key in state_keys)  # the report book
     assert any(key.startswith("tn:{rules}") for key in state_keys)
+
+
+def usage_when_asked(request: httpx.Request) -> httpx.Response:
+    """A model server that sends the usage chunk only when the request asks for it, as OpenAI's does."""
+    body = json.loads(request.content)
+    asked = (body.get("stream_options") or {}).get("include_usage")
+    usage = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+             "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}}  # fmt: skip
+    chunks = [delta("a"), delta("b", "stop"), *([usage] if asked else [])]
+    return httpx.Response(200, content=sse(*chunks), headers={"content-type": "text/event-stream"})
+
+
+async def test_a_stream_that_did_not_ask_for_usage_is_booked_with_its_real_tokens() -> None:
+    async with gateway(usage_when_asked, rules=PRICED, admin_key=ADMIN_KEY) as client:
+        plain = await client.post("/v1/chat/completions", json=chat_body(stream=True), headers=AUTH)
+        asked = await client.post(
+            "/v1/chat/completions", json=chat_body(stream=True, stream_options={"include_usage": True}), headers=AUTH
+        )
+        report = (await client.get("/admin/reports/cache?by=tenant", headers=ADMIN)).json()
+    events = [json.loads(line[6:]) for line in plain.text.splitlines() if line.startswith("data: {")]
+    assert all("usage" not in event for event in events)  # not asked: not shown, as OpenAI does
+    assert any(event.get("usage") for event in (json.loads(x[6:]) for x in asked.text.splitlines() if x[6:7] == "{"))
+    assert report["totals"]["prompt_tokens"] == 22  # both booked with the server's figures, not 0
+    assert report["totals"]["completion_tokens"] == 6
