@@ -7,6 +7,7 @@ is ever set, so two backends never leak settings into each other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -15,10 +16,11 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import orjson
 
 from backends.base import Health
 from backends.dependency_warnings import dependency_warnings_ignored
-from backends.http_transport import check_models, error_class_for
+from backends.http_transport import check_models, error_class_for, too_large
 from backends.specs import LiteLLMEndpoint
 from contracts.errors import (
     BackendBadResponse,
@@ -144,16 +146,26 @@ class LiteLLMBackend:
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         with self._translated():
             response = await self._litellm.acompletion(**self._call(request, timeout_s))
-            return ChatCompletion.model_validate(response.model_dump())
+            answer = response.model_dump()
+            self._check_size(len(orjson.dumps(answer)))
+            return ChatCompletion.model_validate(answer)
 
     async def stream(self, request: ChatCompletionRequest, timeout_s: float) -> AsyncIterator[ChatCompletionChunk]:
-        has_finished = False
+        """The provider's stream, closed on every way out (a lost hedge, a budget cut, a client that
+        left, a size over ``max_response_bytes``): its connection is never left open."""
+        has_finished, size = False, 0
         with self._translated():
             response = await self._litellm.acompletion(**self._call(request, timeout_s), stream=True)
-            async for part in response:
-                chunk = ChatCompletionChunk.model_validate(part.model_dump())
-                has_finished = has_finished or any(c.finish_reason for c in chunk.choices)
-                yield chunk
+            try:
+                async for part in response:
+                    dumped = part.model_dump()
+                    size += len(orjson.dumps(dumped))
+                    self._check_size(size)
+                    chunk = ChatCompletionChunk.model_validate(dumped)
+                    has_finished = has_finished or any(c.finish_reason for c in chunk.choices)
+                    yield chunk
+            finally:
+                await _close(response)
         if not has_finished:
             raise BackendBadResponse(f"backend {self.name!r}: the stream ended before the answer was finished")
 
@@ -183,6 +195,10 @@ class LiteLLMBackend:
     async def aclose(self) -> None:
         """litellm keeps no per-backend resources."""
 
+    def _check_size(self, size: int) -> None:
+        if size > self._spec.max_response_bytes:
+            raise too_large(self.name, self._spec.max_response_bytes)
+
     def _call(self, request: ChatCompletionRequest, timeout_s: float) -> dict[str, Any]:
         params = request.model_dump(exclude_unset=True, exclude={"model", "messages", "stream"})
         return {
@@ -204,6 +220,13 @@ class LiteLLMBackend:
             raise
         except Exception as exc:  # every failure, a malformed answer (ValidationError) included
             raise translate(self.name, exc) from exc
+
+
+async def _close(response: object) -> None:
+    close = getattr(response, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):  # closing reports nothing: the answer is already settled
+            await close()
 
 
 def _transport_cause(exc: BaseException) -> type[BackendError] | None:

@@ -16,6 +16,7 @@ from contracts.errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    ResponseTooLarge,
 )
 from contracts.wire import ChatCompletionRequest
 from gateway.resilience.fallback import failure_kind
@@ -156,3 +157,71 @@ async def test_a_litellm_call_logs_nothing_below_warning_through_litellms_own_ha
     quiet = [r.getMessage() for r in caplog.records if r.name.startswith("LiteLLM") and r.levelno < logging.WARNING]
     assert quiet == []
     assert all(not logging.getLogger(name).handlers for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"))
+
+
+class _Part:
+    def __init__(self, body: dict[str, object]) -> None:
+        self._body = body
+
+    def model_dump(self) -> dict[str, object]:
+        return self._body
+
+
+class _ProviderStream:
+    """litellm's stream wrapper as the adapter sees it: iterable, and ``aclose`` closes the connection."""
+
+    def __init__(self, content: str, count: int) -> None:
+        self.is_closed = False
+        self._parts = [
+            _Part({"id": "c", "object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {"content": content}, "finish_reason": "stop" if n == count - 1 else None}
+            ]})
+            for n in range(count)
+        ]  # fmt: skip
+
+    def __aiter__(self) -> _ProviderStream:
+        return self
+
+    async def __anext__(self) -> _Part:
+        if not self._parts:
+            raise StopAsyncIteration
+        return self._parts.pop(0)
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+
+
+def backend_over(fake: object, max_response_bytes: int = 1024 * 1024) -> LiteLLMBackend:
+    spec = LiteLLMBackendSpec(
+        kind="litellm", model="openai/m", api_base="http://127.0.0.1:9/v1", max_response_bytes=max_response_bytes
+    )
+    return LiteLLMBackend("ext", spec, fake, None)  # type: ignore[arg-type]
+
+
+async def test_a_litellm_answer_over_max_response_bytes_is_refused() -> None:
+    async def acompletion(**_: object) -> _Part:
+        message = {"role": "assistant", "content": "x" * 5000}
+        return _Part({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": message}]})
+
+    with pytest.raises(ResponseTooLarge):
+        await backend_over(types.SimpleNamespace(acompletion=acompletion), 2048).complete(chat(), 5)
+
+
+@pytest.mark.parametrize("ending", ["left early", "too large", "whole"])
+async def test_a_litellm_stream_is_closed_on_every_way_out(ending: str) -> None:
+    provider = _ProviderStream("y" * 300, 10)
+
+    async def acompletion(**_: object) -> _ProviderStream:
+        return provider
+
+    backend = backend_over(types.SimpleNamespace(acompletion=acompletion), 2048 if ending == "too large" else 10**6)
+    chunks = backend.stream(chat(), 5)
+    if ending == "left early":
+        await anext(chunks)
+        await chunks.aclose()  # type: ignore[attr-defined]
+    elif ending == "too large":
+        with pytest.raises(ResponseTooLarge):
+            _ = [c async for c in chunks]
+    else:
+        assert len([c async for c in chunks]) == 10
+    assert provider.is_closed
