@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import aiohttp
 import httpx
@@ -45,6 +46,33 @@ ERROR_BODY_BYTES = 64 * 1024
 
 # Statuses that mean the backend (not the caller) is wrong: bad credentials, wrong model.
 BACKEND_FAULT_STATUSES = {401, 403, 404}
+
+
+@dataclass(frozen=True)
+class LeasedClient:
+    """A backend's HTTP client; closed with the backend when the backend opened it."""
+
+    client: httpx.AsyncClient
+    is_owned: bool
+
+    async def aclose(self) -> None:
+        if self.is_owned:
+            await self.client.aclose()
+
+
+@dataclass(frozen=True)
+class HttpClients:
+    """Where backends get their HTTP client: each one a pool of its own, sized from its own spec, so
+    a slow backend holds only its own connections and a rules change resizes a pool by reopening
+    that backend alone. An app that injects a client (tests, an embedding program) shares it."""
+
+    transport: str = "aiohttp"
+    shared: httpx.AsyncClient | None = None
+
+    def open(self, max_connections: int) -> LeasedClient:
+        if self.shared is not None:
+            return LeasedClient(self.shared, is_owned=False)
+        return LeasedClient(open_http_client(max_connections, self.transport), is_owned=True)
 
 
 def open_http_client(max_connections: int, transport: str = "aiohttp") -> httpx.AsyncClient:

@@ -20,7 +20,7 @@ import orjson
 
 from backends.base import Health
 from backends.dependency_warnings import dependency_warnings_ignored
-from backends.http_transport import check_models, error_class_for, too_large
+from backends.http_transport import HttpClients, LeasedClient, check_models, error_class_for, too_large
 from backends.specs import LiteLLMEndpoint
 from contracts.errors import (
     BackendBadResponse,
@@ -94,6 +94,7 @@ def import_litellm() -> ModuleType:
     return litellm
 
 
+HEALTH_CHECK_CONNECTIONS = 2
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
 
@@ -129,8 +130,16 @@ def translate(backend: str, exc: BaseException) -> BackendError:
 
 
 class LiteLLMBackend:
-    def __init__(self, name: str, spec: LiteLLMEndpoint, litellm: ModuleType, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: LiteLLMEndpoint,
+        litellm: ModuleType,
+        client: httpx.AsyncClient,
+        lease: LeasedClient | None = None,
+    ) -> None:
         self.name = name
+        self._lease = lease
         self._spec = spec
         self._litellm = litellm
         self._client = client
@@ -140,8 +149,9 @@ class LiteLLMBackend:
             self._api_key = "no-key"
 
     @classmethod
-    async def open(cls, name: str, spec: LiteLLMEndpoint, client: httpx.AsyncClient) -> LiteLLMBackend:
-        return cls(name, spec, import_litellm(), client)
+    async def open(cls, name: str, spec: LiteLLMEndpoint, clients: HttpClients) -> LiteLLMBackend:
+        lease = clients.open(HEALTH_CHECK_CONNECTIONS)  # litellm has clients of its own for calls
+        return cls(name, spec, import_litellm(), lease.client, lease)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         with self._translated():
@@ -193,7 +203,9 @@ class LiteLLMBackend:
         return Health(is_healthy=True)
 
     async def aclose(self) -> None:
-        """litellm keeps no per-backend resources."""
+        """Closes the health check's pool; litellm keeps no other per-backend resources."""
+        if self._lease is not None:
+            await self._lease.aclose()
 
     def _check_size(self, size: int) -> None:
         if size > self._spec.max_response_bytes:

@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from backends.base import Health
+from backends.http_transport import HttpClients
 from backends.openai_compat import OpenAICompatBackend
 from backends.specs import LocalServer
 from contracts.errors import BackendUnavailable
@@ -30,6 +29,8 @@ from contracts.wire import (
 )
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_CONNECTIONS = 64
+"""The embedded server's pool: llama.cpp queues what its slots cannot take at once."""
 
 
 class LocalBackend:
@@ -39,11 +40,13 @@ class LocalBackend:
         self._upstream = upstream
 
     @classmethod
-    async def open(cls, name: str, spec: LocalServer, client: httpx.AsyncClient) -> LocalBackend:
+    async def open(cls, name: str, spec: LocalServer, clients: HttpClients) -> LocalBackend:
         gguf = spec.gguf or default_gguf()
         server = await asyncio.to_thread(start_server, spec, gguf)
         endpoint = server.listening_address.rstrip("/") + "/v1"
-        return cls(name, server, OpenAICompatBackend(name, endpoint, spec.model, client, None, spec.max_response_bytes))
+        lease = clients.open(LOCAL_CONNECTIONS)
+        upstream = OpenAICompatBackend(name, endpoint, spec.model, lease.client, None, spec.max_response_bytes, lease)
+        return cls(name, server, upstream)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         return await self._upstream.complete(request, timeout_s)
@@ -58,6 +61,7 @@ class LocalBackend:
         return await self._upstream.health(timeout_s)
 
     async def aclose(self) -> None:
+        await self._upstream.aclose()
         # xllamacpp stops the server and joins its threads when the object is destroyed.
         self._server = None
         await asyncio.to_thread(gc.collect)

@@ -11,7 +11,14 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from backends.base import Health
-from backends.http_transport import check_models, raise_for_status, read_body, translated_errors
+from backends.http_transport import (
+    HttpClients,
+    LeasedClient,
+    check_models,
+    raise_for_status,
+    read_body,
+    translated_errors,
+)
 from backends.request_context import upstream_headers
 from backends.specs import OpenAIEndpoint
 from backends.sse import bounded_lines, read_chunks
@@ -37,20 +44,24 @@ class OpenAICompatBackend:
         client: httpx.AsyncClient,
         api_key: str | None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        lease: LeasedClient | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self._max_bytes = max_response_bytes
         self._base = endpoint.rstrip("/")
         self._client = client
+        self._lease = lease
+        """How ``client`` was had: closed with the backend when it opened it; ``None``: the caller's."""
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
 
     @classmethod
-    async def open(cls, name: str, spec: OpenAIEndpoint, client: httpx.AsyncClient) -> OpenAICompatBackend:
+    async def open(cls, name: str, spec: OpenAIEndpoint, clients: HttpClients) -> OpenAICompatBackend:
         api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        return cls(name, spec.endpoint, spec.model, client, api_key, spec.max_response_bytes)
+        lease = clients.open(spec.max_connections)
+        return cls(name, spec.endpoint, spec.model, lease.client, api_key, spec.max_response_bytes, lease)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         body = await self._post("/chat/completions", request.upstream_body(self.model), timeout_s)
@@ -88,7 +99,9 @@ class OpenAICompatBackend:
         return Health(is_healthy=True)
 
     async def aclose(self) -> None:
-        """The pooled client belongs to the app and is closed by it."""
+        """Closes the backend's own connection pool (a shared one is closed by its owner)."""
+        if self._lease is not None:
+            await self._lease.aclose()
 
     async def _post(self, path: str, body: bytes, timeout_s: float) -> bytes:
         """The answer's body, read within ``timeout_s`` and ``max_response_bytes``."""

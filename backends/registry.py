@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import httpx
-
 from backends.base import Backend
+from backends.http_transport import HttpClients
 from backends.specs import EndpointSpec
 
 KINDS: dict[str, str] = {
@@ -22,6 +21,6 @@ def backend_class(kind: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-async def open_backend(name: str, spec: EndpointSpec, client: httpx.AsyncClient) -> Backend:
-    backend: Backend = await backend_class(spec.kind).open(name, spec, client)
+async def open_backend(name: str, spec: EndpointSpec, clients: HttpClients) -> Backend:
+    backend: Backend = await backend_class(spec.kind).open(name, spec, clients)
     return backend

@@ -54,7 +54,7 @@ def create_app(
             initial, started_with = await asyncio.to_thread(read_rules, settings.config)
         else:
             initial, started_with = rules, _as_yaml(rules)
-        resources = await open_resources(settings, initial, http_client)
+        resources = await open_resources(settings, http_client)
         live = await open_live_rules(resources, settings, started_with, initial, rules_file)
         state = app.state.gateway = live.state
         app.state.live_rules = live

@@ -1,4 +1,4 @@
-"""What lives as long as the process, whatever the rules say: the upstream HTTP pool, one Redis
+"""What lives as long as the process, whatever the rules say: how backends get HTTP clients, one Redis
 client (shared by the cache, rate limits, reports and rules, each bounding its own calls; the cache
 gets a second one only when it is given a Redis of its own), metrics and the cost report book."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from backends.http_transport import open_http_client
+from backends.http_transport import HttpClients
 from gateway.admin.reports import ReportBook
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import open_store, warm_up
@@ -17,15 +17,14 @@ from gateway.live.samples import RoutingSamples
 from gateway.metrics import Metrics
 from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.redis_client import close_redis, redis_client
-from gateway.rules import Rules
 from gateway.settings import Settings
 
 
 @dataclass(frozen=True)
 class Resources:
     settings: Settings
-    http: httpx.AsyncClient
-    owns_http: bool
+    clients: HttpClients
+    """Each backend opens its own pool, sized from its spec (or shares an injected client)."""
     redis: Any | None
     """The process's Redis client for state that must not be evicted (rate limits, reports, rules);
     ``None`` in the embedded default (no Redis)."""
@@ -39,10 +38,8 @@ class Resources:
     """Recent requests' routing inputs, for dry runs of new rules."""
 
 
-async def open_resources(settings: Settings, rules: Rules, http_client: httpx.AsyncClient | None) -> Resources:
-    """``rules`` sizes the HTTP pool (the first rules' backends); ``http_client`` replaces the pool."""
-    max_connections = sum(getattr(spec, "max_connections", 64) for spec in rules.backends.values())
-    http = http_client or open_http_client(max_connections, settings.upstream_transport)
+async def open_resources(settings: Settings, http_client: httpx.AsyncClient | None) -> Resources:
+    """``http_client``, when given, is shared by every backend instead of a pool of each one's own."""
     metrics = Metrics()
     timeout_s = settings.cache_timeout_ms / 1000
     redis = redis_client(settings.redis_url) if settings.redis_url else None
@@ -54,8 +51,7 @@ async def open_resources(settings: Settings, rules: Rules, http_client: httpx.As
     reports.start()
     return Resources(
         settings=settings,
-        http=http,
-        owns_http=http_client is None,
+        clients=HttpClients(settings.upstream_transport, shared=http_client),
         redis=redis,
         cache_redis=cache_redis,
         metrics=metrics,
@@ -76,5 +72,3 @@ async def close_resources(resources: Resources) -> None:
         await close_redis(resources.cache_redis)
     if resources.redis is not None:
         await close_redis(resources.redis)
-    if resources.owns_http:
-        await resources.http.aclose()

@@ -58,6 +58,12 @@ class LocalBackend(LocalServer, BackendPolicy):
 BackendSpec = Annotated[OpenAIBackend | LiteLLMBackend | LocalBackend, Field(discriminator="kind")]
 
 
+def backend_identity(spec: OpenAIBackend | LiteLLMBackend | LocalBackend) -> dict[str, object]:
+    """What a backend is (kind, endpoint, model, files, key, pool): a change reopens it. The rest is
+    :class:`BackendPolicy` (price, timeouts, breaker, checks, in-flight bound), changed in place."""
+    return spec.model_dump(exclude=set(BackendPolicy.model_fields))
+
+
 class CachePolicy(Strict):
     enabled: bool = True
     ttl_s: int = Field(3600, ge=1)

@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import httpx
-
 from backends.base import Backend
+from backends.http_transport import HttpClients
 from backends.registry import open_backend
 from gateway.admin.keys import AdminKeys
 from gateway.auth import KeyRing
@@ -30,7 +29,7 @@ from gateway.resilience.dispatch import Dispatcher
 from gateway.resilience.health_checks import HealthChecker
 from gateway.resilience.upstreams import Upstream, open_upstream
 from gateway.resources import Resources
-from gateway.rules import BackendSpec, Rules
+from gateway.rules import BackendSpec, Rules, backend_identity
 from gateway.settings import Settings
 from routers.factory import RouterHandle, build_router
 from routers.selector import RouteSelector
@@ -129,7 +128,7 @@ async def build_snapshot(
     try:
         for name, spec in rules.backends.items():
             if name not in kept:
-                opened[name] = await open_backend(name, spec, resources.http)
+                opened[name] = await open_backend(name, spec, resources.clients)
                 log.info("backend %s (%s) ready", name, spec.kind)
         upstreams = {name: kept.get(name) or open_upstream(opened[name], spec) for name, spec in rules.backends.items()}
         version = version if version is not None else previous.version + 1 if previous else 1
@@ -142,13 +141,18 @@ async def build_snapshot(
 
 
 def _unchanged_upstreams(rules: Rules, previous: RulesSnapshot | None) -> dict[str, Upstream]:
+    """The previous snapshot's upstreams whose backend keeps its identity: as they were when the
+    whole spec is the same, under the new policy otherwise. Only an identity change reopens one."""
     if previous is None:
         return {}
-    return {
-        name: previous.upstreams[name]
-        for name, spec in rules.backends.items()
-        if previous.rules.backends.get(name) == spec
-    }
+    kept: dict[str, Upstream] = {}
+    for name, spec in rules.backends.items():
+        before = previous.rules.backends.get(name)
+        if before is None or backend_identity(before) != backend_identity(spec):
+            continue
+        upstream = previous.upstreams[name]
+        kept[name] = upstream if before == spec else upstream.with_policy(spec, before)
+    return kept
 
 
 def _assemble(
@@ -196,7 +200,7 @@ class Routing:
 
 @asynccontextmanager
 async def routing_only(
-    rules: Rules, http: httpx.AsyncClient, settings: Settings, previous: RulesSnapshot | None = None
+    rules: Rules, clients: HttpClients, settings: Settings, previous: RulesSnapshot | None = None
 ) -> AsyncIterator[Routing]:
     """The routing of ``rules`` without serving them: no serving backend is opened, only the one an
     LLM router asks. Models loaded by ``previous`` are borrowed, not loaded again; whatever this
@@ -206,7 +210,7 @@ async def routing_only(
     try:
         if isinstance(rules.router, LLMRouterSpec):
             name = rules.router.backend
-            opened[name] = await open_backend(name, rules.backends[name], http)
+            opened[name] = await open_backend(name, rules.backends[name], clients)
         router = await asyncio.to_thread(
             build_router, rules, opened, settings.router_threads, settings.router_max_batch, kept_models
         )

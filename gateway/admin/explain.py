@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.http_transport import open_http_client
+from backends.http_transport import HttpClients
 from contracts.wire import ChatCompletionRequest
 from gateway.rules import Rules
 from gateway.settings import Settings
@@ -33,5 +33,5 @@ async def explain(
 async def explain_offline(rules: Rules, prompt: str, model: str, tenant: str) -> dict[str, Any]:
     """Explain without serving: only the routing of ``rules`` is built (:func:`routing_only`)."""
     request = ChatCompletionRequest.model_validate({"model": model, "messages": [{"role": "user", "content": prompt}]})
-    async with open_http_client(8) as http, routing_only(rules, http, Settings(router_max_batch=1)) as routing:
+    async with routing_only(rules, HttpClients(), Settings(router_max_batch=1)) as routing:
         return await explain(routing.selector, routing.router.description, request, RoutingContext(tenant))

@@ -119,7 +119,7 @@ async def dry_run_rules(request: Request) -> Response:
     except RulesInvalid as exc:
         return invalid(exc)
     samples = prompts if prompts is not None else state.resources.samples.recent()
-    result = await dry_run(request_snapshot(request), proposed, samples, state.resources.http, state.settings)
+    result = await dry_run(request_snapshot(request), proposed, samples, state.resources.clients, state.settings)
     return json_response(result)
 
 

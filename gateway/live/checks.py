@@ -52,7 +52,7 @@ async def check_rules(text: str, state: GatewayState) -> Rules:
         _, lines, _ = load_yaml(text)  # parsed again only to place these problems at their lines
         raise RulesInvalid(SOURCE, [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in found])
     try:
-        async with routing_only(rules, state.resources.http, state.settings, state.snapshot):
+        async with routing_only(rules, state.resources.clients, state.settings, state.snapshot):
             pass
     except Exception as exc:
         raise RulesInvalid(SOURCE, [RuleProblem(path="router", message=f"the router cannot be built: {exc}")]) from exc

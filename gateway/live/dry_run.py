@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
+from backends.http_transport import HttpClients
 from contracts.errors import GatewayError, InvalidRequest
 from gateway.live.samples import RoutingSample
 from gateway.rules import Rules
@@ -23,14 +22,14 @@ Decision = dict[str, Any]
 
 
 async def dry_run(
-    serving: RulesSnapshot, proposed: Rules, samples: list[RoutingSample], http: httpx.AsyncClient, settings: Settings
+    serving: RulesSnapshot, proposed: Rules, samples: list[RoutingSample], clients: HttpClients, settings: Settings
 ) -> dict[str, Any]:
     if isinstance(serving.rules.router, LLMRouterSpec) or isinstance(proposed.router, LLMRouterSpec):
         raise InvalidRequest(
             "a dry run replays local routers only: an LLM router (router.kind: llm) would call its backend",
             code="dry_run_llm_router",
         )
-    async with routing_only(proposed, http, settings, serving) as routing:
+    async with routing_only(proposed, clients, settings, serving) as routing:
         changes = []
         for sample in samples:
             before = await decide(serving.selector, serving.rules, sample)

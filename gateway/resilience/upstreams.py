@@ -54,6 +54,21 @@ class Upstream:
             if not task.cancelled():
                 task.exception()  # it finished before the cancel landed; nobody waits for its outcome
 
+    def with_policy(self, spec: BackendSpec, previous: BackendSpec) -> Upstream:
+        """The same backend (not reopened) under a new policy, keeping what it has learnt: its
+        latencies, its last health check, and its breaker's state while the breaker's spec is the same.
+        Attempts already running finish on this object; the new one counts those started from now."""
+        breaker = self.breaker if spec.breaker == previous.breaker else CircuitBreaker(self.name, spec.breaker)
+        return Upstream(
+            backend=self.backend,
+            timeout_s=spec.timeout_s,
+            breaker=breaker,
+            max_in_flight=spec.max_in_flight,
+            answers=self.answers,
+            first_chunks=self.first_chunks,
+            last_check=self.last_check,
+        )
+
     def latencies(self, is_stream: bool) -> LatencyWindow:
         return self.first_chunks if is_stream else self.answers
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from backends.dependency_warnings import dependency_warnings_ignored
+from backends.http_transport import HttpClients
 from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
 from contracts.errors import (
     BackendBadResponse,
@@ -68,7 +69,7 @@ def spec_for(endpoint: str) -> LiteLLMBackendSpec:
 
 @pytest.mark.local_model
 async def test_complete_through_litellm_to_local_openai_server(llama_server: str) -> None:
-    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), HttpClients(transport="httpx"))
     answer = await backend.complete(chat(temperature=0), 60)
     assert answer.usage is not None
     assert answer.usage.completion_tokens > 0
@@ -77,7 +78,7 @@ async def test_complete_through_litellm_to_local_openai_server(llama_server: str
 
 @pytest.mark.local_model
 async def test_stream_through_litellm_to_local_openai_server(llama_server: str) -> None:
-    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), HttpClients(transport="httpx"))
     chunks = [c async for c in backend.stream(chat(), 60)]
     text = "".join((c.choices[0].model_extra or {}).get("delta", {}).get("content") or "" for c in chunks if c.choices)
     assert text
@@ -85,7 +86,9 @@ async def test_stream_through_litellm_to_local_openai_server(llama_server: str) 
 
 
 async def test_unreachable_api_base_is_unavailable() -> None:
-    backend = await LiteLLMBackend.open("ext", spec_for(f"http://127.0.0.1:{free_port()}/v1"), client=None)  # type: ignore[arg-type]
+    backend = await LiteLLMBackend.open(
+        "ext", spec_for(f"http://127.0.0.1:{free_port()}/v1"), HttpClients(transport="httpx")
+    )
     with pytest.raises(BackendUnavailable):
         await backend.complete(chat(), 10)
 
@@ -120,7 +123,7 @@ async def test_a_dependency_warning_mid_call_does_not_fail_the_call(llama_server
         warn_as_a_dependency("pydantic._internal._generate_schema")
         return await litellm.acompletion(**kwargs)
 
-    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), HttpClients(transport="httpx"))
     backend._litellm = types.SimpleNamespace(acompletion=acompletion)  # type: ignore[assignment]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # as `python -W error`, and as this suite runs
@@ -151,7 +154,7 @@ def test_dependency_warnings_are_ignored_only_inside_the_scope_and_only_for_depe
 async def test_a_litellm_call_logs_nothing_below_warning_through_litellms_own_handler(
     llama_server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), client=None)  # type: ignore[arg-type]
+    backend = await LiteLLMBackend.open("ext", spec_for(llama_server), HttpClients(transport="httpx"))
     with caplog.at_level(logging.INFO):
         await backend.complete(chat(temperature=0), 60)
     quiet = [r.getMessage() for r in caplog.records if r.name.startswith("LiteLLM") and r.levelno < logging.WARNING]

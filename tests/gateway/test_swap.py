@@ -63,6 +63,34 @@ async def test_unchanged_backend_keeps_its_open_breaker_and_a_changed_one_starts
     assert answer.headers["x-turnout-backend"] == "fallback"  # primary's breaker is still open
 
 
+async def test_a_policy_change_keeps_the_backend_and_what_it_learnt() -> None:
+    async with gateway(rules=UNCHECKED) as client:
+        state = state_of(client)
+        before = state.snapshot
+        primary = before.upstreams["primary"]
+        for _ in range(5):
+            primary.breaker.record_failure()
+        priced = UNCHECKED.replace(
+            "model: primary-model,", "model: primary-model, timeout_s: 7, price: {input_per_mtok: 3.0},"
+        )
+        after = await state.apply(parse_rules(priced))
+        rebroken = await state.apply(
+            parse_rules(priced.replace("timeout_s: 7,", "timeout_s: 7, breaker: {open_s: 9},"))
+        )
+    kept = after.upstreams["primary"]
+    assert kept is not primary  # the new policy ...
+    assert (
+        kept.backend is primary.backend
+    )  # ... on the same backend: not reopened (an embedded llama.cpp keeps running)
+    assert kept.timeout_s == 7
+    assert kept.breaker is primary.breaker  # the breaker's spec is the same: still open
+    assert kept.breaker.state == "open"
+    assert kept.answers is primary.answers
+    assert rebroken.upstreams["primary"].backend is primary.backend
+    assert rebroken.upstreams["primary"].breaker.state == "closed"  # a new breaker spec starts afresh
+    assert after.upstreams["fallback"] is before.upstreams["fallback"]  # untouched: as it was
+
+
 async def test_a_failing_build_leaves_the_old_snapshot_serving() -> None:
     broken = parse_rules(RULES.replace("router: {kind: default}", "router: {kind: classifier, model: /nowhere}"))
     async with gateway() as client:
