@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,6 +31,19 @@ COUNTS = frozenset(name for name in FIELDS if not name.endswith("_usd"))
 DIMENSIONS = ("hour", "route", "backend", "tenant")
 SEPARATOR = "\x1f"
 KEEP_S = 40 * 24 * 3600
+FLUSH_MARK_S = 600
+"""How long Redis remembers a flush it applied, so a resent one (its answer was lost) is not counted
+twice; a flush is resent every second until it is answered."""
+FLUSH_SCRIPT = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return 0
+end
+for i = 3, #ARGV, 2 do
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 Key = tuple[str, str, str, str]  # hour, route, backend, tenant
 
 
@@ -86,6 +100,8 @@ class ReportBook:
         self._interval_s = flush_interval_s
         self._timeout_s = call_timeout_s
         self._task: asyncio.Task[None] | None = None
+        self._unsent: list[tuple[str, defaultdict[Key, defaultdict[str, float]]]] = []
+        """Flushes not yet answered by Redis, oldest first, each with its id."""
 
     def record(self, outcome: Outcome, now: float | None = None) -> None:
         key = (hour_of(now or time.time()), outcome.route, outcome.backend, outcome.tenant)
@@ -113,29 +129,33 @@ class ReportBook:
                 await close_redis(self._redis)
 
     async def flush(self) -> None:
-        """Add this process's pending deltas to Redis; on failure keep them for the next flush."""
-        if self._redis is None or not self._pending:
+        """Add this process's pending deltas to Redis, once: each flush has an id that Redis records
+        as it applies it (one script per hour's hash), and a flush whose answer was lost is resent
+        with the same id, so it never counts twice. On failure it waits for the next flush."""
+        if self._redis is None:
             return
-        pending, self._pending = self._pending, defaultdict(lambda: defaultdict(float))
-        pipe = self._redis.pipeline(transaction=False)
+        if self._pending:
+            self._unsent.append((secrets.token_hex(8), self._pending))
+            self._pending = defaultdict(lambda: defaultdict(float))
+        while self._unsent:
+            flush_id, pending = self._unsent[0]
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._send(flush_id, pending)
+            except (*REDIS_FAILURES, TimeoutError) as exc:
+                log.warning("report flush to Redis failed (%s); sending it again with the next flush", exc)
+                return
+            self._unsent.pop(0)
+
+    async def _send(self, flush_id: str, pending: defaultdict[Key, defaultdict[str, float]]) -> None:
+        assert self._redis is not None
+        by_hour: defaultdict[str, list[object]] = defaultdict(list)
         for (hour, route, backend, tenant), values in pending.items():
             for name, value in values.items():
-                pipe.hincrbyfloat(f"tn:r:{hour}", SEPARATOR.join((route, backend, tenant, name)), value)
-            pipe.expire(f"tn:r:{hour}", KEEP_S)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await pipe.execute()
-        except (*REDIS_FAILURES, TimeoutError) as exc:
-            log.warning("report flush to Redis failed (%s); keeping the figures for the next flush", exc)
-            self._put_back(pending)
-        except BaseException:  # cancelled (shutdown): the figures stay for the closing flush
-            self._put_back(pending)
-            raise
-
-    def _put_back(self, pending: defaultdict[Key, defaultdict[str, float]]) -> None:
-        for key, values in pending.items():
-            for name, value in values.items():
-                self._pending[key][name] += value
+                by_hour[hour] += [SEPARATOR.join((route, backend, tenant, name)), value]
+        for hour, increments in by_hour.items():
+            report, mark = f"tn:r:{{{hour}}}", f"tn:r:{{{hour}}}:flushed:{flush_id}"  # one Cluster slot
+            await self._redis.eval(FLUSH_SCRIPT, 2, report, mark, KEEP_S, FLUSH_MARK_S, *increments)
 
     async def totals(self, since_s: float, now: float | None = None) -> dict[Key, dict[str, float]]:
         """Every (hour, route, backend, tenant) row since ``since_s`` seconds ago."""
@@ -146,17 +166,19 @@ class ReportBook:
         await self.flush()
         pipe = self._redis.pipeline(transaction=False)
         for hour in hours:
-            pipe.hgetall(f"tn:r:{hour}")
+            pipe.hgetall(f"tn:r:{{{hour}}}")
+            pipe.hgetall(f"tn:r:{hour}")  # written before flushes were made idempotent
         try:
             async with asyncio.timeout(self._timeout_s):
                 answers = await pipe.execute()
         except (*REDIS_FAILURES, TimeoutError) as exc:
             raise StateStoreUnavailable(f"the report store (Redis) did not answer: {exc or 'timed out'}") from None
         rows: defaultdict[Key, dict[str, float]] = defaultdict(dict)
-        for hour, found in zip(hours, answers, strict=True):
-            for field, value in found.items():
+        for hour, (found, older) in zip(hours, zip(answers[::2], answers[1::2], strict=True), strict=True):
+            for field, value in [*found.items(), *older.items()]:
                 route, backend, tenant, name = field.decode().split(SEPARATOR)
-                rows[(hour, route, backend, tenant)][name] = float(value)
+                row = rows[(hour, route, backend, tenant)]
+                row[name] = row.get(name, 0.0) + float(value)
         return dict(rows)
 
     async def _flush_forever(self) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -215,6 +216,43 @@ async def test_figures_survive_a_flush_cancelled_mid_write(redis_url: str) -> No
     await admin.aclose()
     assert totals[0]["requests"] == 3
     assert totals[0]["prompt_tokens"] == 30
+
+
+class AnswerLost:
+    """A Redis client whose first script runs on the server but whose answer never arrives (a timeout
+    after Redis applied it), as a failover or a stalled connection does."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def eval(self, *args: object) -> object:
+        answer = await self._client.eval(*args)
+        if self.lost == 0:
+            self.lost += 1
+            raise TimeoutError("the answer was lost")
+        return answer
+
+
+async def test_a_flush_whose_answer_was_lost_is_counted_once(redis_url: str) -> None:
+    admin = aioredis.from_url(redis_url)
+    await admin.flushdb()
+    flaky = AnswerLost(aioredis.from_url(redis_url))
+    book = ReportBook(flaky, flush_interval_s=3600)
+    for _ in range(4):
+        book.record(Outcome("code", "gpu", "lost-answer", "miss", 10, 5, 0.01, 0.02))
+    await book.flush()  # applied by Redis, but reported as failed: sent again below
+    book.record(Outcome("code", "gpu", "lost-answer", "hit", 10, 5))
+    await book.flush()
+    totals = group(await book.totals(3600), ["tenant"])
+    await flaky.aclose()
+    await admin.aclose()
+    assert flaky.lost == 1
+    assert totals[0]["requests"] == 5  # not 9
+    assert totals[0]["hits"] == 1
 
 
 async def test_the_report_is_503_naming_the_store_when_redis_is_down() -> None:
