@@ -21,7 +21,9 @@ def cache_key(namespace: str, route: str, model_identity: str, request: ChatComp
     """``namespace`` is the tenant, or ``shared`` for routes whose entries all tenants see."""
     answer_fields = request.model_dump(mode="json", exclude_unset=True, exclude=DELIVERY_FIELDS)
     canonical = orjson.dumps([namespace, route, model_identity, answer_fields], option=orjson.OPT_SORT_KEYS)
-    return "tn:c:" + hashlib.sha256(canonical).hexdigest()
+    # The digest is the key's hash tag: its single-flight lock (the key plus ``:lock``) lives in the
+    # same Redis Cluster slot, so one script can read the one and take the other.
+    return "tn:c:{" + hashlib.sha256(canonical).hexdigest() + "}"
 
 
 def is_deterministic(request: ChatCompletionRequest) -> bool:

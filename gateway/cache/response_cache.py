@@ -1,6 +1,6 @@
 """The response cache: who may read and write which entry, and failing open.
 
-Every store call goes through :class:`gateway.cache.guard.StoreGuard` (a failing store serves
+Every store call goes through :class:`gateway.store_guard.StoreGuard` (a failing store serves
 uncached); identical concurrent misses share one backend call through
 :mod:`gateway.cache.single_flight`.
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 
 from contracts.wire import ChatCompletion, ChatCompletionRequest
-from gateway.cache.guard import CacheUnavailable, StoreGuard
 from gateway.cache.key import cache_key, is_deterministic
 from gateway.cache.single_flight import Flight, LocalFlight
 from gateway.cache.store import CacheStore
 from gateway.metrics import Metrics
 from gateway.rules import CachePolicy
+from gateway.store_guard import StoreGuard, StoreUnavailable
 
 log = logging.getLogger("turnout")
 
@@ -53,7 +53,7 @@ class CachePlan:
 class ResponseCache:
     def __init__(self, store: CacheStore, metrics: Metrics, timeout_s: float) -> None:
         self.store = store
-        self.guard = StoreGuard(timeout_s, metrics)
+        self.guard = StoreGuard("cache store", timeout_s, metrics.observe_cache_error)
         self.flights: dict[str, LocalFlight] = {}
         """Cache key to the flight in this process that identical requests wait on."""
 
@@ -82,8 +82,10 @@ class ResponseCache:
         )
 
     async def read(self, plan: CachePlan) -> CacheEntry | None:
-        """The entry, or ``None``; raises ``CacheUnavailable`` when the store failed."""
-        raw = await self.guard.call(self.store.get(plan.key))
+        """The entry, or ``None``; raises ``StoreUnavailable`` when the store failed."""
+        return self._parsed(plan, await self.guard.call(self.store.get(plan.key)))
+
+    def _parsed(self, plan: CachePlan, raw: bytes | None) -> CacheEntry | None:
         if raw is None:
             return None
         try:
@@ -101,17 +103,31 @@ class ResponseCache:
         """Store an answer asked for outside any flight, if the policy allows it; never raises."""
         return self.may_store(plan, entry, has_tool_calls) and await self.write(plan, entry)
 
-    async def write(self, plan: CachePlan, entry: CacheEntry) -> bool:
-        """Store ``entry``; says whether the store took it. Never raises."""
+    async def read_or_lock(self, plan: CachePlan, lock: str, ttl_ms: int) -> tuple[CacheEntry | None, str | None]:
+        """The entry, or else the single-flight lock's token (``None``: another holds it), in one
+        round trip; raises ``StoreUnavailable`` when the store failed."""
+        raw, token = await self.guard.call(self.store.read_or_lock(plan.key, lock, ttl_ms))
+        return self._parsed(plan, raw), token
+
+    async def write(self, plan: CachePlan, entry: CacheEntry, lock: tuple[str, str] | None = None) -> bool:
+        """Store ``entry`` (and release ``lock``, name and token, in the same round trip); says
+        whether the store took it. Never raises."""
+        value = entry.model_dump_json().encode()
+        ttl_s = plan.policy.ttl_s
+        operation = (
+            self.store.set(plan.key, value, ttl_s)
+            if lock is None
+            else self.store.write_and_unlock(plan.key, value, ttl_s, *lock)
+        )
         try:
-            await self.guard.call(self.store.set(plan.key, entry.model_dump_json().encode(), plan.policy.ttl_s))
-        except CacheUnavailable:
+            await self.guard.call(operation)
+        except StoreUnavailable:
             return False
         return True
 
     async def release(self, name: str, token: str) -> None:
         """Release a lock this process took, if ``token`` still owns it. Never raises."""
-        with contextlib.suppress(CacheUnavailable):
+        with contextlib.suppress(StoreUnavailable):
             await self.guard.call(self.store.unlock(name, token))
 
     def may_store(self, plan: CachePlan, entry: CacheEntry, has_tool_calls: bool) -> bool:

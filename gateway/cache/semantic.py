@@ -19,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from contracts.wire import ChatCompletionRequest, ChatMessage
-from gateway.cache.guard import CacheUnavailable, StoreGuard
 from gateway.cache.key import cache_key
 from gateway.cache.response_cache import CacheEntry
 from gateway.cache.store import CacheStore
+from gateway.store_guard import StoreGuard, StoreUnavailable
 
 IDENTIFIER = re.compile(r"\"[^\"]*\"|'[^']{2,}'|[\w.-]*\d[\w.-]*|\b[A-Z][A-Z_-]+\b")
 CANDIDATES = 4
@@ -74,12 +74,12 @@ class SemanticCache:
                 raw = await self._guard.call(self._store.get(member))
                 if raw is not None:
                     return CacheEntry.model_validate_json(raw), similarity
-        except CacheUnavailable:
+        except StoreUnavailable:
             return None
         return None
 
     async def remember(self, probe: Probe, member: str, ttl_s: int) -> None:
-        with contextlib.suppress(CacheUnavailable):
+        with contextlib.suppress(StoreUnavailable):
             await self._guard.call(self._store.vadd(probe.space, member, probe.vector, probe.identifiers, ttl_s))
 
 

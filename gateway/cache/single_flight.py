@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from gateway.cache.guard import CacheUnavailable
+from gateway.store_guard import StoreUnavailable
 
 if TYPE_CHECKING:
     from gateway.cache.response_cache import CacheEntry, CachePlan, ResponseCache
@@ -81,7 +81,13 @@ class Flight:
         was stored. Never raises; only the first call of a flight hands anything over."""
         storable = entry is not None and self.cache.may_store(self.plan, entry, has_tool_calls)
         self._hand_over(entry if storable else None)
-        stored = storable and entry is not None and await self.cache.write(self.plan, entry)
+        if not storable or entry is None:
+            await self._settle()
+            return False
+        lock = (self.plan.key + LOCK, self._token) if self._token is not None else None
+        stored = await self.cache.write(self.plan, entry, lock)  # the entry and the lock's release: one trip
+        if stored:
+            self._token = None
         await self._settle()
         return stored
 
@@ -100,8 +106,8 @@ class Flight:
         flights[self.plan.key] = self._local
         self.is_leader = True
         try:
-            self.entry = await self.cache.read(self.plan) or await self._lead_or_follow_replica()
-        except CacheUnavailable:
+            self.entry = await self._lead_or_follow_replica()
+        except StoreUnavailable:
             self.is_store_down = True
             return
         if self.entry is not None:
@@ -116,26 +122,26 @@ class Flight:
             return None
 
     async def _lead_or_follow_replica(self) -> CacheEntry | None:
-        """Take the store's lock, or wait for the replica holding it: its answer, or its lock gone
-        (then take it). Raises ``CacheUnavailable`` as soon as the store fails."""
+        """The entry, or else the store's lock, in one round trip; while another replica holds the
+        lock, wait for its answer or for its lock to go (then take it). Raises ``StoreUnavailable``
+        as soon as the store fails."""
         give_up_at = time.monotonic() + self.max_wait_s
-        guard, store, name = self.cache.guard, self.cache.store, self.plan.key + LOCK
+        name = self.plan.key + LOCK
         while True:
-            self._token = await guard.call(store.lock(name, int(LOCK_TTL_S * 1000)))
+            entry, self._token = await self.cache.read_or_lock(self.plan, name, int(LOCK_TTL_S * 1000))
+            if entry is not None:
+                return entry
             if self._token is not None:
                 self._renewal = asyncio.get_running_loop().create_task(self._renew(name, self._token))
                 return None
             if time.monotonic() >= give_up_at:
                 return None  # ask the backend without the lock: the other replica is slow, not gone
             await asyncio.sleep(POLL_S)
-            entry = await self.cache.read(self.plan)
-            if entry is not None:
-                return entry
 
     async def _renew(self, name: str, token: str) -> None:
         while True:
             await asyncio.sleep(RENEW_EVERY_S)
-            with contextlib.suppress(CacheUnavailable):
+            with contextlib.suppress(StoreUnavailable):
                 if not await self.cache.guard.call(self.cache.store.renew(name, token, int(LOCK_TTL_S * 1000))):
                     return  # expired and perhaps taken by another replica: nothing left to renew
 

@@ -29,6 +29,25 @@ end
 return 0
 """
 
+READ_OR_LOCK_SCRIPT = """
+local entry = redis.call('GET', KEYS[1])
+if entry then
+  return {1, entry}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2}
+end
+return {0}
+"""
+
+WRITE_AND_UNLOCK_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
 RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -56,6 +75,15 @@ class CacheStore(Protocol):
 
     async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
         """Extend the lock to ``ttl_ms`` from now if ``token`` still owns it; says whether it did."""
+        ...
+
+    async def read_or_lock(self, key: str, lock: str, ttl_ms: int) -> tuple[bytes | None, str | None]:
+        """In one round trip: the entry if there is one; otherwise the lock's new token, or ``None``
+        when someone else holds it."""
+        ...
+
+    async def write_and_unlock(self, key: str, value: bytes, ttl_s: int, lock: str, token: str) -> None:
+        """In one round trip: store ``value`` and release the lock if ``token`` still owns it."""
         ...
 
     async def vadd(self, space: str, member: str, vector: NDArray[np.float32], tag: str, ttl_s: int) -> None:
@@ -111,6 +139,14 @@ class MemoryStore:
     async def unlock(self, key: str, token: str) -> None:
         if self._locks.get(key, (0.0, ""))[1] == token:
             del self._locks[key]
+
+    async def read_or_lock(self, key: str, lock: str, ttl_ms: int) -> tuple[bytes | None, str | None]:
+        entry = await self.get(key)
+        return (entry, None) if entry is not None else (None, await self.lock(lock, ttl_ms))
+
+    async def write_and_unlock(self, key: str, value: bytes, ttl_s: int, lock: str, token: str) -> None:
+        await self.set(key, value, ttl_s)
+        await self.unlock(lock, token)
 
     async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
         now = time.monotonic()
@@ -176,6 +212,17 @@ class RedisStore:
     async def unlock(self, key: str, token: str) -> None:
         """Compare-and-delete in one script: never another owner's lock."""
         await self._redis.eval(UNLOCK_SCRIPT, 1, key, token)
+
+    async def read_or_lock(self, key: str, lock: str, ttl_ms: int) -> tuple[bytes | None, str | None]:
+        token = secrets.token_hex(16)
+        found = await self._redis.eval(READ_OR_LOCK_SCRIPT, 2, key, lock, token, ttl_ms)
+        if found[0] == 1:
+            entry = found[1]
+            return (entry.encode() if isinstance(entry, str) else entry), None
+        return None, (token if found[0] == 2 else None)
+
+    async def write_and_unlock(self, key: str, value: bytes, ttl_s: int, lock: str, token: str) -> None:
+        await self._redis.eval(WRITE_AND_UNLOCK_SCRIPT, 2, key, lock, value, ttl_s, token)
 
     async def renew(self, key: str, token: str, ttl_ms: int) -> bool:
         """Compare-and-extend in one script: never another owner's lock."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from gateway.rate_limits import (
     MemoryLimitStore,
     RateLimiter,
     RedisLimitStore,
+    Take,
     Window,
     retry_after_s,
 )
@@ -61,19 +63,60 @@ async def store(request: pytest.FixtureRequest) -> LimitStore:
 
 
 async def test_store_admits_up_to_the_limit_then_refuses(store: LimitStore) -> None:
-    name = f"k{time.time()}:requests"
-    results = [await store.take(name, 100, 0.5, 1, 1, 3) for _ in range(4)]
+    key = f"k{time.time()}"
+    results = [await store.take(key, 100, 0.5, [Take("requests", 1, 1, 3)]) for _ in range(4)]
     await store.aclose()
     assert [r.is_admitted for r in results] == [True, True, True, False]
     assert results[-1].current == 3
 
 
 async def test_store_weighs_the_previous_window_by_its_overlap(store: LimitStore) -> None:
-    name = f"k{time.time()}:tokens"
-    assert (await store.take(name, 200, 0.0, 0, 80, 2**53)).is_admitted  # 80 in window 200
-    assert not (await store.take(name, 201, 0.1, 1, 0, 70)).is_admitted  # 80 * 0.9 + 1 > 70
-    assert (await store.take(name, 201, 0.9, 1, 0, 70)).is_admitted  # 80 * 0.1 + 1 <= 70
+    key = f"k{time.time()}"
+    assert (await store.take(key, 200, 0.0, [Take("tokens", 0, 80, 2**53)])).is_admitted  # 80 in window 200
+    assert not (await store.take(key, 201, 0.1, [Take("tokens", 1, 0, 70)])).is_admitted  # 80 * 0.9 + 1 > 70
+    assert (await store.take(key, 201, 0.9, [Take("tokens", 1, 0, 70)])).is_admitted  # 80 * 0.1 + 1 <= 70
     await store.aclose()
+
+
+async def test_store_decides_several_counters_at_once_adding_to_none_when_one_is_over(store: LimitStore) -> None:
+    key = f"k{time.time()}"
+    await store.take(key, 300, 0.0, [Take("tokens", 0, 50, 2**53)])
+    both = [Take("requests", 1, 1, 10), Take("tokens", 1, 0, 50)]
+    refused = await store.take(key, 300, 0.0, both)  # tokens: 50 + 1 > 50
+    admitted = await store.take(key, 300, 0.0, [Take("requests", 1, 1, 10), Take("tokens", 1, 0, 100)])
+    after = await store.take(key, 300, 0.0, [Take("requests", 1, 0, 1)])  # 1 counted, by the admitted one only
+    await store.aclose()
+    assert not refused.is_admitted
+    assert refused.refused == both[1]
+    assert (refused.previous, refused.current) == (0, 50)
+    assert admitted.is_admitted
+    assert not after.is_admitted
+    assert after.current == 1
+
+
+class CountingStore(MemoryLimitStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.is_failing = False
+
+    async def take(self, key: str, window: int, fraction: float, takes: list[Take]) -> Window:
+        self.calls += 1
+        if self.is_failing:
+            raise ConnectionError("the store is down")
+        return await super().take(key, window, fraction, takes)
+
+
+async def test_admitting_a_key_with_both_limits_is_one_store_call_and_an_outage_stops_calls() -> None:
+    store = CountingStore()
+    limiter = RateLimiter(store, Metrics(), 0.2)
+    principal = Principal("t", key_id="both", limits=RateLimitSpec(requests_per_minute=5, tokens_per_minute=100))
+    await limiter.admit(principal)
+    assert store.calls == 1  # requests and tokens in one round trip
+    store.is_failing = True
+    for _ in range(10):
+        await limiter.admit(principal)  # let through
+    assert store.calls == 1 + 3  # three failures, then the guard's back-off: no call (and no timeout) each
 
 
 async def test_key_over_its_request_limit_gets_429_with_retry_after() -> None:
@@ -145,3 +188,36 @@ async def test_memory_limiter_refuses_over_the_limit() -> None:
         await limiter.admit(principal)
     assert caught.value.status == 429
     assert "retry-after" in caught.value.headers
+
+
+def counted(target: object, calls: list[str]) -> None:
+    """Count each call made to ``target``'s store methods from outside (one round trip each to Redis;
+    the in-process store's methods calling one another are not round trips)."""
+    depth = [0]
+    for name in ("get", "set", "lock", "unlock", "renew", "read_or_lock", "write_and_unlock", "take"):
+        method = getattr(target, name, None)
+        if method is None:
+            continue
+
+        async def call(*args: object, _method: Any = method, _name: str = name) -> object:
+            if depth[0] == 0:
+                calls.append(_name)
+            depth[0] += 1
+            try:
+                return await _method(*args)
+            finally:
+                depth[0] -= 1
+
+        setattr(target, name, call)
+
+
+async def test_a_rate_limited_cache_miss_costs_four_store_round_trips() -> None:
+    calls: list[str] = []
+    async with gateway(rules=limited_rules(requests=100, tokens=10_000)) as client:
+        resources = client._transport.app.state.gateway.resources  # type: ignore[attr-defined]
+        counted(resources.cache.store, calls)
+        counted(resources.limits._store, calls)
+        answer = await client.post("/v1/chat/completions", json=chat_body(temperature=0), headers=bearer(LIMITED))
+    assert answer.headers["x-turnout-cache"] == "miss"
+    # admit (requests and tokens at once), read-or-lock, write-and-unlock, spend tokens: was 7
+    assert calls == ["take", "read_or_lock", "take", "write_and_unlock"]

@@ -150,6 +150,14 @@ class FailingRedisStore(RedisStore):
         self._check()
         return await super().renew(key, token, ttl_ms)
 
+    async def read_or_lock(self, key: str, lock: str, ttl_ms: int) -> tuple[bytes | None, str | None]:
+        self._check()
+        return await super().read_or_lock(key, lock, ttl_ms)
+
+    async def write_and_unlock(self, key: str, value: bytes, ttl_s: int, lock: str, token: str) -> None:
+        self._check()
+        await super().write_and_unlock(key, value, ttl_s, lock, token)
+
 
 async def test_a_leader_that_could_not_release_its_lock_holds_other_replicas_only_until_it_expires(
     redis_url: str,
