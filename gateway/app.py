@@ -18,6 +18,7 @@ from gateway import api, probes
 from gateway.access_log import RequestIds, configure_logging
 from gateway.admin import api as admin
 from gateway.admin import rules_api
+from gateway.admin.headers import AdminHeaders
 from gateway.error_handlers import install_error_handlers
 from gateway.live.coordinator import open_live_rules
 from gateway.redaction import RedactingFilter
@@ -77,6 +78,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(SnapshotLeases)
     app.add_middleware(RequestIds)
+    app.add_middleware(AdminHeaders)
     app.include_router(api.router)
     app.include_router(probes.router)
     app.include_router(rules_api.router)

@@ -14,9 +14,11 @@ from starlette.responses import Response
 from contracts.errors import InvalidRequest
 from contracts.wire import ChatCompletionRequest
 from gateway.admin.explain import explain
+from gateway.admin.headers import console_policy
 from gateway.admin.report_format import parse_by, parse_since, to_csv
 from gateway.admin.reports import Key, group
 from gateway.request_body import parse_json, read_body, validate_payload
+from gateway.resilience.latency_window import MIN_SAMPLES
 from gateway.state import gateway_state, request_snapshot
 from routers.decision import RoutingContext
 
@@ -62,6 +64,8 @@ async def backends(request: Request) -> Response:
             "priced": snapshot.price(name, 1_000_000, 1_000_000) > 0,
             "breaker": upstream.breaker.state,
             "in_flight": upstream.in_flight,
+            "answers": upstream.answers.count(),
+            "min_answers": MIN_SAMPLES,
             "p50_ms": _ms(upstream.answers.percentile(0.5)),
             "p95_ms": _ms(upstream.answers.percentile(0.95)),
         }
@@ -113,7 +117,9 @@ def _report_json(found: dict[Key, dict[str, float]], since: str, dimensions: lis
 @router.get("")
 async def admin_page() -> Response:
     """The ops console: health, the rules editor, dry run, history and rollback, explain, cost charts."""
-    return Response(admin_page_html(), media_type="text/html")
+    page = admin_page_html()
+    headers = {"content-security-policy": console_policy(page), "x-frame-options": "DENY"}
+    return Response(page, media_type="text/html", headers=headers)
 
 
 @functools.cache

@@ -24,6 +24,10 @@ class LatencyWindow:
         if len(self._sorted) < MIN_SAMPLES:
             self._sorted_at = None  # until there are enough, every sample counts at once
 
+    def count(self) -> int:
+        """How many samples the window holds (old ones age out only when a percentile is asked)."""
+        return len(self._samples)
+
     def percentile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of the recent samples, or ``None`` below ``MIN_SAMPLES`` of them:
         too few to act on. Samples older than the horizon are dropped, so an old slow spell ages out."""

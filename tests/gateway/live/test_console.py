@@ -58,6 +58,12 @@ def shot(page: Page, folder: Path, name: str) -> None:
 
 
 def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: str, page: Page, shots: Path) -> None:
+    missing: list[str] = []
+    refused: list[str] = []
+    page.on("response", lambda response: missing.append(response.url) if response.status == 404 else None)
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     page.goto(url + "/admin")
     expect(page.get_by_label("Admin key")).to_be_focused()
     page.get_by_label("Admin key").fill("wrong")
@@ -67,6 +73,9 @@ def test_ops_edit_validate_dry_run_apply_diff_and_roll_back_in_the_console(url: 
     page.keyboard.press("Enter")
     expect(page.locator("#who")).to_contain_text("rules version 1")
     expect(page.locator("#backends-table")).to_contain_text("primary")
+    expect(page.locator("#backends-table")).to_contain_text("of 20 answers")  # why there is no p50 yet
+    assert missing == []  # the favicon included
+    assert refused == []  # the console runs under its own Content-Security-Policy
     shot(page, shots, "1-signed-in")
 
     editor = page.get_by_label("Rules YAML")
@@ -120,8 +129,22 @@ def test_costs_say_what_is_missing_rather_than_drawing_flat_lines(url: str, page
     expect(notes).to_contain_text("No cacheable requests yet")
     expect(notes).to_contain_text("no cache hit has saved anything yet")  # priced, so not "no prices"
     expect(page.locator("#saved")).to_be_hidden()
+    expect(page.locator("#saved-empty")).to_be_visible()  # the empty chart says why it is empty
     page.get_by_label("Prompt").fill("write a python function")
     page.get_by_role("button", name="Explain").click()
     expect(page.locator("#explain-result")).to_contain_text("decided by")
     page.locator("#costs").scroll_into_view_if_needed()
     shot(page, shots, "7-explain-and-costs")
+
+
+def test_the_console_cannot_be_framed_and_admin_answers_are_not_cached_or_sniffed(url: str) -> None:
+    page = httpx.get(url + "/admin")
+    api = httpx.get(url + "/admin/rules", headers={"authorization": "Bearer console-admin-0123456789"})
+    refused = httpx.get(url + "/admin/rules")
+    policy = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "script-src 'sha256-" in policy  # its own script only, by hash: no 'unsafe-inline' script
+    assert page.headers["x-frame-options"] == "DENY"
+    for answer in (page, api, refused):
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"
