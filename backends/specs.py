@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from contracts.strict import Strict
+from contracts.strict import SecretEnvName, Strict
 
 
 class EndpointBase(Strict):
@@ -27,7 +27,7 @@ class OpenAIEndpoint(EndpointBase):
     kind: Literal["openai"]
     endpoint: str = Field(pattern=r"^https?://")
     model: str
-    api_key_env: str | None = None
+    api_key_env: SecretEnvName | None = None
     max_connections: int = Field(512, ge=1)
 
 
@@ -37,7 +37,7 @@ class LiteLLMEndpoint(EndpointBase):
     kind: Literal["litellm"]
     model: str
     api_base: str | None = Field(None, pattern=r"^https?://")
-    api_key_env: str | None = None
+    api_key_env: SecretEnvName | None = None
 
 
 class LocalServer(EndpointBase):

@@ -23,7 +23,7 @@ if [ -n "$AFTER" ]; then git worktree add -q --detach "$trees/b" "$AFTER"; b_tre
 if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
   nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
 fi
-export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
+export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 start() { # tree port: that tree's code first on the path, the shared venv for everything else
   (cd "$1" && PYTHONPATH="$1" exec "$OLDPWD/.venv/bin/python" -m gateway.cli serve --config bench/rules.overhead.yaml \
     --port "$2" >"/tmp/bench-ab-$2.log" 2>&1) & pids="$pids $!"
@@ -42,7 +42,7 @@ run_all() {
     for _ in $(seq 1 "$ROUNDS"); do
       for side in A B; do
         port=$([ $side = A ] && echo 8095 || echo 8096)
-        out=$(KEY=$TURNOUT_BENCH_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$port" 2>&1)
+        out=$(KEY=$BENCH_API_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$port" 2>&1)
         grep -q 'Non-2xx' <<<"$out" && { echo "side $side answered non-2xx" >&2; return 1; }
         echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$trees/$side-$c"
       done

@@ -15,16 +15,16 @@ pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 redis-cli -p 16379 ping >/dev/null 2>&1 || { redis-server --port 16379 --save '' >/tmp/bench-redis.log 2>&1 & pids="$pids $!"; sleep 0.5; }
-export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
+export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 TURNOUT_REDIS_URL=redis://127.0.0.1:16379/1 .venv/bin/turnout serve --config bench/rules.overhead.yaml --port 8092 \
   >/tmp/bench-turnout-cache.log 2>&1 & pids="$pids $!"
 for _ in $(seq 1 60); do curl -fs -o /dev/null http://127.0.0.1:8092/healthz && break; sleep 0.5; done
 run_all() {
   echo "# $(date -u +%FT%TZ) $(nproc) cores; path: cache hit (same request, temperature 0), Redis on loopback, auth on"
-  GATEWAY_URL=http://127.0.0.1:8092 GATEWAY_KEY=$TURNOUT_BENCH_KEY GATEWAY_MODEL=upstream-model \
+  GATEWAY_URL=http://127.0.0.1:8092 GATEWAY_KEY=$BENCH_API_KEY GATEWAY_MODEL=upstream-model \
     bash "$SHARED/bench/peer-overhead.sh"
   echo "# x-turnout-cache of the last request: $(curl -s -o /dev/null -D - http://127.0.0.1:8092/v1/chat/completions \
-    -H "authorization: Bearer $TURNOUT_BENCH_KEY" -H 'content-type: application/json' \
+    -H "authorization: Bearer $BENCH_API_KEY" -H 'content-type: application/json' \
     -d '{"model":"upstream-model","temperature":0,"messages":[{"role":"user","content":"Summarize: the quick brown fox jumps over the lazy dog."}]}' \
     | tr -d '\r' | awk -F': ' 'tolower($1)=="x-turnout-cache"{print $2}')"
 }

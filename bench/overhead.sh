@@ -20,7 +20,7 @@ trap cleanup EXIT
 if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
   nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
 fi
-export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
+export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 start() { # port transport [rules]
   TURNOUT_UPSTREAM_TRANSPORT=$2 .venv/bin/turnout serve --config "${3:-bench/rules.overhead.yaml}" --port "$1" \
     >"/tmp/bench-turnout-$1-$2.log" 2>&1 & pids="$pids $!"
@@ -39,10 +39,10 @@ run_all() {
   echo "# gateway = Turnout, aiohttp transport; gateway-httpx = the same with httpx's own transport"
   echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
   [ -z "${ALT_MODEL:-}" ] || echo "# gateway-auto-alt = model auto routed by $ALT_MODEL ($(tr -d '\n ' <"$ALT_MODEL/manifest.json" | grep -o '"layers":[0-9]*' || echo 'layers unknown'))"
-  GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$TURNOUT_BENCH_KEY GATEWAY_MODEL=upstream-model \
+  GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$BENCH_API_KEY GATEWAY_MODEL=upstream-model \
     bash "$SHARED/bench/peer-overhead.sh"
   gateway_run() { # name port model conns
-    out=$(KEY=$TURNOUT_BENCH_KEY MODEL=$3 wrk -t1 -c"$4" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$2" 2>&1)
+    out=$(KEY=$BENCH_API_KEY MODEL=$3 wrk -t1 -c"$4" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$2" 2>&1)
     printf '%-14s c=%-3s rps=%-10s p50=%-9s p99=%-9s %s\n' "$1" "$4" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
       "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
       "$(grep -Eo 'Non-2xx or 3xx responses: [0-9]+|Socket errors:.*' <<<"$out" | tr '\n' ' ' || true)"

@@ -56,7 +56,7 @@ def main() -> None:
     env = {
         "TURNOUT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "TURNOUT_ADMIN_KEY": "bench-admin-0123456789",
-        "TURNOUT_BENCH_KEY": "sk-bench-turnout-0123456789",
+        "BENCH_API_KEY": "sk-bench-turnout-0123456789",
         "TURNOUT_LOG_LEVEL": "warning",
     }
     ports = [free_port(), free_port()]

@@ -15,7 +15,7 @@ pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 nginx -c "$PWD/bench/soak-nginx.conf" & pids="$pids $!"
-export TURNOUT_BENCH_KEY=sk-bench-soak-0123456789 TURNOUT_LOG_LEVEL=warning
+export BENCH_API_KEY=sk-bench-soak-0123456789 TURNOUT_LOG_LEVEL=warning
 .venv/bin/turnout serve --config bench/rules.soak.yaml --port "$PORT" >/tmp/bench-soak.log 2>&1 & gw=$!
 pids="$pids $gw"
 for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.5; done
@@ -23,7 +23,7 @@ rss_log=$(mktemp)
 ( start=$(date +%s); while kill -0 "$gw" 2>/dev/null; do
     echo "$(( $(date +%s) - start )) $(awk '/VmRSS/{print $2}' "/proc/$gw/status")" >>"$rss_log"; sleep 5; done ) &
 pids="$pids $!"
-wrk_out=$(KEY=$TURNOUT_BENCH_KEY wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 10s -s bench/soak.lua --latency \
+wrk_out=$(KEY=$BENCH_API_KEY wrk -t2 -c"$CONNS" -d"${DUR}s" --timeout 10s -s bench/soak.lua --latency \
   "http://127.0.0.1:$PORT")
 metrics=$(curl -fs "http://127.0.0.1:$PORT/metrics")
 report() {

@@ -21,7 +21,7 @@ cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions || { nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1; }
 redis-cli -p 16379 ping >/dev/null 2>&1 || { redis-server --port 16379 --save '' >/tmp/bench-redis.log 2>&1 & pids="$pids $!"; sleep 0.5; }
-export TURNOUT_BENCH_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
+export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 LKEY=sk-bench-master-key-0123456789abcdef
 
 load() { # name workers path url key model script
@@ -40,9 +40,9 @@ run_all() {
     TURNOUT_REDIS_URL=redis://127.0.0.1:16379/2 .venv/bin/turnout serve --config bench/rules.overhead.yaml \
       --port 8093 --workers "$w" >/tmp/bench-turnout-workers.log 2>&1 & local t=$!
     wait_for http://127.0.0.1:8093/healthz; sleep 2  # every worker up
-    load turnout "$w" miss http://127.0.0.1:8093 "$TURNOUT_BENCH_KEY" upstream-model chat.lua
-    load turnout "$w" hit http://127.0.0.1:8093 "$TURNOUT_BENCH_KEY" upstream-model chat-fixed.lua
-    load turnout "$w" auto http://127.0.0.1:8093 "$TURNOUT_BENCH_KEY" auto chat.lua
+    load turnout "$w" miss http://127.0.0.1:8093 "$BENCH_API_KEY" upstream-model chat.lua
+    load turnout "$w" hit http://127.0.0.1:8093 "$BENCH_API_KEY" upstream-model chat-fixed.lua
+    load turnout "$w" auto http://127.0.0.1:8093 "$BENCH_API_KEY" auto chat.lua
     stop "$t"
     for config in litellm-config.yaml litellm-cache-config.yaml; do
       LITELLM_MASTER_KEY=$LKEY LITELLM_LOG=ERROR /tmp/bench-litellm-venv/bin/litellm --config "$SHARED/bench/$config" \

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 """What a backend, route, alias, tenant or rule may be called."""
@@ -10,3 +13,26 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+RESERVED_PREFIXES = ("TURNOUT_", "REDIS", "LITELLM_", "OTEL_")
+"""Variables the gateway or its libraries read for themselves; never a key a rules file may name."""
+
+
+def check_secret_env_name(name: str) -> str:
+    """A rules file names the environment variable that holds a key, and the gateway sends or
+    compares its value: so it must be a secret meant for that (upper case, ending in ``_KEY``,
+    ``_TOKEN``, ``_SECRET`` or ``_PASSWORD``), never the gateway's own settings (``TURNOUT_*``,
+    ``TURNOUT_ADMIN_KEY`` included), Redis, litellm's or OpenTelemetry's, nor a variable that is not a
+    secret (``HOME``, ``PATH``): a rule could otherwise send it to any server it names."""
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,127}", name):
+        raise ValueError(f"{name!r}: an environment variable name in upper case (A-Z, 0-9, _)")
+    if name.startswith(RESERVED_PREFIXES):
+        raise ValueError(f"{name}: variables starting {', '.join(RESERVED_PREFIXES)} are the gateway's own")
+    if not name.endswith(SECRET_SUFFIXES):
+        raise ValueError(f"{name}: a key's variable ends in {', '.join(SECRET_SUFFIXES)} (it must hold a secret)")
+    return name
+
+
+SecretEnvName = Annotated[str, AfterValidator(check_secret_env_name)]

@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from backends.specs import LiteLLMEndpoint, LocalServer, OpenAIEndpoint
-from contracts.strict import NAME, Strict
+from contracts.strict import NAME, SecretEnvName, Strict
 from gateway.resilience.specs import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
-from gateway.yaml_source import LineIndex, load_yaml
+from gateway.yaml_source import DocumentRefused, LineIndex, load_yaml
+from routers.patterns import PatternInvalid, compile_pattern
 from routers.specs import ClassifierRouterSpec, LLMRouterSpec, RouterSpec, RuleSpec
 
 RESERVED_MODELS = {"auto"}
@@ -106,7 +107,7 @@ class RouteSpec(Strict):
 class ApiKeySpec(Strict):
     tenant: str = Field(pattern=NAME)
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    key_env: str | None = None
+    key_env: SecretEnvName | None = None
     """Name of an environment variable holding the key; it is hashed at load."""
     routes: list[str] | None = None
     """Routes and aliases this key may use; unset: all."""
@@ -118,7 +119,7 @@ class AdminKeySpec(Strict):
 
     name: str = Field(pattern=NAME)
     """Who wrote a change: the author in rules history and the audit."""
-    key_env: str
+    key_env: SecretEnvName
     """Name of an environment variable holding the key."""
     role: Literal["viewer", "editor"] = "viewer"
     """A viewer reads; an editor also validates, applies and rolls back."""
@@ -183,6 +184,8 @@ def read_rules(path: Path) -> tuple[Rules, str]:
 def parse_rules(text: str, source: str = "<rules>") -> Rules:
     try:
         data, lines, duplicates = load_yaml(text)
+    except DocumentRefused as exc:
+        raise RulesInvalid(source, [RuleProblem(path="", message=f"refused before building anything: {exc}")]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -271,8 +274,8 @@ def _check_routing(rules: Rules) -> list[tuple[str, str]]:
             problems.append((f"rules[{i}].route", f"unknown route {rule.route!r}"))
         if rule.when.regex is not None:
             try:
-                re.compile(rule.when.regex)
-            except re.error as exc:
+                compile_pattern(rule.when.regex)
+            except PatternInvalid as exc:
                 problems.append((f"rules[{i}].when.regex", f"not a valid regular expression: {exc}"))
     if len({rule.name for rule in rules.rules}) != len(rules.rules):
         problems.append(("rules", "two rules share a name"))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from contracts.wire import ChatCompletionRequest, text_of
 from routers.decision import RouteDecision, RoutingContext
+from routers.patterns import Pattern, compile_pattern
 from routers.routing_text import bounded
 from routers.specs import RoutingTable, RuleMatch, RuleSpec
 
@@ -29,7 +29,7 @@ def has_images(request: ChatCompletionRequest) -> bool:
 class CompiledRule:
     spec: RuleSpec
     backends: tuple[str, ...]
-    pattern: re.Pattern[str] | None
+    pattern: Pattern | None
     headers: dict[str, str]
 
     def failed_condition(self, request: ChatCompletionRequest, context: RoutingContext) -> str | None:
@@ -63,7 +63,7 @@ class RuleEngine:
             CompiledRule(
                 spec=spec,
                 backends=tuple(rules.routes[spec.route].backends),
-                pattern=re.compile(spec.when.regex) if spec.when.regex else None,
+                pattern=compile_pattern(spec.when.regex) if spec.when.regex else None,
                 headers={k.lower(): v for k, v in spec.when.headers.items()},
             )
             for spec in rules.rules

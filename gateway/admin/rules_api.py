@@ -6,6 +6,7 @@ Viewers read; editors validate, dry-run, apply and roll back. An apply names the
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -23,11 +24,16 @@ from gateway.live.versions import Proposal, RulesVersion, changes, unified_diff
 from gateway.request_body import parse_json, read_body
 from gateway.rules import RulesInvalid
 from gateway.state import gateway_state, request_snapshot
+from gateway.yaml_source import MAX_DOCUMENT_BYTES
 
 router = APIRouter(prefix="/admin/rules")
 JSON = "application/json"
 MESSAGE_HEADER = "x-turnout-change-message"
 MAX_HISTORY = 1000
+MAX_DRY_RUN_PROMPTS = 1000
+MAX_MESSAGE_CHARS = 500
+VERSION = re.compile(r"[0-9]{1,12}")
+"""A version number as it may be asked for: ASCII digits, not thousands of them."""
 
 
 class PreconditionRequired(GatewayError):
@@ -59,7 +65,7 @@ def invalid(exc: RulesInvalid) -> Response:
 
 
 async def yaml_body(request: Request) -> str:
-    body = await read_body(request, gateway_state(request).settings.max_body_bytes)
+    body = await read_body(request, min(gateway_state(request).settings.max_body_bytes, MAX_DOCUMENT_BYTES))
     try:
         return body.decode()
     except UnicodeDecodeError:
@@ -99,7 +105,7 @@ async def apply(request: Request) -> Response:
     who = admin(request, write=True)
     expected = if_match(request.headers.get("if-match"))
     text = await yaml_body(request)
-    message = request.headers.get(MESSAGE_HEADER, "")
+    message = checked_message(request.headers.get(MESSAGE_HEADER, ""))
     try:
         version = await live_rules(request).apply(Proposal(text, who.name, message, "api"), expected)
     except RulesInvalid as exc:
@@ -134,6 +140,8 @@ async def dry_run_body(request: Request) -> tuple[str, list[RoutingSample] | Non
         return payload["yaml"], None
     if not isinstance(given, list) or not all(isinstance(p, dict) and isinstance(p.get("prompt"), str) for p in given):
         raise InvalidRequest('"prompts" is a list of {"prompt": "...", "tenant"?: ..., "model"?: ...}', param="prompts")
+    if len(given) > MAX_DRY_RUN_PROMPTS:
+        raise InvalidRequest(f"{len(given)} prompts: a dry run replays at most {MAX_DRY_RUN_PROMPTS}", param="prompts")
     samples = [
         RoutingSample(f"prompt-{i}", str(p.get("tenant", "anonymous")), str(p.get("model", "auto")), {}, text, 0.0)
         for i, p in enumerate(given)
@@ -173,17 +181,26 @@ async def diff(request: Request) -> Response:
     live = live_rules(request)
     before = await stored(live, query_version(request, "from"))
     after = await stored(live, query_version(request, "to"))
-    return json_response({"unified": unified_diff(before, after), "changes": changes(before.yaml, after.yaml)})
+    body = await asyncio.to_thread(_diff, before, after)  # a large document's diff must not hold the loop
+    return Response(body, media_type=JSON)
+
+
+def _diff(before: RulesVersion, after: RulesVersion) -> bytes:
+    return orjson.dumps({"unified": unified_diff(before, after), "changes": changes(before.yaml, after.yaml)})
 
 
 @router.post("/rollback")
 async def rollback(request: Request) -> Response:
     who = admin(request, write=True)
     payload = parse_json(await read_body(request, gateway_state(request).settings.max_body_bytes))
-    if not isinstance(payload, dict) or not isinstance(payload.get("version"), int):
+    if not isinstance(payload, dict):
         raise InvalidRequest('give {"version": <int>, "message": "..."}', param="version")
+    target = payload.get("version")
+    if type(target) is not int or not 1 <= target < 10**12:  # a bool is an int to isinstance
+        raise InvalidRequest('give {"version": <int>, "message": "..."}', param="version")
+    message = checked_message(payload.get("message") or "")
     try:
-        version = await live_rules(request).rollback(payload["version"], who.name, str(payload.get("message") or ""))
+        version = await live_rules(request).rollback(target, who.name, message)
     except VersionNotFound as exc:
         raise UnknownModel(str(exc), code="rules_version_not_found", param="version") from None
     except RulesInvalid as exc:
@@ -193,9 +210,20 @@ async def rollback(request: Request) -> Response:
 
 def query_version(request: Request, name: str) -> int:
     value = request.query_params.get(name)
-    if value is None or not value.isdigit():
+    if value is None or not VERSION.fullmatch(value):
         raise InvalidRequest(f"{name}: give a version number", param=name)
     return int(value)
+
+
+def checked_message(message: object) -> str:
+    """A change message as history, the audit and the log show it: one line of printable text."""
+    if not isinstance(message, str):
+        raise InvalidRequest("the change message is text", param="message")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise InvalidRequest(f"the change message is longer than {MAX_MESSAGE_CHARS} characters", param="message")
+    if any(not character.isprintable() for character in message):
+        raise InvalidRequest("the change message holds control characters: give one line of text", param="message")
+    return message
 
 
 def if_match(value: str | None) -> int:
@@ -203,7 +231,7 @@ def if_match(value: str | None) -> int:
         raise PreconditionRequired(
             'PUT /admin/rules needs If-Match: "<version>", the version you edited (GET /admin/rules gives it as ETag)'
         )
-    found = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', value)
+    found = re.fullmatch(r'\s*(?:W/)?"?([0-9]{1,12})"?\s*', value)
     if found is None:
         raise InvalidRequest(f'If-Match {value!r}: give "<version>"', param="if-match")
     return int(found.group(1))

@@ -18,7 +18,7 @@ from gateway.rules import parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAYS = {"cpu": "turnout", "gpu": "turnout-gpu"}
-SET_BY_THE_OPERATOR = {"TURNOUT_KEY_CHECKOUT": "k1", "TURNOUT_KEY_SEARCH": "k2", "OPENAI_API_KEY": "sk-x"}
+SET_BY_THE_OPERATOR = {"CHECKOUT_API_KEY": "k1", "SEARCH_API_KEY": "k2", "OPENAI_API_KEY": "sk-x"}
 
 
 def compose_binary() -> str:

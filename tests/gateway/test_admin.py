@@ -94,10 +94,10 @@ def test_a_short_admin_key_refuses_to_start_saying_why(tmp_path: Path) -> None:
 async def test_a_short_admin_key_in_the_rules_enables_nothing_and_validation_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TEST_SHORT_ADMIN", "tiny")
-    monkeypatch.setenv("TEST_LONG_ADMIN", "a-long-enough-editor-key")
-    short = "admin_keys:\n  - {name: short, key_env: TEST_SHORT_ADMIN, role: editor}\n"
-    long = "  - {name: long, key_env: TEST_LONG_ADMIN, role: editor}\n"
+    monkeypatch.setenv("TEST_SHORT_ADMIN_KEY", "tiny")
+    monkeypatch.setenv("TEST_LONG_ADMIN_KEY", "a-long-enough-editor-key")
+    short = "admin_keys:\n  - {name: short, key_env: TEST_SHORT_ADMIN_KEY, role: editor}\n"
+    long = "  - {name: long, key_env: TEST_LONG_ADMIN_KEY, role: editor}\n"
     async with gateway(rules=RULES + short + long) as client:
         refused = await client.get("/admin/rules", headers={"authorization": "Bearer tiny"})
         allowed = await client.get("/admin/rules", headers={"authorization": "Bearer a-long-enough-editor-key"})
@@ -107,4 +107,4 @@ async def test_a_short_admin_key_in_the_rules_enables_nothing_and_validation_say
     assert refused.status_code == 401
     assert allowed.status_code == 200
     assert validated.status_code == 422
-    assert "TEST_SHORT_ADMIN holds fewer than 16 characters" in validated.text
+    assert "TEST_SHORT_ADMIN_KEY holds fewer than 16 characters" in validated.text

@@ -16,13 +16,13 @@ routes: {{code: {{backends: [b]}}, general: {{backends: [b]}}}}
 default_route: general
 api_keys:
   - {{tenant: team-a, sha256: "{hashlib.sha256(b"sk-a").hexdigest()}", routes: [code]}}
-  - {{tenant: team-b, key_env: TEST_KEY_B}}
+  - {{tenant: team-b, key_env: TEST_B_KEY}}
 """
 
 
 @pytest.fixture
 def keyring(monkeypatch: pytest.MonkeyPatch) -> KeyRing:
-    monkeypatch.setenv("TEST_KEY_B", "sk-b")
+    monkeypatch.setenv("TEST_B_KEY", "sk-b")
     return KeyRing.from_config(parse_rules(RULES), Settings(api_keys={"sk-env": "team-env"}))
 
 
@@ -60,8 +60,8 @@ def test_keys_are_kept_only_as_digests(keyring: KeyRing) -> None:
 
 
 def test_unset_key_env_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TEST_KEY_B", raising=False)
-    with pytest.raises(AuthConfigError, match="TEST_KEY_B"):
+    monkeypatch.delenv("TEST_B_KEY", raising=False)
+    with pytest.raises(AuthConfigError, match="TEST_B_KEY"):
         KeyRing.from_config(parse_rules(RULES), Settings())
 
 

@@ -23,7 +23,7 @@ routes:
 default_route: general
 aliases: {gpt-4o-mini: ext}
 api_keys:
-  - {tenant: a, key_env: KEY_A, routes: [code]}
+  - {tenant: a, key_env: A_KEY, routes: [code]}
 """
 
 
@@ -71,7 +71,7 @@ def test_cross_check_problems_are_all_reported_together() -> None:
 
 
 def test_api_key_needs_exactly_one_source() -> None:
-    text = VALID.replace("{tenant: a, key_env: KEY_A, routes: [code]}", "{tenant: a}")
+    text = VALID.replace("{tenant: a, key_env: A_KEY, routes: [code]}", "{tenant: a}")
     assert problems_of(text) == ["11:api_keys[0]: give exactly one of sha256 or key_env"]
 
 
@@ -138,3 +138,22 @@ def test_schema_and_cross_check_problems_are_reported_in_one_run() -> None:
     assert any("routes.extra.latency_budget_ms: Input should be greater than or equal to 1" in p for p in found)
     assert any("routes.code.backends[1]: unknown backend 'nowhere'" in p for p in found)
     assert any("default_route: unknown route 'missing'" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["TURNOUT_ADMIN_KEY", "TURNOUT_REDIS_URL", "HOME", "PATH", "REDIS_PASSWORD", "LITELLM_MASTER_KEY", "", "x_key"],
+)
+def test_a_rules_file_may_not_name_the_gateways_own_or_non_secret_variables(name: str) -> None:
+    for text in (
+        VALID.replace("api_key_env: OPENAI_API_KEY", f"api_key_env: '{name}'"),
+        VALID.replace("key_env: A_KEY", f"key_env: '{name}'"),
+        VALID + f"admin_keys: [{{name: ops, key_env: '{name}', role: viewer}}]\n",
+    ):
+        found = problems_of(text)
+        assert any("key_env" in p for p in found), found
+
+
+@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "HF_TOKEN", "VLLM_SECRET", "PARTNER_PASSWORD"])
+def test_secrets_meant_for_rules_may_be_named(name: str) -> None:
+    parse_rules(VALID.replace("api_key_env: OPENAI_API_KEY", f"api_key_env: {name}"), "rules.yaml")

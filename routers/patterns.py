@@ -1,0 +1,39 @@
+"""Regular expressions that operators supply (routing rules' ``when.regex``), compiled with RE2.
+
+RE2 (Google's engine, PyPI ``google-re2``) matches in time linear in the text whatever the
+pattern, so a pattern like ``(a+)+$`` cannot freeze the gateway on a long prompt, as Python's
+backtracking ``re`` does. Its syntax is Perl's without backreferences and lookaround; a pattern
+using them is refused at validation with RE2's own message. Its compiled program is bounded in
+memory too, so a pattern that would explode (``((a{100}){100}){100}``) is refused as well.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import re2
+
+MAX_PROGRAM_BYTES = 8 * 1024 * 1024
+MAX_PATTERN_CHARS = 4096
+
+
+class Pattern(Protocol):
+    def search(self, text: str) -> object | None: ...
+
+
+class PatternInvalid(ValueError):
+    """An operator's pattern that RE2 refuses, with its reason."""
+
+
+def compile_pattern(pattern: str) -> Pattern:
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise PatternInvalid(f"longer than {MAX_PATTERN_CHARS} characters")
+    options = re2.Options()
+    options.log_errors = False  # the refusal is the caller's to report, not RE2's to print
+    options.max_mem = MAX_PROGRAM_BYTES
+    try:
+        compiled: Pattern = re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise PatternInvalid(f"{reason} (RE2 syntax: no backreferences or lookaround)") from None
+    return compiled
