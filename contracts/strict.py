@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -36,3 +37,23 @@ def check_secret_env_name(name: str) -> str:
 
 
 SecretEnvName = Annotated[str, AfterValidator(check_secret_env_name)]
+
+
+def check_http_url(url: str) -> str:
+    """A base URL a backend is reached at: http or https, a host, a port that exists, no spaces or
+    control characters (a newline in a URL would split a request line)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError("a URL has no spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("an http:// or https:// URL with a host")
+    if port == 0:
+        raise ValueError("port 0 is not a port to connect to")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]

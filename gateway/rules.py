@@ -26,18 +26,18 @@ RESERVED_MODELS = {"auto"}
 
 
 class Price(Strict):
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
+    input_per_mtok: float = Field(0.0, ge=0, le=1_000_000)
+    output_per_mtok: float = Field(0.0, ge=0, le=1_000_000)
 
 
 class BackendPolicy(Strict):
     """What the gateway does around any backend."""
 
     price: Price = Price()
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, ge=0.01, le=3600)
     """Longest a single call may take (for streams: the longest wait for any chunk); each attempt
     also gets no more than what is left of the request's budget."""
-    max_in_flight: int | None = Field(None, ge=1)
+    max_in_flight: int | None = Field(None, ge=1, le=1_000_000)
     """Most requests sent to this backend at once; beyond it the route's next backend is tried,
     and 429 with Retry-After when every one is full."""
     breaker: BreakerSpec = BreakerSpec()
@@ -67,11 +67,11 @@ def backend_identity(spec: OpenAIBackend | LiteLLMBackend | LocalBackend) -> dic
 
 class CachePolicy(Strict):
     enabled: bool = True
-    ttl_s: int = Field(3600, ge=1)
+    ttl_s: int = Field(3600, ge=1, le=366 * 24 * 3600)
     """Entries expire this long after they were written; hits do not refresh it."""
     mode: Literal["deterministic", "always"] = "deterministic"
     """``deterministic``: only requests with temperature 0 or a seed; ``always``: every request."""
-    max_entry_bytes: int = Field(256 * 1024, ge=1024)
+    max_entry_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     fallback_fills: bool = False
     """Whether an answer from a fallback backend may be stored for the route."""
     shared: bool = False
@@ -92,11 +92,11 @@ class RouteSpec(Strict):
     backends: list[str] = Field(min_length=1)
     """Primary first, fallbacks after, tried in this order."""
     cache: CachePolicy = CachePolicy()
-    latency_budget_ms: int = Field(60_000, ge=1)
+    latency_budget_ms: int = Field(60_000, ge=1, le=3_600_000)
     """The whole request, fallbacks included; a client may tighten it with ``x-turnout-budget-ms``."""
-    ttft_budget_ms: int | None = Field(None, ge=1)
+    ttft_budget_ms: int | None = Field(None, ge=1, le=3_600_000)
     """For streams: the longest wait for the first chunk, fallbacks included. Unset: the whole budget."""
-    attempt_reserve_ms: int | None = Field(None, ge=0)
+    attempt_reserve_ms: int | None = Field(None, ge=0, le=3_600_000)
     """Time kept back for each fallback still to try. Unset: each fallback's recent p95 latency
     once known, an equal share of the budget before."""
     fallback: FallbackSpec = FallbackSpec()

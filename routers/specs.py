@@ -22,8 +22,8 @@ class RuleMatch(Strict):
     """The requested ``model``: ``auto`` or a name that is not a route, e.g. ``gpt-4``."""
     regex: str | None = None
     """Searched in the last user message."""
-    min_tokens: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=0)
+    min_tokens: int | None = Field(None, ge=0, le=10**9)
+    max_tokens: int | None = Field(None, ge=0, le=10**9)
     """Prompt length, estimated as characters / 4 over all messages."""
     has_tools: bool | None = None
     has_images: bool | None = None
@@ -45,7 +45,7 @@ class ClassifierRouterSpec(Strict):
     """Below this confidence the request goes to the default route."""
     thresholds: dict[str, float] = {}
     """Per-route thresholds, overriding ``threshold``."""
-    reuse: int = Field(4096, ge=0)
+    reuse: int = Field(4096, ge=0, le=1_000_000)
     """Decisions kept for repeated routing texts, per rules version (least recently used go first); 0: none."""
 
 
@@ -53,7 +53,7 @@ class LLMRouterSpec(Strict):
     kind: Literal["llm"]
     backend: str
     """The backend asked to choose among the routes by their descriptions."""
-    budget_ms: int = Field(1500, ge=10)
+    budget_ms: int = Field(1500, ge=10, le=600_000)
     min_confidence: float = Field(0.5, ge=0, le=1)
     fallback: ClassifierRouterSpec | None = None
     """Consulted on timeout, bad output or low confidence; unset: the default route."""

@@ -85,7 +85,7 @@ async def test_route_with_every_breaker_open_is_a_503_naming_the_skips(faults: F
 async def test_failing_health_checks_open_the_breaker_without_traffic(faults: FaultServer) -> None:
     sick, good = faults.backend("ok"), faults.backend("ok")
     faults.health[sick[0]] = 500
-    checks = ", breaker: {consecutive_failures: 2, open_s: 60}, health_check: {interval_s: 0.05, timeout_s: 1}"
+    checks = ", breaker: {consecutive_failures: 2, open_s: 60}, health_check: {interval_s: 0.1, timeout_s: 1}"
     rules = route_rules([sick, good]).replace(", health_check: {enabled: false}", checks)
     async with sdk_gateway(rules) as gw:
         for _ in range(100):

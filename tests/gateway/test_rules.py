@@ -157,3 +157,29 @@ def test_a_rules_file_may_not_name_the_gateways_own_or_non_secret_variables(name
 @pytest.mark.parametrize("name", ["OPENAI_API_KEY", "HF_TOKEN", "VLLM_SECRET", "PARTNER_PASSWORD"])
 def test_secrets_meant_for_rules_may_be_named(name: str) -> None:
     parse_rules(VALID.replace("api_key_env: OPENAI_API_KEY", f"api_key_env: {name}"), "rules.yaml")
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://[::1", "http://vllm:99999/v1", "http://vllm/v1\\nX-Injected: 1", "ftp://vllm/v1", "http:///v1"]
+)
+def test_an_endpoint_that_is_not_a_url_is_refused(endpoint: str) -> None:
+    found = problems_of(VALID.replace('"http://vllm:8000/v1"', f'"{endpoint}"'))
+    assert any("backends.gpu.endpoint" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("health_check", "{interval_s: 0.000001}"), ("breaker", "{open_s: 0}"), ("timeout_s", "100000"),
+     ("max_connections", "100000000")],
+)  # fmt: skip
+def test_intervals_and_counts_are_bounded(setting: str, value: str) -> None:
+    found = problems_of(VALID.replace("model: m}", f"model: m, {setting}: {value}}}"))
+    assert any(f"backends.gpu.{setting}" in p for p in found), found
+
+
+def test_a_local_backend_loads_only_a_gguf_file() -> None:
+    local = VALID.replace(
+        '{kind: openai, endpoint: "http://vllm:8000/v1", model: m}', "{kind: local, gguf: /etc/passwd}"
+    )
+    found = problems_of(local)
+    assert any("backends.gpu.gguf" in p for p in found), found
