@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contracts.errors import GatewayError, InvalidRequest, RequestError, UnknownModel
+from contracts.errors import GatewayError, InvalidRequest, PermissionDenied, RequestError, UnknownModel
 from gateway.admin.keys import Admin
 from gateway.live.coordinator import LiveRules, VersionNotFound
 from gateway.live.dry_run import dry_run
@@ -47,10 +47,18 @@ def live_rules(request: Request) -> LiveRules:
     return live
 
 
-def admin(request: Request, write: bool = False) -> Admin:
-    found = request_snapshot(request).admins.authenticate(request.headers)
-    if write:
+def admin(request: Request) -> Admin:
+    return request_snapshot(request).admins.authenticate(request.headers)
+
+
+async def editor(request: Request) -> Admin:
+    """The caller's admin key if it may write; a viewer's attempt is refused and audited."""
+    found = admin(request)
+    try:
         found.require_editor()
+    except PermissionDenied as exc:
+        await live_rules(request).refused_write(found.name, f"{request.method} {request.url.path}", exc.message)
+        raise
     return found
 
 
@@ -87,12 +95,13 @@ async def stored(live: LiveRules, version: int) -> RulesVersion:
 async def get_rules(request: Request) -> Response:
     admin(request)
     live = live_rules(request)
+    await live.restore_if_lost()  # a store that lost its data answers what every replica serves
     return version_document(await stored(live, await live.store.latest_version()))
 
 
 @router.post("/validate")
 async def validate(request: Request) -> Response:
-    admin(request, write=True)
+    await editor(request)
     try:
         await live_rules(request).check(await yaml_body(request))
     except RulesInvalid as exc:
@@ -102,7 +111,7 @@ async def validate(request: Request) -> Response:
 
 @router.put("")
 async def apply(request: Request) -> Response:
-    who = admin(request, write=True)
+    who = await editor(request)
     expected = if_match(request.headers.get("if-match"))
     text = await yaml_body(request)
     message = checked_message(request.headers.get(MESSAGE_HEADER, ""))
@@ -117,7 +126,7 @@ async def apply(request: Request) -> Response:
 async def dry_run_rules(request: Request) -> Response:
     """Body: the proposed YAML; or JSON ``{"yaml": ..., "prompts": [{"prompt", "tenant"?, "model"?}]}``
     to replay those prompts instead of the recent requests."""
-    admin(request, write=True)
+    await editor(request)
     live, state = live_rules(request), gateway_state(request)
     text, prompts = await dry_run_body(request)
     try:
@@ -191,7 +200,7 @@ def _diff(before: RulesVersion, after: RulesVersion) -> bytes:
 
 @router.post("/rollback")
 async def rollback(request: Request) -> Response:
-    who = admin(request, write=True)
+    who = await editor(request)
     payload = parse_json(await read_body(request, gateway_state(request).settings.max_body_bytes))
     if not isinstance(payload, dict):
         raise InvalidRequest('give {"version": <int>, "message": "..."}', param="version")

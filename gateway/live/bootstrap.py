@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 
+from contracts.errors import StateStoreUnavailable
 from gateway.live.store import RulesStore, VersionMoved, latest
 from gateway.live.versions import Proposal, RulesVersion
 from gateway.redis_client import REDIS_FAILURES
@@ -18,7 +19,7 @@ async def start_from_store(store: RulesStore, file_text: str) -> RulesVersion:
     stored): the gateway starts and serves; it stores the file and follows once the store answers."""
     try:
         return await bootstrap(store, file_text)
-    except (*REDIS_FAILURES, TimeoutError) as exc:
+    except (*REDIS_FAILURES, TimeoutError, StateStoreUnavailable) as exc:
         log.error("the rules store does not answer (%s): serving the rules file as version 0 until it does", exc)
         return RulesVersion(0, file_text, "file", time.time(), "rules store unreachable at start-up", "file")
 

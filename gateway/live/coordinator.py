@@ -50,6 +50,13 @@ class RulesFile:
         self.path = path
         self._stat: tuple[int, ...] | None = None
         self.text = text
+        self.unsaved: str | None = None
+        """A text the store could not take (it was down): tried again on every poll until it can."""
+
+    def read_now(self) -> str:
+        """The file's text, whatever it holds: bytes that are not UTF-8 stay visible (as surrogates)
+        so the YAML reader refuses them as a rules problem, audited and counted like any other."""
+        return self.path.read_bytes().decode(errors="surrogateescape")
 
     def read(self) -> str | None:
         """The file's text when it changed since the last call; ``None`` otherwise or when unreadable."""
@@ -58,7 +65,7 @@ class RulesFile:
             stat = (found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
             if stat == self._stat:
                 return None
-            text = self.path.read_text()
+            text = self.read_now()
         except OSError as exc:
             log.warning("rules file %s cannot be read: %s", self.path, exc.strerror)
             return None
@@ -71,11 +78,20 @@ class RulesFile:
 
 class LiveRules:
     def __init__(
-        self, state: GatewayState, store: RulesStore, started_with: str, rules_file: Path | None, poll_s: float
+        self,
+        state: GatewayState,
+        store: RulesStore,
+        started_with: str,
+        rules_file: Path | None,
+        poll_s: float,
+        served: RulesVersion,
     ) -> None:
-        """``started_with``: the rules document this process started with (the rules file's text)."""
+        """``started_with``: the rules document this process started with (the rules file's text);
+        ``served``: the version it serves."""
         self.state = state
         self.store = store
+        self.served = served
+        """The stored version this replica serves, kept whole: what restores a store that lost it."""
         self.started_with = started_with
         self.file = RulesFile(rules_file, started_with) if rules_file is not None else None
         self._poll_s = poll_s
@@ -104,6 +120,7 @@ class LiveRules:
         try:
             rules = await check_rules(proposal.yaml, self.state)
             async with self._writing:
+                await self.restore_if_lost()  # an apply to an emptied store continues from what serves
                 if (unchanged := await self._newest_if_same(proposal, expected)) is not None:
                     return unchanged  # an identical write (a second SIGHUP) landed while this one was built
                 for attempt in range(RETRIES):
@@ -148,7 +165,7 @@ class LiveRules:
         try:
             newest = expected if expected is not None else await self.store.latest_version()
             await self.state.apply(rules, newest + 1, append)
-        except VersionMoved:
+        except (VersionMoved, StateStoreUnavailable):
             raise
         except (*REDIS_FAILURES, TimeoutError) as exc:
             raise StateStoreUnavailable(f"the rules store did not answer: {exc or 'timed out'}") from None
@@ -157,6 +174,7 @@ class LiveRules:
                 raise
             raise build_failure(exc, self.state.snapshot) from exc
         assert stored is not None
+        self.served = stored
         return stored
 
     async def rollback(self, version: int, author: str, message: str) -> RulesVersion:
@@ -171,6 +189,7 @@ class LiveRules:
         this replica started with, if the store did not answer then)."""
         if self.state.snapshot.version == 0:
             await self._bootstrap_late()
+        await self.restore_if_lost()
         newest = await self.store.latest_version()
         if newest <= self.state.snapshot.version or newest == self._refused:
             return
@@ -207,30 +226,50 @@ class LiveRules:
     async def _serve(self, version: RulesVersion) -> None:
         rules = await asyncio.to_thread(parse_rules, version.yaml, f"rules version {version.version}")
         await self.state.apply(rules, version.version)
+        self.served = version
+
+    async def restore_if_lost(self) -> None:
+        """When the store's newest version is older than the one this replica serves (Redis restarted
+        empty, or restored from an old backup), store the served version back under its number: the
+        store never answers "no rules", versions never go back, and the other replicas follow."""
+        served = self.served
+        if served.version == 0:
+            return
+        newest = await self.store.latest_version()
+        if newest >= served.version or not await self.store.restore(served):
+            return
+        log.warning("the rules store's newest version was %d: restored version %d from this replica", newest,
+                    served.version)  # fmt: skip
+        why = f"the store's newest version was {newest}; restored from a replica serving {served.version}"
+        entry = AuditEntry(time.time(), served.author, "restored", served.source, served.message, served.version, why)
+        await self._record(entry)
 
     async def file_changed(self, text: str) -> None:
-        """A new text of the rules file: a version unless it already is the newest."""
-        newest = await latest(self.store)
-        if newest is not None and newest.yaml == text:
-            return
+        """A new text of the rules file: a version unless it already is the newest. When the store
+        cannot take it (down), it is kept and tried again on the next poll, never lost."""
         assert self.file is not None
+        self.file.unsaved = text
         proposal = Proposal(text, "file", f"rules file {self.file.path} changed", "file")
         try:
-            await self.apply(proposal, None)
+            await self.apply(proposal, None)  # an unchanged document stores nothing
         except RulesInvalid as exc:
             log.error("the rules file is invalid; version %d keeps serving\n%s", self.state.snapshot.version, exc)
+        self.file.unsaved = None
 
     async def reload_file(self) -> None:
         """SIGHUP: read the rules file now, changed or not since the last look."""
         if self.file is None:
             return
         try:
-            text = await asyncio.to_thread(self.file.path.read_text)
+            text = await asyncio.to_thread(self.file.read_now)
         except OSError as exc:
             log.error("SIGHUP: %s cannot be read: %s", self.file.path, exc.strerror)
             return
         self.file.text = text
-        await self.file_changed(text)
+        try:
+            await self.file_changed(text)
+        except Exception as exc:  # kept as unsaved: the next poll tries again
+            log.warning("SIGHUP: the rules store did not take the file (%s); trying again with the next poll", exc)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -253,8 +292,10 @@ class LiveRules:
             await asyncio.sleep(self._poll_s)
             try:
                 await self.catch_up()
-                if self.file is not None and (text := await asyncio.to_thread(self.file.read)) is not None:
-                    await self.file_changed(text)
+                if self.file is not None:
+                    text = await asyncio.to_thread(self.file.read) or self.file.unsaved
+                    if text is not None:
+                        await self.file_changed(text)
             except Exception as exc:  # the store is down: the next round tries again
                 log.warning("rules: checking the store failed: %s", exc)
 
@@ -290,6 +331,10 @@ class LiveRules:
             time.time(), version.author, "applied", version.source, version.message, version.version, diff
         )
         await self._record(entry)
+
+    async def refused_write(self, author: str, what: str, why: str) -> None:
+        """A write refused before it was read (a viewer's key): in the audit all the same."""
+        await self._audit_refused(Proposal("", author, what, "api"), why)
 
     async def _audit_refused(self, proposal: Proposal, why: str) -> None:
         self.metrics.observe_rules_refused(proposal.source)
@@ -332,6 +377,6 @@ async def open_live_rules(
         raise
     state = await open_state(resources, chosen, serving.version)
     resources.metrics.observe_rules_version(serving.version)
-    live = LiveRules(state, store, started_with, rules_file, settings.rules_poll_s)
+    live = LiveRules(state, store, started_with, rules_file, settings.rules_poll_s, serving)
     live.start()
     return live

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import yaml
+
+log = logging.getLogger("turnout")
 
 Source = Literal["bootstrap", "api", "file", "rollback"]
 SOURCES: tuple[Source, ...] = ("bootstrap", "api", "file", "rollback")
@@ -31,6 +35,17 @@ class RulesVersion:
 
     def document(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def parsed(cls, text: str | bytes, version: int) -> RulesVersion | None:
+        """A stored version, or ``None`` for what is not one (truncated, garbage): logged and skipped."""
+        try:
+            return cls.from_dict({**json.loads(text), "version": version})
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning(
+                "rules version %d in the store cannot be read (%s: %s); skipped", version, type(exc).__name__, exc
+            )
+            return None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RulesVersion:
@@ -63,7 +78,7 @@ class AuditEntry:
 
     at: float
     author: str
-    action: Literal["applied", "rejected"]
+    action: Literal["applied", "rejected", "restored"]
     source: Source
     message: str
     version: int | None
@@ -73,6 +88,14 @@ class AuditEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def parsed(cls, text: str | bytes) -> AuditEntry | None:
+        """An entry as stored, or ``None`` for one that is not (a torn line, garbage): skipped, not fatal."""
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return None
 
 
 def unified_diff(before: RulesVersion, after: RulesVersion) -> str:

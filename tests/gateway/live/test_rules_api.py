@@ -235,3 +235,13 @@ async def test_applying_an_unchanged_document_stores_nothing_and_answers_the_cur
     assert [(a.status_code, a.json()["version"]) for a in again] == [(200, 2)] * 3
     assert stale.status_code == 412
     assert [v["version"] for v in history] == [2, 1]
+
+
+async def test_a_viewers_refused_write_is_audited() -> None:
+    async with gateway(rules=WITH_VIEWER, admin_key="adm-key-0123456789") as client:
+        refused = await client.put("/admin/rules", content=TIGHTER, headers={**VIEWER, "if-match": '"1"'})
+        audit = (await client.get("/admin/rules/audit", headers=VIEWER)).json()
+    assert refused.status_code == 403
+    assert audit[0]["action"] == "rejected"
+    assert audit[0]["author"] == "olga"
+    assert "viewer" in audit[0]["detail"]
