@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from gateway.live.store import PREFIX
+from gateway.live.redis_store import PREFIX
 from tests.gateway.harness import RULES, gateway
 from tests.gateway.live.test_following import ADMIN_KEY, EDITOR, TIGHTER, TO_FALLBACK, apply, from_file, served_within
 
