@@ -125,19 +125,25 @@ class AdminKeySpec(Strict):
     """A viewer reads; an editor also validates, applies and rolls back."""
 
 
+MAX_ENTRIES = 1000
+"""Backends, routes, aliases, routing rules, admin keys: each at most this many, so that no rules
+document makes a build long enough to matter (every build also runs off the event loop)."""
+MAX_KEYS = 10_000
+
+
 class Rules(Strict):
     version: Literal[1] = 1
-    backends: dict[Annotated[str, Field(pattern=NAME)], BackendSpec] = Field(min_length=1)
-    routes: dict[Annotated[str, Field(pattern=NAME)], RouteSpec] = Field(min_length=1)
+    backends: dict[Annotated[str, Field(pattern=NAME)], BackendSpec] = Field(min_length=1, max_length=MAX_ENTRIES)
+    routes: dict[Annotated[str, Field(pattern=NAME)], RouteSpec] = Field(min_length=1, max_length=MAX_ENTRIES)
     default_route: str
-    aliases: dict[Annotated[str, Field(pattern=NAME)], str] = {}
+    aliases: dict[Annotated[str, Field(pattern=NAME)], str] = Field({}, max_length=MAX_ENTRIES)
     """Model names that pin one backend: ``gpt-4o-mini: openai-fallback``."""
-    api_keys: list[ApiKeySpec] = []
-    admin_keys: list[AdminKeySpec] = []
+    api_keys: list[ApiKeySpec] = Field([], max_length=MAX_KEYS)
+    admin_keys: list[AdminKeySpec] = Field([], max_length=MAX_ENTRIES)
     """Besides ``TURNOUT_ADMIN_KEY``, an editor named ``env``."""
     router: RouterSpec = ClassifierRouterSpec(kind="classifier")
     """What decides ``auto`` requests after the rules; the shipped classifier unless set."""
-    rules: list[RuleSpec] = []
+    rules: list[RuleSpec] = Field([], max_length=MAX_ENTRIES)
     """Evaluated in order before any model; the first match wins."""
 
     def environment_names(self) -> list[tuple[str, str]]:

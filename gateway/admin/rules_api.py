@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -159,29 +159,25 @@ async def dry_run_body(request: Request) -> tuple[str, list[RoutingSample] | Non
     return payload["yaml"], samples
 
 
-def checked_limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_HISTORY:
-        raise InvalidRequest(f"limit={limit}: give 1 to {MAX_HISTORY}", param="limit")
-    return limit
-
-
 @router.get("/history")
-async def history(request: Request, limit: int = 20) -> Response:
+async def history(request: Request, limit: int = Query(20, ge=1, le=MAX_HISTORY)) -> Response:
     admin(request)
-    return json_response([v.summary() for v in await live_rules(request).store.history(checked_limit(limit))])
+    return json_response([v.summary() for v in await live_rules(request).store.history(limit)])
 
 
 @router.get("/audit")
-async def audit(request: Request, limit: int = 50) -> Response:
+async def audit(request: Request, limit: int = Query(50, ge=1, le=MAX_HISTORY)) -> Response:
     """Every write, refused ones too: who, when, what changed (the diff) or why it was refused."""
     admin(request)
-    return json_response([entry.to_dict() for entry in await live_rules(request).store.audit(checked_limit(limit))])
+    return json_response([entry.to_dict() for entry in await live_rules(request).store.audit(limit)])
 
 
 @router.get("/versions/{version}")
-async def get_version(request: Request, version: int) -> Response:
+async def get_version(request: Request, version: str) -> Response:
     admin(request)
-    return version_document(await stored(live_rules(request), version))
+    if not VERSION.fullmatch(version):
+        raise InvalidRequest(f"{version[:20]!r}: give a version number", param="version")
+    return version_document(await stored(live_rules(request), int(version)))
 
 
 @router.get("/diff")

@@ -190,7 +190,7 @@ def history_command(args: argparse.Namespace) -> int:
     for version in call(args, "GET", f"/admin/rules/history?limit={args.limit}").json():
         print(
             f"{version['version']:>6}  {stamp(version['created_at'])}  {version['source']:<9} "
-            f"{version['author']:<12} {version['message']}"
+            f"{shown(version['author']):<12} {shown(version['message'])}"
         )
     return 0
 
@@ -214,12 +214,18 @@ def rollback_command(args: argparse.Namespace) -> int:
 def audit_command(args: argparse.Namespace) -> int:
     for entry in call(args, "GET", f"/admin/rules/audit?limit={args.limit}").json():
         print(
-            f"{stamp(entry['at'])}  {entry['action']:<8} {entry['source']:<9} {entry['author']:<12} "
-            f"version {entry['version']}  {entry['message']}"
+            f"{stamp(entry['at'])}  {entry['action']:<8} {entry['source']:<9} {shown(entry['author']):<12} "
+            f"version {entry['version']}  {shown(entry['message'])}"
         )
         if entry["action"] == "rejected":
-            print("    " + entry["detail"].replace("\n", "\n    "))
+            print("    " + "\n    ".join(shown(line) for line in str(entry["detail"]).split("\n")))
     return 0
+
+
+def shown(text: object) -> str:
+    """Text from the store as one line on a terminal: control characters (an escape sequence, a
+    carriage return that would forge a line) appear escaped, never acted on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def stamp(seconds: float) -> str:

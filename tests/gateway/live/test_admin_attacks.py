@@ -138,3 +138,23 @@ def test_bad_admin_input_is_a_4xx_in_the_error_shape(
     answer = httpx.request(method, url + path, content=body, headers={**EDITOR, **headers}, timeout=30)
     assert 400 <= answer.status_code < 500, answer.text
     assert set(answer.json()["error"]) >= {"message", "type", "param", "code"}
+
+
+def test_ten_thousand_routes_are_refused_while_the_gateway_keeps_answering(url: str) -> None:
+    routes = "".join(f"  r{i}: {{backends: [primary]}}\n" for i in range(10_000))
+    document = RULES.replace("routes:\n", "routes:\n" + routes, 1)
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        answers.append(put(url, document))
+
+    assert probes_answered_while(url, threading.Thread(target=send)) > 0
+    assert answers[0].status_code == 422
+    assert "routes" in answers[0].text
+
+
+@pytest.mark.parametrize("version", ["9" * 300, "%C2%B2", "-1"])
+def test_an_impossible_version_number_is_a_4xx(url: str, version: str) -> None:
+    answer = httpx.get(f"{url}/admin/rules/versions/{version}", headers=EDITOR, timeout=30)
+    assert 400 <= answer.status_code < 500
+    assert "error" in answer.json()

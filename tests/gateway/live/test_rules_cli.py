@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli.rules import shown
 from support.ports import free_port
 from tests.gateway.harness import RULES
 from tests.servers import gateway_process
@@ -106,3 +107,8 @@ def test_a_412_names_the_cli_commands_that_recover_from_it(url: str, tmp_path: P
     assert "turnout rules get > FILE" in answer.stderr
     assert "turnout rules apply FILE" in answer.stderr
     assert "GET /admin/rules" not in answer.stderr
+
+
+def test_history_and_audit_escape_control_characters_from_the_store() -> None:
+    assert shown("ok\x1b[2Jforged\rline\n") == "ok\\x1b[2Jforged\\rline\\n"
+    assert shown("café – fine") == "café – fine"
