@@ -20,6 +20,7 @@ from typing import Any
 
 from contracts.errors import StateStoreUnavailable
 from gateway.redis_client import REDIS_FAILURES, close_redis, redis_client
+from gateway.store_guard import StoreGuard, StoreUnavailable
 
 log = logging.getLogger("turnout")
 FIELDS = (
@@ -101,6 +102,7 @@ class ReportBook:
         self._timeout_s = call_timeout_s
         self._task: asyncio.Task[None] | None = None
         self._unsent: list[tuple[str, defaultdict[Key, defaultdict[str, float]]]] = []
+        self._guard = StoreGuard("report store", call_timeout_s, lambda: None)
         """Flushes not yet answered by Redis, oldest first, each with its id."""
 
     def record(self, outcome: Outcome, now: float | None = None) -> None:
@@ -139,12 +141,10 @@ class ReportBook:
             self._pending = defaultdict(lambda: defaultdict(float))
         while self._unsent:
             flush_id, pending = self._unsent[0]
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await self._send(flush_id, pending)
-            except (*REDIS_FAILURES, TimeoutError) as exc:
-                log.warning("report flush to Redis failed (%s); sending it again with the next flush", exc)
-                return
+            try:  # the request path's store policy: one log line an outage, a back-off, no hammering
+                await self._guard.call(self._send(flush_id, pending))
+            except StoreUnavailable:
+                return  # sent again with the next flush
             self._unsent.pop(0)
 
     async def _send(self, flush_id: str, pending: defaultdict[Key, defaultdict[str, float]]) -> None:
