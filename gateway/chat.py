@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -62,8 +61,7 @@ class ChatCall:
         plan = self._plan(decision, chat, principal.tenant)
         if not plan.can_read:
             return await self._fetch(decision, chat, plan, None, deadline)
-        async with contextlib.AsyncExitStack() as scope:  # every way out settles the flight
-            flight = await scope.enter_async_context(resources.cache.flight(plan, deadline.remaining()))
+        async with resources.cache.flight(plan, deadline.remaining()) as flight:  # every way out settles it
             if flight.entry is not None:
                 return self._hit(flight.entry, chat, decision)
             self.outcome.cache = "off" if flight.is_store_down else "miss"
@@ -72,10 +70,9 @@ class ChatCall:
                 return self._hit(found[0], chat, decision, similarity=found[1])
             if chat.stream:
                 response = await self._stream(decision, chat, plan, flight, deadline)
-                scope.pop_all()  # the stream's end settles the flight, as late as it comes
+                flight.outlive_scope()  # the stream's end settles it, as late as that comes
                 return response
             return await self._fetch(decision, chat, plan, flight, deadline)
-        raise AssertionError("unreachable: every branch above returns")  # pragma: no cover
 
     async def _fetch(
         self,
@@ -160,12 +157,13 @@ class ChatCall:
     async def _finish_stream(
         self, plan: CachePlan, assembler: StreamAssembler, flight: Flight | None, status: int
     ) -> None:
-        async with contextlib.AsyncExitStack() as scope:
-            if flight is not None:
-                scope.push_async_exit(flight)  # settles whatever happens below
+        try:
             completion = assembler.completion() if status == 200 else None
             if completion is not None:
                 await self._store(plan, completion, flight)
+        finally:
+            if flight is not None:
+                await flight.aclose()  # settles whatever happened above
 
     async def _store(self, plan: CachePlan, completion: ChatCompletion, flight: Flight | None) -> None:
         self.resources.metrics.observe_cache(self.outcome.route, self.outcome.cache)

@@ -97,7 +97,7 @@ class ResponseCache:
     def flight(self, plan: CachePlan, wait_s: float) -> Flight:
         """The request's part in the single flight of its key, waiting at most ``wait_s`` (and at most
         the policy's ``single_flight_wait_ms``) for an identical request already asking the backend."""
-        return Flight(self, plan, min(wait_s, plan.policy.single_flight_wait_ms / 1000))
+        return Flight(self, plan, min(wait_s, plan.policy.single_flight_wait_ms / 1000), lease_s=wait_s)
 
     async def store_answer(self, plan: CachePlan, entry: CacheEntry, has_tool_calls: bool) -> bool:
         """Store an answer asked for outside any flight, if the policy allows it; never raises."""

@@ -54,6 +54,8 @@ class Flight:
     cache: ResponseCache
     plan: CachePlan
     max_wait_s: float
+    lease_s: float
+    """The longest this request may lead (its remaining budget): the lock is renewed no longer."""
     entry: CacheEntry | None = None
     is_leader: bool = False
     """This request's answer is handed to the identical requests waiting in this process."""
@@ -62,6 +64,7 @@ class Flight:
     _token: str | None = None
     _renewal: asyncio.Task[None] | None = None
     _is_settled: bool = field(default=False)
+    _outlives_scope: bool = False
 
     async def __aenter__(self) -> Flight:
         try:
@@ -74,6 +77,16 @@ class Flight:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        if not self._outlives_scope:
+            await self._settle()
+
+    def outlive_scope(self) -> None:
+        """The request hands the flight on (to a stream, whose end calls :meth:`aclose`): leaving the
+        ``async with`` no longer settles it. Called only once nothing in the scope can fail any more."""
+        self._outlives_scope = True
+
+    async def aclose(self) -> None:
+        """Settle a flight that outlived its scope: waiting requests ask for themselves, the lock goes."""
         await self._settle()
 
     async def land(self, entry: CacheEntry | None, has_tool_calls: bool = False) -> bool:
@@ -139,7 +152,8 @@ class Flight:
             await asyncio.sleep(POLL_S)
 
     async def _renew(self, name: str, token: str) -> None:
-        while True:
+        give_up_at = time.monotonic() + self.lease_s
+        while time.monotonic() < give_up_at:  # a flight never settled still frees its lock
             await asyncio.sleep(RENEW_EVERY_S)
             with contextlib.suppress(StoreUnavailable):
                 if not await self.cache.guard.call(self.cache.store.renew(name, token, int(LOCK_TTL_S * 1000))):

@@ -287,3 +287,15 @@ async def test_a_stream_whose_client_left_before_the_first_byte_settles_its_flig
                 again = await c.post("/v1/chat/completions", json=chat_body(temperature=0, stream=True), headers=AUTH)
     await client.aclose()
     assert again.status_code == 200
+
+
+async def test_a_flight_never_settled_stops_renewing_its_lock_after_its_lease(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, 1.0)
+    cache, plan = cache_over(store)
+    await store.client.delete(plan.key, plan.key + LOCK)
+    flight = await cache.flight(plan, 1.0).__aenter__()  # a leader whose scope never ends
+    assert flight.is_leader
+    await asyncio.sleep(1.0 + LOCK_TTL_S + 0.5)
+    assert await store.client.exists(plan.key + LOCK) == 0  # other replicas are not held for ever
+    await flight.aclose()
+    await store.aclose()
