@@ -8,7 +8,6 @@ through (and counts the failure): limits degrade, service does not.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from gateway.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
 from gateway.store_guard import StoreGuard, StoreUnavailable
 
-log = logging.getLogger("turnout")
 WINDOW_S = 60
 UNLIMITED = 2**53
 KEEP_S = 150  # a counter must outlive the next window, which weighs it
