@@ -215,7 +215,10 @@ def _without_invalid_values(data: object, exc: ValidationError) -> Rules | None:
     the cross-checks of a document with schema errors. ``None`` when a required value is wrong."""
     pruned = copy.deepcopy(data)
     for err in exc.errors():
-        *parents, last = [part for part in err["loc"] if part not in _UNION_TAGS]
+        path = [part for part in err["loc"] if part not in _UNION_TAGS]
+        if not path:
+            return None  # the document itself is not a mapping: nothing to cross-check
+        *parents, last = path
         node = pruned
         for part in parents:
             node = _child(node, part)

@@ -183,3 +183,8 @@ def test_a_local_backend_loads_only_a_gguf_file() -> None:
     )
     found = problems_of(local)
     assert any("backends.gpu.gguf" in p for p in found), found
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "5\n", "just text\n"])
+def test_a_document_that_is_not_a_mapping_is_a_problem_not_a_crash(text: str) -> None:
+    assert problems_of(text)
