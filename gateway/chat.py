@@ -23,7 +23,13 @@ from gateway.resources import Resources
 from gateway.rules import CachePolicy
 from gateway.snapshot import RulesSnapshot
 from gateway.sse import SseResponse
-from gateway.stream_assembly import StreamAssembler, as_the_caller_asked, asking_for_usage, replay_chunks
+from gateway.stream_assembly import (
+    StreamAssembler,
+    as_the_caller_asked,
+    asking_for_usage,
+    asks_for_usage,
+    replay_chunks,
+)
 from routers.decision import RouteDecision, RoutingContext
 
 JSON = "application/json"
@@ -68,11 +74,10 @@ class ChatCall:
             if not flight.is_store_down and (found := await self._semantic_lookup(plan, chat, decision)):
                 await flight.share(found[0])
                 return self._hit(found[0], chat, decision, similarity=found[1])
+            response = await self._fetch(decision, chat, plan, flight, deadline)
             if chat.stream:
-                response = await self._stream(decision, chat, plan, flight, deadline)
                 flight.outlive_scope()  # the stream's end settles it, as late as that comes
-                return response
-            return await self._fetch(decision, chat, plan, flight, deadline)
+            return response
 
     async def _fetch(
         self,
@@ -125,8 +130,7 @@ class ChatCall:
             headers["x-turnout-cache-similarity"] = f"{similarity:.4f}"
         if not chat.stream:
             return Response(entry.completion, media_type=JSON, headers=headers)
-        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        chunks = replay_chunks(entry.answer(), include_usage)
+        chunks = replay_chunks(entry.answer(), asks_for_usage(chat))
         return SseResponse(chunks[0], _iterate(chunks[1:]), lambda status: None, self.snapshot.redactor.bytes, headers)
 
     async def _stream(
@@ -137,9 +141,8 @@ class ChatCall:
         flight: Flight | None,
         deadline: Deadline,
     ) -> Response:
-        upstream_request = asking_for_usage(chat)
         self.outcome.backend, (first, rest) = await self.snapshot.dispatcher.open_stream(
-            decision, upstream_request, deadline
+            decision, asking_for_usage(chat), deadline
         )
         assembler = StreamAssembler()
         assembler.add(first)
@@ -149,7 +152,7 @@ class ChatCall:
             finishing = asyncio.get_running_loop().create_task(self._finish_stream(plan, assembler, flight, status))
             self.outcome.stream_ended(status, finishing)
 
-        asks_usage = upstream_request is chat
+        asks_usage = asks_for_usage(chat)
         first = as_the_caller_asked(first, asks_usage) or first
         teed = _teed(rest, assembler, deadline, asks_usage)
         return SseResponse(first, teed, finished, self.snapshot.redactor.bytes, self._headers(decision))

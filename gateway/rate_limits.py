@@ -160,9 +160,9 @@ class RateLimiter:
             decision = await self._guard.call(self._store.take(principal.key_id, window, fraction, takes))
         except StoreUnavailable:  # the limit store must never take the gateway down
             return
-        if decision.is_admitted or decision.refused is None:
-            return
         refused = decision.refused
+        if refused is None:
+            return
         self._metrics.observe_rate_limited(principal.tenant, refused.kind)
         wait_s = retry_after_s(decision, fraction, refused.check, refused.limit)
         raise RateLimited(

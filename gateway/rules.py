@@ -202,7 +202,8 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     except ValidationError as exc:
         problems += [_problem_from_pydantic(err, lines) for err in exc.errors()]
         partial = _without_invalid_values(data, exc)  # so the cross-checks can speak too, in the same run
-        problems += [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in cross_check(partial)]
+        if partial is not None:
+            problems += [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in cross_check(partial)]
         raise RulesInvalid(source, problems) from exc
     problems += [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in cross_check(rules)]
     if problems:
@@ -238,11 +239,9 @@ def _child(node: object, part: object) -> object:
     return None
 
 
-def cross_check(rules: Rules | None) -> list[tuple[str, str]]:
+def cross_check(rules: Rules) -> list[tuple[str, str]]:
     """Problems between sections that no single field can see."""
     problems: list[tuple[str, str]] = []
-    if rules is None:
-        return problems
     for route, spec in rules.routes.items():
         for i, backend in enumerate(spec.backends):
             if backend not in rules.backends:

@@ -12,6 +12,12 @@ MIN_ADMIN_KEY_CHARS = 16
 """An admin key can point backends anywhere and read every prompt: a guessable one is no key."""
 
 
+def is_long_enough_for_admin(key: str) -> bool:
+    """Whether ``key`` may be an admin key at all, wherever it comes from (the environment, a rules
+    file's ``admin_keys``, a bearer token): an empty or short one never enables or matches anything."""
+    return len(key.strip()) >= MIN_ADMIN_KEY_CHARS
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore")
 
@@ -36,7 +42,7 @@ class Settings(BaseSettings):
     def _admin_key_is_long(cls, key: SecretStr | None) -> SecretStr | None:
         if key is None or not key.get_secret_value().strip():
             return None  # empty is unset: the admin API stays off, it never accepts an empty token
-        if len(key.get_secret_value().strip()) < MIN_ADMIN_KEY_CHARS:
+        if not is_long_enough_for_admin(key.get_secret_value()):
             raise ValueError(
                 f"TURNOUT_ADMIN_KEY is shorter than {MIN_ADMIN_KEY_CHARS} characters: choose a long random "
                 "secret (e.g. openssl rand -hex 24), or unset it to leave the admin API off"

@@ -80,10 +80,15 @@ def replay_chunks(completion: ChatCompletion, include_usage: bool) -> list[ChatC
     return [ChatCompletionChunk.model_validate(c) for c in chunks]
 
 
+def asks_for_usage(request: ChatCompletionRequest) -> bool:
+    """Whether the caller asked for the stream's usage chunk (``stream_options.include_usage``)."""
+    return bool(request.stream_options is not None and request.stream_options.include_usage)
+
+
 def asking_for_usage(request: ChatCompletionRequest) -> ChatCompletionRequest:
     """The request as sent upstream: always asking for the usage chunk, so every stream is booked
     with its real tokens (cost reports, access log, ``tokens_per_minute``), asked for or not."""
-    if request.stream_options is not None and request.stream_options.include_usage:
+    if asks_for_usage(request):
         return request
     return request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
 

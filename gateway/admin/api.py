@@ -117,11 +117,14 @@ def _report_json(found: dict[Key, dict[str, float]], since: str, dimensions: lis
 @router.get("")
 async def admin_page() -> Response:
     """The ops console: health, the rules editor, dry run, history and rollback, explain, cost charts."""
-    page = admin_page_html()
-    headers = {"content-security-policy": console_policy(page), "x-frame-options": "DENY"}
-    return Response(page, media_type="text/html", headers=headers)
+    page, policy = console_page()
+    return Response(
+        page, media_type="text/html", headers={"content-security-policy": policy, "x-frame-options": "DENY"}
+    )
 
 
 @functools.cache
-def admin_page_html() -> bytes:
-    return ADMIN_PAGE.read_bytes()
+def console_page() -> tuple[bytes, str]:
+    """The console page and its Content-Security-Policy, read and hashed once."""
+    page = ADMIN_PAGE.read_bytes()
+    return page, console_policy(page)

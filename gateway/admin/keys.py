@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 
 from contracts.errors import AuthenticationFailed, PermissionDenied
 from gateway.rules import Rules
-from gateway.settings import MIN_ADMIN_KEY_CHARS, Settings
+from gateway.settings import Settings, is_long_enough_for_admin
 
 Role = Literal["viewer", "editor"]
 
@@ -41,7 +41,7 @@ class AdminKeys:
         keys = [
             (_digest(value), Admin(spec.name, spec.role))
             for spec in rules.admin_keys
-            if is_long_enough(value := os.environ.get(spec.key_env, ""))
+            if is_long_enough_for_admin(value := os.environ.get(spec.key_env, ""))
         ]
         if settings.admin_key is not None:
             keys.append((_digest(settings.admin_key.get_secret_value()), Admin("env", "editor")))
@@ -53,7 +53,7 @@ class AdminKeys:
                 "the admin API is off: set TURNOUT_ADMIN_KEY or admin_keys in the rules", code="admin_disabled"
             )
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not is_long_enough(token.strip()):
+        if scheme.lower() != "bearer" or not is_long_enough_for_admin(token.strip()):
             raise AuthenticationFailed("missing or wrong admin key", code="invalid_admin_key")
         wanted = _digest(token.strip())
         found: Admin | None = None
@@ -63,11 +63,6 @@ class AdminKeys:
         if found is None:
             raise AuthenticationFailed("missing or wrong admin key", code="invalid_admin_key")
         return found
-
-
-def is_long_enough(key: str) -> bool:
-    """Whether ``key`` may be an admin key at all: an empty or short one never enables anything."""
-    return len(key.strip()) >= MIN_ADMIN_KEY_CHARS
 
 
 def _digest(key: str) -> bytes:

@@ -95,8 +95,8 @@ async def stored(live: LiveRules, version: int) -> RulesVersion:
 async def get_rules(request: Request) -> Response:
     admin(request)
     live = live_rules(request)
-    await live.restore_if_lost()  # a store that lost its data answers what every replica serves
-    return version_document(await stored(live, await live.store.latest_version()))
+    newest = await live.restore_if_lost()  # a store that lost its data answers what every replica serves
+    return version_document(await stored(live, newest))
 
 
 @router.post("/validate")

@@ -81,10 +81,6 @@ class ResponseCache:
             can_write=eligible and "no-store" not in directives,
         )
 
-    async def read(self, plan: CachePlan) -> CacheEntry | None:
-        """The entry, or ``None``; raises ``StoreUnavailable`` when the store failed."""
-        return self._parsed(plan, await self.guard.call(self.store.get(plan.key)))
-
     def _parsed(self, plan: CachePlan, raw: bytes | None) -> CacheEntry | None:
         if raw is None:
             return None

@@ -11,7 +11,7 @@ import asyncio
 import os
 
 from gateway.rules import RuleProblem, Rules, RulesInvalid, parse_rules
-from gateway.settings import MIN_ADMIN_KEY_CHARS
+from gateway.settings import MIN_ADMIN_KEY_CHARS, is_long_enough_for_admin
 from gateway.snapshot import RulesSnapshot, routing_only
 from gateway.state import GatewayState
 from gateway.yaml_source import load_yaml
@@ -29,7 +29,7 @@ def environment_problems(rules: Rules) -> list[tuple[str, str]]:
     ]
     for i, admin in enumerate(rules.admin_keys):
         value = os.environ.get(admin.key_env, "")
-        if value and len(value.strip()) < MIN_ADMIN_KEY_CHARS:
+        if value and not is_long_enough_for_admin(value):
             problems.append(
                 (f"admin_keys[{i}].key_env", f"{admin.key_env} holds fewer than {MIN_ADMIN_KEY_CHARS} characters")
             )

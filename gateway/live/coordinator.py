@@ -157,8 +157,7 @@ class LiveRules:
         this replica started with, if the store did not answer then)."""
         if self.state.snapshot.version == 0:
             await self._bootstrap_late()
-        await self.restore_if_lost()
-        newest = await self.store.latest_version()
+        newest = await self.restore_if_lost()  # one read of the newest number per poll
         if newest <= self.state.snapshot.version or newest == self._refused:
             return
         async with self._writing:
@@ -196,21 +195,23 @@ class LiveRules:
         await self.state.apply(rules, version.version)
         self.served = version
 
-    async def restore_if_lost(self) -> None:
-        """When the store's newest version is older than the one this replica serves (Redis restarted
-        empty, or restored from an old backup), store the served version back under its number: the
-        store never answers "no rules", versions never go back, and the other replicas follow."""
+    async def restore_if_lost(self) -> int:
+        """The store's newest version number. When it is older than the one this replica serves
+        (Redis restarted empty, or restored from an old backup), the served version is stored back
+        under its number first: the store never answers "no rules", versions never go back, and the
+        other replicas follow."""
         served = self.served
-        if served.version == 0:
-            return
         newest = await self.store.latest_version()
-        if newest >= served.version or not await self.store.restore(served):
-            return
+        if served.version == 0 or newest >= served.version:
+            return newest
+        if not await self.store.restore(served):  # another replica restored, or stored, meanwhile
+            return await self.store.latest_version()
         log.warning("the rules store's newest version was %d: restored version %d from this replica", newest,
                     served.version)  # fmt: skip
         why = f"the store's newest version was {newest}; restored from a replica serving {served.version}"
         entry = AuditEntry(time.time(), served.author, "restored", served.source, served.message, served.version, why)
         await self._record(entry)
+        return served.version
 
     async def file_changed(self, text: str) -> None:
         """A new text of the rules file: a version unless it already is the newest. When the store
