@@ -19,7 +19,7 @@ from backends.specs import LiteLLMEndpoint, LocalServer, OpenAIEndpoint
 from contracts.strict import NAME, SecretEnvName, Strict
 from gateway.resilience.specs import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
 from gateway.yaml_source import DocumentRefused, LineIndex, load_yaml
-from routers.patterns import PatternInvalid, compile_pattern
+from routers.patterns import MAX_PATTERNS, PatternInvalid, compile_pattern
 from routers.specs import ClassifierRouterSpec, LLMRouterSpec, RouterSpec, RuleSpec
 
 RESERVED_MODELS = {"auto"}
@@ -285,6 +285,8 @@ def _check_routing(rules: Rules) -> list[tuple[str, str]]:
                 compile_pattern(rule.when.regex)
             except PatternInvalid as exc:
                 problems.append((f"rules[{i}].when.regex", f"not a valid regular expression: {exc}"))
+    if sum(rule.when.regex is not None for rule in rules.rules) > MAX_PATTERNS:
+        problems.append(("rules", f"more than {MAX_PATTERNS} rules with a regex"))
     if len({rule.name for rule in rules.rules}) != len(rules.rules):
         problems.append(("rules", "two rules share a name"))
     classifier: RouterSpec | None = rules.router

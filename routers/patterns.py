@@ -13,8 +13,12 @@ from typing import Protocol
 
 import re2
 
-MAX_PROGRAM_BYTES = 8 * 1024 * 1024
+MAX_PROGRAM_BYTES = 2 * 1024 * 1024
+"""RE2's memory for one pattern, its compiled program and its match-time cache together (past it,
+RE2 matches more slowly, never with more memory)."""
 MAX_PATTERN_CHARS = 4096
+MAX_PATTERNS = 100
+"""Patterns in one rules document: with :data:`MAX_PROGRAM_BYTES` each, at most 200 MiB in all."""
 
 
 class Pattern(Protocol):
@@ -35,5 +39,5 @@ def compile_pattern(pattern: str) -> Pattern:
         compiled: Pattern = re2.compile(pattern, options=options)
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise PatternInvalid(f"{reason} (RE2 syntax: no backreferences or lookaround)") from None
+        raise PatternInvalid(f"RE2 refuses it: {reason}") from None
     return compiled

@@ -188,3 +188,9 @@ def test_a_local_backend_loads_only_a_gguf_file() -> None:
 @pytest.mark.parametrize("text", ["- a\n- b\n", "5\n", "just text\n"])
 def test_a_document_that_is_not_a_mapping_is_a_problem_not_a_crash(text: str) -> None:
     assert problems_of(text)
+
+
+def test_a_document_holds_at_most_a_hundred_patterns() -> None:
+    rules = "".join(f"  - {{name: r{i}, when: {{regex: 'x{i}'}}, route: code}}\n" for i in range(101))
+    found = problems_of(VALID + "rules:\n" + rules)
+    assert any("more than 100 rules with a regex" in p for p in found), found
