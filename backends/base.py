@@ -48,6 +48,11 @@ class Backend(Protocol):
         """A cheap check that the backend answers; never raises."""
         ...
 
+    async def count_tokens(self, request: ChatCompletionRequest, timeout_s: float) -> int | None:
+        """The request's prompt tokens as the backend's own template and tokenizer count them;
+        ``None`` when the backend offers no way to count. Never raises."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections, servers and threads."""
         ...

@@ -190,6 +190,10 @@ class LiteLLMBackend:
             )
             return EmbeddingResponse.model_validate(response.model_dump())
 
+    async def count_tokens(self, request: ChatCompletionRequest, timeout_s: float) -> int | None:
+        """``None``: a provider's count would cost a paid call, and a local guess is not its count."""
+        return None
+
     async def health(self, timeout_s: float) -> Health:
         """Probes ``api_base`` when set; a paid public API is not called just to check it."""
         if self._spec.api_base is None:

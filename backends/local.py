@@ -57,6 +57,9 @@ class LocalBackend:
     async def embed(self, request: EmbeddingRequest, timeout_s: float) -> EmbeddingResponse:
         return await self._upstream.embed(request, timeout_s)
 
+    async def count_tokens(self, request: ChatCompletionRequest, timeout_s: float) -> int | None:
+        return await self._upstream.count_tokens(request, timeout_s)
+
     async def health(self, timeout_s: float) -> Health:
         return await self._upstream.health(timeout_s)
 

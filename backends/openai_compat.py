@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from backends.base import Health
@@ -22,7 +23,7 @@ from backends.http_transport import (
 from backends.request_context import upstream_headers
 from backends.specs import OpenAIEndpoint
 from backends.sse import bounded_lines, read_chunks
-from contracts.errors import BackendBadResponse
+from contracts.errors import BackendBadResponse, BackendError, BackendRejected
 from contracts.wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -98,15 +99,38 @@ class OpenAICompatBackend:
             return Health(is_healthy=False, detail=str(exc))
         return Health(is_healthy=True)
 
+    async def count_tokens(self, request: ChatCompletionRequest, timeout_s: float) -> int | None:
+        """llama.cpp's server: ``/apply-template`` then ``/tokenize``; vLLM's: ``/tokenize`` with the
+        messages. Both at the server's root, beside ``/v1``. ``None`` when neither answers."""
+        messages = request.model_dump(mode="json", exclude_unset=True, include={"messages", "tools"})
+        root = self._base.removesuffix("/v1")
+        try:
+            async with asyncio.timeout(timeout_s):
+                try:
+                    templated = orjson.loads(await self._post_json(root + "/apply-template", messages, timeout_s))
+                    prompt = {"content": templated["prompt"]}
+                    return len(orjson.loads(await self._post_json(root + "/tokenize", prompt, timeout_s))["tokens"])
+                except (BackendRejected, KeyError, TypeError):
+                    asked = {"model": self.model, **messages}
+                    return int(orjson.loads(await self._post_json(root + "/tokenize", asked, timeout_s))["count"])
+        except (BackendError, TimeoutError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+            return None
+
     async def aclose(self) -> None:
         """Closes the backend's own connection pool (a shared one is closed by its owner)."""
         if self._lease is not None:
             await self._lease.aclose()
 
     async def _post(self, path: str, body: bytes, timeout_s: float) -> bytes:
+        return await self._post_url(self._base + path, body, timeout_s)
+
+    async def _post_json(self, url: str, payload: dict[str, Any], timeout_s: float) -> bytes:
+        return await self._post_url(url, orjson.dumps(payload), timeout_s)
+
+    async def _post_url(self, url: str, body: bytes, timeout_s: float) -> bytes:
         """The answer's body, read within ``timeout_s`` and ``max_response_bytes``."""
         upstream = self._client.build_request(
-            "POST", self._base + path, content=body, headers=upstream_headers(self._headers), timeout=timeout_s
+            "POST", url, content=body, headers=upstream_headers(self._headers), timeout=timeout_s
         )
         with translated_errors(self.name):
             async with asyncio.timeout(timeout_s):

@@ -165,3 +165,30 @@ class BackendRejected(BackendError):
     def __init__(self, message: str, *, status: int, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message, param=param, code=code)
         self.status = status
+
+
+ANTHROPIC_ERRORS = {
+    400: (400, "invalid_request_error"),
+    401: (401, "authentication_error"),
+    403: (403, "permission_error"),
+    404: (404, "not_found_error"),
+    413: (413, "request_too_large"),
+    422: (400, "invalid_request_error"),
+    429: (429, "rate_limit_error"),
+    499: (499, "invalid_request_error"),
+    502: (500, "api_error"),
+    503: (529, "overloaded_error"),
+    504: (504, "timeout_error"),
+}
+"""Our status to Anthropic's status and error type: Anthropic answers a wrong value with 400 (not
+422), an upstream failure with 500, and being out of capacity with 529, which its SDK retries."""
+
+
+def anthropic_error(error: GatewayError) -> tuple[int, bytes]:
+    """The error as Anthropic's API writes it: ``{"type": "error", "error": {"type", "message"}}``."""
+    status, kind = ANTHROPIC_ERRORS.get(error.status, (error.status, kind_of(error)))
+    return status, orjson.dumps({"type": "error", "error": {"type": kind, "message": error.message}})
+
+
+def kind_of(error: GatewayError) -> str:
+    return "invalid_request_error" if error.status < 500 else "api_error"

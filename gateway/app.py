@@ -14,13 +14,14 @@ import httpx
 import yaml
 from fastapi import FastAPI
 
-from gateway import api, probes
-from gateway.access_log import RequestIds, configure_logging
+from gateway import probes
 from gateway.admin import api as admin
 from gateway.admin import rules_api
 from gateway.admin.headers import AdminHeaders
+from gateway.apis import routes as api
 from gateway.error_handlers import install_error_handlers
 from gateway.live.coordinator import open_live_rules
+from gateway.observe.access_log import RequestIds, configure_logging
 from gateway.redaction import RedactingFilter
 from gateway.resources import open_resources
 from gateway.rules import Rules, read_rules

@@ -1,4 +1,5 @@
-"""Every failure leaves the gateway as an OpenAI-style JSON error, never a bare trace."""
+"""Every failure leaves the gateway as a JSON error in its API's shape, never a bare trace: OpenAI's
+everywhere, Anthropic's (``{"type": "error", ...}``, its statuses) under ``/v1/messages``."""
 
 from __future__ import annotations
 
@@ -10,21 +11,30 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contracts.errors import GatewayError, InvalidRequest, RequestError
+from contracts.errors import GatewayError, InvalidRequest, RequestError, anthropic_error
 from gateway.redaction import Redactor
 
 log = logging.getLogger("turnout")
 
 
-def error_response(error: GatewayError, redactor: Redactor | None = None) -> Response:
-    body = error.body() if redactor is None else redactor.bytes(error.body())
-    return Response(body, status_code=error.status, media_type="application/json", headers=error.headers)
+ANTHROPIC_PATHS = "/v1/messages"
+
+
+def error_response(error: GatewayError, redactor: Redactor | None = None, is_anthropic: bool = False) -> Response:
+    status, body = anthropic_error(error) if is_anthropic else (error.status, error.body())
+    body = body if redactor is None else redactor.bytes(body)
+    return Response(body, status_code=status, media_type="application/json", headers=error.headers)
+
+
+def shaped(request: Request, error: GatewayError) -> Response:
+    snapshot = getattr(request.state, "snapshot", None)  # none when the app is not serving yet
+    redactor = snapshot.redactor if snapshot is not None else None
+    return error_response(error, redactor, request.url.path.startswith(ANTHROPIC_PATHS))
 
 
 async def on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    snapshot = getattr(request.state, "snapshot", None)  # none when the app is not serving yet
-    return error_response(exc, snapshot.redactor if snapshot is not None else None)
+    return shaped(request, exc)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -32,7 +42,7 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     code = "not_found" if exc.status_code == 404 else None
     error = RequestError(f"{request.method} {request.url.path}: {exc.detail}", code=code)
     error.status = exc.status_code
-    return error_response(error)
+    return shaped(request, error)
 
 
 async def on_invalid_parameters(request: Request, exc: Exception) -> Response:
@@ -41,12 +51,12 @@ async def on_invalid_parameters(request: Request, exc: Exception) -> Response:
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
     message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid request"))
-    return error_response(InvalidRequest(message, param=where))
+    return shaped(request, InvalidRequest(message, param=where))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(GatewayError("internal error in the gateway; it has been logged"))
+    return shaped(request, GatewayError("internal error in the gateway; it has been logged"))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from contracts.errors import RateLimited
 from gateway.auth import Principal
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.redis_client import close_redis, redis_client
 from gateway.store_guard import StoreGuard, StoreUnavailable
 

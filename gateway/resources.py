@@ -10,13 +10,14 @@ from typing import Any
 import httpx
 
 from backends.http_transport import HttpClients
-from gateway.admin.reports import ReportBook
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import open_store, warm_up
-from gateway.live.samples import RoutingSamples
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
+from gateway.observe.reports import ReportBook
+from gateway.observe.samples import RoutingSamples
 from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.redis_client import close_redis, redis_client
+from gateway.response_store import ResponseStore
 from gateway.settings import Settings
 
 
@@ -36,6 +37,8 @@ class Resources:
     reports: ReportBook
     samples: RoutingSamples
     """Recent requests' routing inputs, for dry runs of new rules."""
+    responses: ResponseStore
+    """Stored Responses API answers."""
 
 
 async def open_resources(settings: Settings, http_client: httpx.AsyncClient | None) -> Resources:
@@ -60,6 +63,9 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
         reports=reports,
         samples=RoutingSamples(
             settings.dry_run_samples, settings.dry_run_ttl_s, frozenset(settings.dry_run_exclude_tenants)
+        ),
+        responses=ResponseStore(
+            redis, settings.responses_ttl_s, settings.responses_max_bytes, settings.responses_memory_bytes
         ),
     )
 

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     """How long a sample is kept."""
     dry_run_exclude_tenants: list[str] = []
     """Tenants whose requests are never sampled (JSON list)."""
+    responses_ttl_s: int = Field(30 * 24 * 3600, ge=1, le=365 * 24 * 3600)
+    """How long a stored Responses API answer (``store: true``) can be retrieved or continued."""
+    responses_max_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest stored response, its conversation included; a larger one is answered, not stored."""
+    responses_memory_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Without Redis: the most the in-process store holds; the oldest responses leave first."""
     drain_timeout_s: float = 30.0
     """On SIGTERM: longest wait for requests and streams in flight before the server stops."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from backends.base import Backend
 from backends.http_transport import HttpClients
 from backends.registry import open_backend
-from gateway.admin.keys import AdminKeys
+from gateway.admin_keys import AdminKeys
 from gateway.auth import KeyRing
 from gateway.cache.semantic import SemanticCache, open_semantic
 from gateway.redaction import Redactor

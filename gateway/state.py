@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.outcome import status_of
 from gateway.resources import Resources, close_resources
 from gateway.rules import Rules
+from gateway.serving.outcome import status_of
 from gateway.settings import Settings
 from gateway.snapshot import Closer, RulesSnapshot, build_snapshot
 

@@ -57,6 +57,61 @@ def test_the_layer_check_sees_an_upward_import() -> None:
     assert imported_packages(tree) == {"typing", "gateway"}
 
 
+GATEWAY_FLOORS = {
+    # 0: what everything stands on
+    **dict.fromkeys(("settings", "yaml_source", "store_guard", "redis_client", "disconnect", "request_body"), 0),
+    # 1: the rules, what they configure (backends' resilience, keys, redaction, the error shape), and
+    # what observes the traffic (metrics name backends' breakers)
+    **dict.fromkeys(("rules", "resilience", "auth", "admin_keys", "redaction", "error_handlers", "observe"), 1),
+    # 2: what a request uses: the cache, limits, stored responses, the process and rules snapshot
+    **dict.fromkeys(("cache", "rate_limits", "response_store", "resources", "snapshot"), 2),
+    # 3: the request path, and the state that leases it a snapshot
+    **dict.fromkeys(("serving", "state"), 3),
+    # 4: the APIs on the path
+    "apis": 4,
+    # 5: operating the gateway: the admin API, live rules, probes, signals
+    **dict.fromkeys(("admin", "live", "probes", "signals"), 5),
+    # 6: the process: the app and the command line
+    **dict.fromkeys(("app", "cli"), 6),
+}
+"""Floors inside ``gateway/``, by sub-package or top-level module: each imports only its own floor
+and those below (``gateway.serving`` may use ``gateway.cache``, never ``gateway.admin``)."""
+GATEWAY_MODULES = [
+    p for p in MODULES if p.parts[len(ROOT.parts)] == "gateway" and p != ROOT / "gateway" / "__init__.py"
+]
+
+
+def floor_of(dotted: str) -> int:
+    """The floor of ``gateway.<part>...``; a KeyError for a part that has none (put it on one)."""
+    return GATEWAY_FLOORS[dotted.split(".")[1].removesuffix(".py")]
+
+
+def upward_imports(module: str, tree: ast.AST) -> list[str]:
+    """The ``gateway.*`` modules ``module`` imports from a higher floor than its own."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            if node.module == "gateway":
+                names |= {f"gateway.{alias.name}" for alias in node.names}
+    own = floor_of(module)
+    return sorted(name for name in names if name.startswith("gateway.") and floor_of(name) > own)
+
+
+@pytest.mark.parametrize("path", GATEWAY_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_gateway_floors_import_only_downwards(path: Path) -> None:
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    assert upward_imports(module, ast.parse(path.read_text())) == []
+
+
+def test_the_floor_check_sees_an_upward_import() -> None:
+    tree = ast.parse("from gateway.admin.api import router\nfrom gateway import apis\nimport gateway.cache.store\n")
+    assert upward_imports("gateway.resources", tree) == ["gateway.admin.api", "gateway.apis"]
+    assert upward_imports("gateway.app", tree) == []
+
+
 def test_serving_imports_no_training_library() -> None:
     """The gateway with the shipped classifier, started and asked once, in a fresh interpreter:
     neither scikit-learn nor skl2onnx may load (they are the ``train`` extra, not a serving need)."""

@@ -12,12 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.errors import InvalidRequest
-from contracts.wire import ChatCompletionRequest
 from gateway.admin.explain import explain
 from gateway.admin.headers import console_policy
 from gateway.admin.report_format import parse_by, parse_since, to_csv
-from gateway.admin.reports import Key, group
-from gateway.request_body import parse_json, read_body, validate_payload
+from gateway.apis.decoding import internal_request
+from gateway.observe.reports import Key, group
+from gateway.request_body import parse_json, read_body
 from gateway.resilience.latency_window import MIN_SAMPLES
 from gateway.state import gateway_state, request_snapshot
 from routers.decision import RoutingContext
@@ -32,19 +32,23 @@ def require_admin(request: Request) -> None:
 
 
 @router.post("/route/explain")
-async def route_explain(request: Request) -> Response:
-    """Where a chat request (``model`` defaults to ``auto``) would go, and why. Nothing is sent to a backend.
+async def route_explain(request: Request, api: str | None = None) -> Response:
+    """Where a request would go, and why; nothing is sent to a backend. The body is any API's
+    (``api``: chat, responses or messages; unset: responses when it has ``input``, else chat), or
+    ``{"prompt": ...}``; ``model`` defaults to ``auto``.
 
     ``x-turnout-tenant`` sets the tenant that rules see; other headers are seen as sent.
     """
     state = gateway_state(request)
     require_admin(request)
     payload = parse_json(await read_body(request, state.settings.max_body_bytes))
-    if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload:
+    if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload and "input" not in payload:
         payload = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
     elif isinstance(payload, dict):
         payload.setdefault("model", "auto")
-    chat = validate_payload(ChatCompletionRequest, payload)
+    chat = internal_request(
+        api or ("responses" if isinstance(payload, dict) and "input" in payload else "chat"), payload
+    )
     context = RoutingContext(request.headers.get("x-turnout-tenant", "anonymous"), request.headers)
     snapshot = request_snapshot(request)
     answer = await explain(snapshot.selector, snapshot.router.description, chat, context)

@@ -7,7 +7,7 @@ import io
 import re
 
 from contracts.errors import InvalidRequest, RequestError
-from gateway.admin.reports import DIMENSIONS, FIELDS, KEEP_S
+from gateway.observe.reports import DIMENSIONS, FIELDS, KEEP_S
 
 DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

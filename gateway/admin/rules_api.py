@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.errors import GatewayError, InvalidRequest, PermissionDenied, RequestError, UnknownModel
-from gateway.admin.keys import Admin
+from gateway.admin_keys import Admin
 from gateway.live.coordinator import LiveRules, VersionNotFound
 from gateway.live.dry_run import dry_run
-from gateway.live.samples import RoutingSample
 from gateway.live.versions import Proposal, RulesVersion, changes, unified_diff
+from gateway.observe.samples import RoutingSample
 from gateway.request_body import parse_json, read_body
 from gateway.rules import RulesInvalid
 from gateway.state import gateway_state, request_snapshot

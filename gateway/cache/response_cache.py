@@ -17,7 +17,7 @@ from contracts.wire import ChatCompletion, ChatCompletionRequest
 from gateway.cache.key import cache_key, is_deterministic
 from gateway.cache.single_flight import Flight, LocalFlight
 from gateway.cache.store import CacheStore
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.rules import CachePolicy
 from gateway.store_guard import StoreGuard, StoreUnavailable
 

@@ -27,7 +27,7 @@ from gateway.live.redis_store import RedisRulesStore
 from gateway.live.rules_file import RulesFile
 from gateway.live.store import RulesStore, VersionMoved, latest, open_rules_store
 from gateway.live.versions import AuditEntry, Proposal, RulesVersion, unified_diff
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.redis_client import REDIS_FAILURES
 from gateway.resources import Resources, close_resources
 from gateway.rules import Rules, RulesInvalid, parse_rules

@@ -14,7 +14,7 @@ from contracts.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.resilience.deadline import Deadline
 from gateway.resilience.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
 from gateway.resilience.upstreams import Upstream

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from backends.base import Backend
 from contracts.errors import BackendBadResponse, BackendError, BackendTimeout
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.resilience.attempts import (
     CANCELLED,
     SKIPPED_BREAKER_OPEN,

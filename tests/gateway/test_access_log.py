@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from gateway.access_log import JsonFormatter
+from gateway.observe.access_log import JsonFormatter
 from tests.gateway.harness import AUTH, chat_body, completion, delta, gateway, sse
 
 SECRET_PROMPT = "my-private-prompt-text"

@@ -11,7 +11,7 @@ import pytest
 
 from contracts.errors import RateLimited
 from gateway.auth import Principal
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.rate_limits import (
     LimitStore,
     MemoryLimitStore,

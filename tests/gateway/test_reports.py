@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gateway.admin.reports import Outcome, ReportBook, group
+from gateway.observe.reports import Outcome, ReportBook, group
 from tests.gateway.harness import AUTH, RULES, chat_body, completion, delta, gateway, sse
 from tests.servers import gateway_process, redis_server, serving
 

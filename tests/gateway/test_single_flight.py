@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.cache.response_cache import CacheEntry, CachePlan, ResponseCache
 from gateway.cache.single_flight import LOCK, LOCK_TTL_S
 from gateway.cache.store import MemoryStore, RedisStore
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.rules import CachePolicy, parse_rules
 from gateway.settings import Settings
 from tests.gateway.harness import AUTH, KEY, RULES, chat_body, completion, delta, gateway, sse

@@ -9,7 +9,8 @@ import pytest
 
 from contracts.errors import BackendBadResponse
 from contracts.wire import ChatCompletionChunk
-from gateway.sse import DONE_EVENT, sse_events
+from gateway.apis.chat import DONE_EVENT, ChatStreamEncoder
+from gateway.serving.sse import sse_events
 from tests.gateway.harness import delta
 
 FIRST = ChatCompletionChunk.model_validate(delta("a"))
@@ -22,7 +23,12 @@ async def failing_after_one(failure: Exception) -> AsyncIterator[ChatCompletionC
 
 async def ended_with(failure: Exception) -> tuple[list[bytes], list[int]]:
     statuses: list[int] = []
-    events = [e async for e in sse_events(FIRST, failing_after_one(failure), statuses.append, lambda b: b)]
+    events = [
+        e
+        async for e in sse_events(
+            FIRST, failing_after_one(failure), statuses.append, lambda b: b, ChatStreamEncoder(False)
+        )
+    ]
     return events, statuses
 
 
@@ -46,6 +52,6 @@ async def test_a_whole_stream_ends_with_done_and_200() -> None:
         yield ChatCompletionChunk.model_validate(delta("b", "stop"))
 
     statuses: list[int] = []
-    events = [e async for e in sse_events(FIRST, whole(), statuses.append, lambda b: b)]
+    events = [e async for e in sse_events(FIRST, whole(), statuses.append, lambda b: b, ChatStreamEncoder(False))]
     assert events[-1] == DONE_EVENT
     assert statuses == [200]

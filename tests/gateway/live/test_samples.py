@@ -8,7 +8,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from contracts.wire import ChatCompletionRequest
-from gateway.live.samples import RoutingSamples
+from gateway.observe.samples import RoutingSamples
 from routers.routing_text import HEAD_CHARS, TAIL_CHARS
 
 

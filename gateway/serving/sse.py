@@ -1,4 +1,4 @@
-"""Writing chat completion chunks to the client as server-sent events."""
+"""Writing a stream of completion chunks to the client as server-sent events, in its API's format."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ from starlette.types import Receive, Scope, Send
 
 from contracts.errors import BackendError, GatewayError
 from contracts.wire import ChatCompletionChunk
+from gateway.serving.call import StreamEncoder
 
 log = logging.getLogger("turnout")
-DONE_EVENT = b"data: [DONE]\n\n"
-
-
-def encode(chunk: ChatCompletionChunk) -> bytes:
-    return b"data: " + chunk.__pydantic_serializer__.to_json(chunk, exclude_unset=True) + b"\n\n"
 
 
 async def sse_events(
@@ -24,25 +20,28 @@ async def sse_events(
     rest: AsyncIterator[ChatCompletionChunk],
     on_close: Callable[[int], None],
     redact: Callable[[bytes], bytes],
+    encoder: StreamEncoder,
 ) -> AsyncIterator[bytes]:
-    """The stream as SSE. A failure after the first chunk ends it with an error event and
-    no ``[DONE]``, so no client mistakes a cut answer for a whole one. ``on_close`` learns the
-    stream's real outcome: 200 when whole, the error's status when cut, 499 when the client left."""
+    """The stream as SSE. A failure after the first chunk ends it with the API's error events and
+    never its end-of-answer events, so no client mistakes a cut answer for a whole one. ``on_close``
+    learns the stream's real outcome: 200 when whole, the error's status when cut, 499 when the
+    client left."""
     status = 499  # unless the stream reaches an end of its own, the client left it
     try:
-        yield encode(first)
+        yield encoder.opening(first)
         async for chunk in rest:
-            yield encode(chunk)
-        yield DONE_EVENT
+            if events := encoder.chunk(chunk):
+                yield events
+        yield encoder.closing()
         status = 200
     except BackendError as exc:
         status = exc.status
         log.warning("stream cut after the first chunk: %s", exc.message)
-        yield b"data: " + redact(exc.body()) + b"\n\n"
+        yield redact(encoder.failure(exc))
     except Exception:  # a defect, not a client that left: said in the stream and logged as one
         status = 500
         log.exception("stream failed inside the gateway after the first chunk")
-        yield b"data: " + GatewayError("the stream failed inside the gateway").body() + b"\n\n"
+        yield encoder.failure(GatewayError("the stream failed inside the gateway"))
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
         on_close(status)
@@ -74,11 +73,13 @@ class SseResponse(StreamingResponse):
         rest: AsyncIterator[ChatCompletionChunk],
         on_close: Callable[[int], None],
         redact: Callable[[bytes], bytes],
+        encoder: StreamEncoder,
         headers: dict[str, str],
     ) -> None:
         self._rest = rest
         self._ended = Once(on_close)
-        super().__init__(sse_events(first, rest, self._ended, redact), media_type="text/event-stream", headers=headers)
+        events = sse_events(first, rest, self._ended, redact, encoder)
+        super().__init__(events, media_type="text/event-stream", headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from contracts.errors import GatewayError
-from gateway.access_log import log_access
-from gateway.admin.reports import Outcome
+from gateway.auth import Principal
+from gateway.observe.access_log import log_access
+from gateway.observe.reports import Outcome
 from gateway.resources import Resources
 from gateway.snapshot import RulesSnapshot
+from routers.decision import RouteDecision
 
 log = logging.getLogger("turnout")
 
@@ -26,22 +28,34 @@ def status_of(exc: BaseException) -> int:
     return 499 if isinstance(exc, asyncio.CancelledError) else 500
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """What an answer used and cost: from its backend's usage, or from the cache entry that replayed it."""
+
+    prompt: int = 0
+    completion: int = 0
+    cost_usd: float = 0.0
+
+
 @dataclass
 class RequestOutcome:
-    """Filled in as the request is decided and answered; ``observe`` reports it once it ends."""
+    """What each stage of the request path returned, kept as it returns it (:mod:`gateway.serving.path`);
+    ``observe`` assembles the record from them once the request ends, however far it got."""
 
     endpoint: str
     request_id: str
     started: float = field(default_factory=time.monotonic)
     """When the request arrived: its deadline counts from here, and its latency metric."""
-    tenant: str = "-"
-    route: str = "-"
-    backend: str = "-"
-    decided_by: str = "-"
+    principal: Principal | None = None
+    """Admission's answer: who asked."""
+    decision: RouteDecision | None = None
+    """Routing's answer."""
     cache: str = "bypass"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
+    """The cache lookup's answer: hit, miss, bypass or off."""
+    backend: str = "-"
+    """Dispatch's answer: the backend that answered (a hit's: the one that first did)."""
+    tokens: Tokens = field(default_factory=Tokens)
+    """Settlement's answer (or the hit's entry)."""
     ended_status: int | None = None
     """A stream's own end (200 whole, the error's status when cut, 499 when the client left): its
     response started with 200 before that was known."""
@@ -51,9 +65,13 @@ class RequestOutcome:
     def stream_ended(self, status: int, finishing: asyncio.Task[None]) -> None:
         self.ended_status, self.finishing = status, finishing
 
-    def priced(self, snapshot: RulesSnapshot, prompt_tokens: int, completion_tokens: int) -> None:
-        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
-        self.cost_usd = snapshot.price(self.backend, prompt_tokens, completion_tokens)
+    @property
+    def tenant(self) -> str:
+        return self.principal.tenant if self.principal is not None else "-"
+
+    @property
+    def route(self) -> str:
+        return self.decision.route if self.decision is not None else "-"
 
     async def observe_once_settled(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
         """Observes the outcome once a stream's cache write is done; ``status`` is the one the
@@ -67,17 +85,18 @@ class RequestOutcome:
             self.observe(resources, snapshot, status if self.ended_status is None else self.ended_status)
 
     def observe(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
-        elapsed = time.monotonic() - self.started
+        elapsed, tokens = time.monotonic() - self.started, self.tokens
         resources.metrics.observe_request(self.endpoint, self.route, self.backend, status, elapsed)
         outcome = Outcome(
             route=self.route,
             backend=self.backend,
             tenant=self.tenant,
             cache=self.cache if status == 200 else "error",
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost_usd=self.cost_usd,
-            reference_cost_usd=snapshot.reference_price(self.prompt_tokens, self.completion_tokens),
+            prompt_tokens=tokens.prompt,
+            completion_tokens=tokens.completion,
+            cost_usd=tokens.cost_usd,
+            reference_cost_usd=snapshot.reference_price(tokens.prompt, tokens.completion),
+            endpoint=self.endpoint,
         )
         resources.reports.record(outcome)
         log_access(
@@ -87,12 +106,12 @@ class RequestOutcome:
                 "tenant": self.tenant,
                 "route": self.route,
                 "backend": self.backend,
-                "decided_by": self.decided_by,
+                "decided_by": self.decision.decided_by if self.decision is not None else "-",
                 "cache": self.cache,
                 "status": status,
                 "ms": round(elapsed * 1000, 1),
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
+                "prompt_tokens": tokens.prompt,
+                "completion_tokens": tokens.completion,
             }
         )
 

@@ -57,8 +57,9 @@ def _merge_delta(message: dict[str, Any], delta: dict[str, Any]) -> None:
         target["function"]["arguments"] += function.get("arguments") or ""
 
 
-def replay_chunks(completion: ChatCompletion, include_usage: bool) -> list[ChatCompletionChunk]:
-    """The completion as the chunks a streaming client expects: content, then finish, then usage."""
+def replay_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk]:
+    """The completion as the chunks a stream brings: content, then finish, then usage (which each
+    API's encoder shows as its callers expect)."""
     base = {
         "id": completion.id,
         "object": "chat.completion.chunk",
@@ -75,7 +76,7 @@ def replay_chunks(completion: ChatCompletion, include_usage: bool) -> list[ChatC
         chunks.append(
             {**base, "choices": [{"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason}]}
         )
-    if include_usage and completion.usage is not None:
+    if completion.usage is not None:
         chunks.append({**base, "choices": [], "usage": completion.usage.model_dump(exclude_unset=True)})
     return [ChatCompletionChunk.model_validate(c) for c in chunks]
 

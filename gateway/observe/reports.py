@@ -1,8 +1,9 @@
 """Cost reports: what every request cost, and what the cache and the router saved.
 
-Requests are tallied in process (no I/O on the request path) per hour, route, backend and
-tenant. With Redis the tally is flushed every second into one hash per hour (``HINCRBYFLOAT``),
-so all replicas add into the same figures; without Redis the tally is the report. A flush that
+Requests are tallied in process (no I/O on the request path) per hour, route, backend, tenant
+and endpoint (the API that was asked: chat, responses, messages, embeddings). With Redis the tally
+is flushed every second into one hash per hour (``HINCRBYFLOAT``), so all replicas add into the
+same figures; without Redis the tally is the report. A flush that
 fails keeps its deltas for the next one.
 """
 
@@ -29,7 +30,7 @@ FIELDS = (
 )  # fmt: skip
 COUNTS = frozenset(name for name in FIELDS if not name.endswith("_usd"))
 """Requests and tokens: whole numbers, summed as floats (HINCRBYFLOAT) and reported as integers."""
-DIMENSIONS = ("hour", "route", "backend", "tenant")
+DIMENSIONS = ("hour", "route", "backend", "tenant", "endpoint")
 SEPARATOR = "\x1f"
 KEEP_S = 40 * 24 * 3600
 FLUSH_MARK_S = 600
@@ -45,7 +46,9 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-Key = tuple[str, str, str, str]  # hour, route, backend, tenant
+Key = tuple[str, str, str, str, str]  # hour, route, backend, tenant, endpoint
+OLDER_ENDPOINT = "chat"
+"""The endpoint of rows tallied before reports named one: chat completions, then the only API."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Outcome:
     """What the answer cost when it was generated (a hit costs nothing now: this is what it saved)."""
     reference_cost_usd: float = 0.0
     """What the same tokens would have cost on the reference (most expensive) backend."""
+    endpoint: str = OLDER_ENDPOINT
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,7 +110,7 @@ class ReportBook:
         """Flushes not yet answered by Redis, oldest first, each with its id."""
 
     def record(self, outcome: Outcome, now: float | None = None) -> None:
-        key = (hour_of(now or time.time()), outcome.route, outcome.backend, outcome.tenant)
+        key = (hour_of(now or time.time()), outcome.route, outcome.backend, outcome.tenant, outcome.endpoint)
         target = self._pending if self._redis else self._local
         for name, value in deltas_of(outcome).items():
             target[key][name] += value
@@ -150,15 +154,15 @@ class ReportBook:
     async def _send(self, flush_id: str, pending: defaultdict[Key, defaultdict[str, float]]) -> None:
         assert self._redis is not None
         by_hour: defaultdict[str, list[object]] = defaultdict(list)
-        for (hour, route, backend, tenant), values in pending.items():
+        for (hour, *labels), values in pending.items():
             for name, value in values.items():
-                by_hour[hour] += [SEPARATOR.join((route, backend, tenant, name)), value]
+                by_hour[hour] += [SEPARATOR.join((*labels, name)), value]
         for hour, increments in by_hour.items():
             report, mark = f"tn:r:{{{hour}}}", f"tn:r:{{{hour}}}:flushed:{flush_id}"  # one Cluster slot
             await self._redis.eval(FLUSH_SCRIPT, 2, report, mark, KEEP_S, FLUSH_MARK_S, *increments)
 
     async def totals(self, since_s: float, now: float | None = None) -> dict[Key, dict[str, float]]:
-        """Every (hour, route, backend, tenant) row since ``since_s`` seconds ago."""
+        """Every (hour, route, backend, tenant, endpoint) row since ``since_s`` seconds ago."""
         now = now or time.time()
         hours = sorted({hour_of(t) for t in _hour_starts(now - since_s, now)})
         if self._redis is None:
@@ -176,8 +180,9 @@ class ReportBook:
         rows: defaultdict[Key, dict[str, float]] = defaultdict(dict)
         for hour, (found, older) in zip(hours, zip(answers[::2], answers[1::2], strict=True), strict=True):
             for field, value in [*found.items(), *older.items()]:
-                route, backend, tenant, name = field.decode().split(SEPARATOR)
-                row = rows[(hour, route, backend, tenant)]
+                *labels, name = field.decode().split(SEPARATOR)
+                route, backend, tenant, endpoint = labels if len(labels) == 4 else (*labels, OLDER_ENDPOINT)
+                row = rows[(hour, route, backend, tenant, endpoint)]
                 row[name] = row.get(name, 0.0) + float(value)
         return dict(rows)
 

@@ -1,0 +1,205 @@
+"""The path's last stages: dispatch to the route's backends, or replay a cache entry, and encode
+the answer in the API that asked. A fresh answer is settled once (priced, its tokens spent against
+the caller's limits, cached, kept by the API), for a stream when its last chunk is in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from contracts.errors import BudgetExceeded
+from contracts.wire import ChatCompletion, ChatCompletionChunk
+from gateway.auth import Principal
+from gateway.cache.response_cache import CacheEntry, CachePlan
+from gateway.cache.semantic import Probe
+from gateway.cache.single_flight import Flight
+from gateway.resilience.deadline import Deadline
+from gateway.resources import Resources
+from gateway.serving.call import Call, Encoder
+from gateway.serving.outcome import RequestOutcome, Tokens
+from gateway.serving.sse import SseResponse
+from gateway.serving.stream_assembly import StreamAssembler, asking_for_usage, replay_chunks
+from gateway.snapshot import RulesSnapshot
+from routers.decision import RouteDecision
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What a request arrived with: the process, the rules it was given, itself and its outcome."""
+
+    resources: Resources
+    snapshot: RulesSnapshot
+    """The rules this request was given on arrival, to its end."""
+    request: Request
+    outcome: RequestOutcome
+
+
+@dataclass(frozen=True)
+class Filling:
+    """Where a fresh answer goes once it is whole: the caller's token spend, the cache, and the
+    identical requests waiting on its flight."""
+
+    principal: Principal
+    plan: CachePlan
+    flight: Flight | None = None
+    probe: Probe | None = None
+
+
+async def from_backend(
+    arrival: Arrival, filling: Filling, decision: RouteDecision, call: Call, encoder: Encoder, deadline: Deadline
+) -> Response:
+    dispatcher = arrival.snapshot.dispatcher
+    if call.stream:
+        return await _streamed(arrival, filling, decision, call, encoder, deadline)
+    arrival.outcome.backend, completion = await dispatcher.complete(decision, call.chat, deadline)
+    await settle(arrival, filling, completion)
+    response = Response(encoder.whole(completion), media_type=JSON, headers=answer_headers(arrival, decision))
+    await encoder.keep(completion)
+    return response
+
+
+async def replayed(
+    arrival: Arrival,
+    entry: CacheEntry,
+    similarity: float | None,
+    decision: RouteDecision,
+    call: Call,
+    encoder: Encoder,
+) -> Response:
+    """A cached answer, in whichever API asked: JSON, or replayed as a stream."""
+    outcome = arrival.outcome
+    outcome.backend, outcome.cache = entry.backend, "hit"
+    outcome.tokens = Tokens(entry.prompt_tokens, entry.completion_tokens, entry.cost_usd)
+    arrival.resources.metrics.observe_cache(
+        decision.route, "hit", entry.prompt_tokens + entry.completion_tokens, entry.cost_usd
+    )
+    headers = answer_headers(arrival, decision)
+    if similarity is not None:
+        headers["x-turnout-cache-similarity"] = f"{similarity:.4f}"
+    completion = entry.answer()
+    if not call.stream:
+        response = Response(encoder.whole(completion), media_type=JSON, headers=headers)
+        await encoder.keep(completion)
+        return response
+
+    def ended(status: int) -> None:
+        if status == 200:
+            finishing = asyncio.get_running_loop().create_task(encoder.keep(completion))
+            outcome.stream_ended(status, finishing)
+
+    chunks = replay_chunks(completion)
+    redact = arrival.snapshot.redactor.bytes
+    return SseResponse(chunks[0], _iterate(chunks[1:]), ended, redact, encoder.stream(), headers)
+
+
+async def _streamed(
+    arrival: Arrival, filling: Filling, decision: RouteDecision, call: Call, encoder: Encoder, deadline: Deadline
+) -> Response:
+    dispatcher = arrival.snapshot.dispatcher
+    arrival.outcome.backend, (first, rest) = await dispatcher.open_stream(
+        decision, asking_for_usage(call.chat), deadline
+    )
+    assembler = StreamAssembler()
+    assembler.add(first)
+
+    def finished(status: int) -> None:
+        # A task of its own: a client that left cancels the stream's, not this cache write.
+        finishing = asyncio.get_running_loop().create_task(_finish_stream(arrival, filling, assembler, encoder, status))
+        arrival.outcome.stream_ended(status, finishing)
+
+    teed = _teed(rest, assembler, deadline)
+    redact = arrival.snapshot.redactor.bytes
+    return SseResponse(first, teed, finished, redact, encoder.stream(), answer_headers(arrival, decision))
+
+
+async def _finish_stream(
+    arrival: Arrival, filling: Filling, assembler: StreamAssembler, encoder: Encoder, status: int
+) -> None:
+    try:
+        completion = assembler.completion() if status == 200 else None
+        if completion is not None:
+            await settle(arrival, filling, completion)
+            await encoder.keep(completion)
+    finally:
+        if filling.flight is not None:
+            await filling.flight.aclose()  # settles whatever happened above
+
+
+async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion) -> None:
+    """Price a fresh answer, spend its tokens against the caller's limits, and cache it (landing it
+    for the flight's waiters) when the policy allows."""
+    resources, outcome, plan, flight = arrival.resources, arrival.outcome, filling.plan, filling.flight
+    resources.metrics.observe_cache(outcome.route, outcome.cache)
+    usage = completion.usage
+    prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+    outcome.tokens = tokens = Tokens(prompt, generated, arrival.snapshot.price(outcome.backend, prompt, generated))
+    await resources.limits.spend_tokens(filling.principal, prompt + generated)
+    if not plan.can_write and flight is None:
+        return  # nothing to store and nobody waiting: skip serialising the answer
+    entry = CacheEntry(
+        completion=completion.__pydantic_serializer__.to_json(completion, exclude_unset=True).decode(),
+        backend=outcome.backend,
+        created=time.time(),
+        prompt_tokens=prompt,
+        completion_tokens=generated,
+        cost_usd=tokens.cost_usd,
+    )
+    tools = has_tool_calls(completion)
+    landing = flight.land(entry, tools) if flight is not None else resources.cache.store_answer(plan, entry, tools)
+    stored = await landing
+    semantic = arrival.snapshot.semantic_cache
+    if stored and filling.probe is not None and semantic is not None:
+        await semantic.remember(filling.probe, plan.key, plan.policy.ttl_s)
+
+
+def answer_headers(arrival: Arrival, decision: RouteDecision) -> dict[str, str]:
+    return {**route_headers(decision, arrival.outcome.backend), "x-turnout-cache": arrival.outcome.cache}
+
+
+def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:
+    """What every routed answer says about its routing."""
+    headers = {"x-turnout-route": decision.route, "x-turnout-backend": backend}
+    if decision.score is not None:
+        headers["x-turnout-router-score"] = f"{decision.score:.4f}"
+    return headers
+
+
+def has_tool_calls(completion: ChatCompletion) -> bool:
+    return any(
+        c.finish_reason == "tool_calls" or ((c.model_extra or {}).get("message") or {}).get("tool_calls")
+        for c in completion.choices
+    )
+
+
+async def _teed(
+    chunks: AsyncIterator[ChatCompletionChunk], assembler: StreamAssembler, deadline: Deadline
+) -> AsyncIterator[ChatCompletionChunk]:
+    """The rest of the stream, recorded for the cache (usage included), each chunk awaited no longer
+    than the budget allows."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(deadline.remaining()):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise BudgetExceeded(
+                    f"the {deadline.budget_ms} ms latency budget ran out mid-stream after {deadline.elapsed_ms()} ms"
+                ) from None
+            assembler.add(chunk)
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _iterate(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+    for chunk in chunks:
+        yield chunk
