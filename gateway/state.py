@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,13 +73,23 @@ class GatewayState:
             live |= snapshot.owned()
         await _close_all(close for key, close in built.owned().items() if key not in live)
 
-    def lease(self) -> RulesSnapshot:
+    @contextlib.asynccontextmanager
+    async def leased(self) -> AsyncIterator[RulesSnapshot]:
+        """The current snapshot, held until the scope ends (however it ends): a snapshot replaced
+        meanwhile is closed only once its last lease is given back."""
+        snapshot = self._lease()
+        try:
+            yield snapshot
+        finally:
+            self._release(snapshot)
+
+    def _lease(self) -> RulesSnapshot:
         snapshot = self.snapshot
         snapshot.leases.count += 1
         self._idle.clear()
         return snapshot
 
-    def release(self, snapshot: RulesSnapshot) -> None:
+    def _release(self, snapshot: RulesSnapshot) -> None:
         snapshot.leases.count -= 1
         if snapshot.leases.retired and snapshot.leases.count == 0:
             self._close_idle()
@@ -159,29 +169,26 @@ class SnapshotLeases:
         if scope["type"] != "http" or state is None:
             await self.app(scope, receive, send)
             return
-        snapshot = state.lease()
-        request_state = scope.setdefault("state", {})
-        request_state["snapshot"] = snapshot
-        status = 500
+        async with state.leased() as snapshot:
+            request_state = scope.setdefault("state", {})
+            request_state["snapshot"] = snapshot
+            status = 500
 
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), snapshot.version_header]
-            await send(message)
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), snapshot.version_header]
+                await send(message)
 
-        try:
-            await self.app(scope, receive, sending)
-        except BaseException as exc:
-            status = status_of(exc)
-            raise
-        finally:
             try:
+                await self.app(scope, receive, sending)
+            except BaseException as exc:
+                status = status_of(exc)
+                raise
+            finally:
                 if (outcome := request_state.get("outcome")) is not None:
                     await outcome.observe_once_settled(state.resources, snapshot, status)
-            finally:
-                state.release(snapshot)
 
 
 def gateway_state(request: Request) -> GatewayState:
