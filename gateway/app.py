@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import yaml
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from gateway import probes
 from gateway.admin import api as admin
@@ -32,6 +33,7 @@ from gateway.state import SnapshotLeases
 REDACTED_LOGGERS = ("turnout", "uvicorn.error", "LiteLLM")
 """Loggers that may carry an upstream's words."""
 log = logging.getLogger("turnout")
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(
@@ -75,7 +77,17 @@ def create_app(
             for name in REDACTED_LOGGERS:
                 logging.getLogger(name).removeFilter(redacting)
 
-    app = FastAPI(title="Turnout", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Turnout",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        # FastAPI's own OpenTelemetry asks for the tracer provider on every request (7 % of the pinned
+        # path's CPU, bench/results/profile-pinned.txt) to find it unconfigured; Turnout's spans
+        # are its own.
+        telemetry=NO_FRAMEWORK_TELEMETRY,
+    )
     install_error_handlers(app)
     app.add_middleware(SnapshotLeases)
     app.add_middleware(RequestIds)

@@ -1,5 +1,9 @@
 """Every API's endpoints: OpenAI chat completions, embeddings, models and Responses, and Anthropic
-Messages. Each hands its API's adapter to the one request path (:func:`gateway.serving.path.serve`)."""
+Messages. Each hands its API's adapter to the one request path (:func:`gateway.serving.path.serve`).
+
+They are plain Starlette routes, not FastAPI's: the hot endpoints need no dependency solving or
+parameter models, which cost about 5 % of the pinned path's CPU (bench/results/profile-pinned.txt);
+the admin API keeps FastAPI's."""
 
 from __future__ import annotations
 
@@ -30,17 +34,14 @@ class ResponseNotFound(GatewayError):
     default_code = "not_found"
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await serve(CHAT, request)
 
 
-@router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     return await embed(request)
 
 
-@router.get("/v1/models")
 async def models(request: Request) -> Response:
     snapshot = request_snapshot(request)
     principal = snapshot.keyring.authenticate(request.headers)
@@ -59,13 +60,12 @@ async def models(request: Request) -> Response:
     return Response(ModelList(data=cards).model_dump_json(), media_type=JSON)
 
 
-@router.post("/v1/responses")
 async def create_response(request: Request) -> Response:
     return await serve(RESPONSES, request)
 
 
-@router.get("/v1/responses/{response_id}")
-async def get_response(request: Request, response_id: str) -> Response:
+async def get_response(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
     tenant = await _owner(request, response_id)
     record = await gateway_state(request).resources.responses.get(tenant, response_id)
     if record is None:
@@ -73,22 +73,30 @@ async def get_response(request: Request, response_id: str) -> Response:
     return Response(orjson.dumps(orjson.loads(record)["response"]), media_type=JSON)
 
 
-@router.delete("/v1/responses/{response_id}")
-async def delete_response(request: Request, response_id: str) -> Response:
+async def delete_response(request: Request) -> Response:
+    response_id = request.path_params["response_id"]
     tenant = await _owner(request, response_id)
     if not await gateway_state(request).resources.responses.delete(tenant, response_id):
         raise _not_found(response_id)
     return Response(orjson.dumps({"id": response_id, "object": "response.deleted", "deleted": True}), media_type=JSON)
 
 
-@router.post("/v1/messages")
 async def messages(request: Request) -> Response:
     return await serve(MESSAGES, request)
 
 
-@router.post("/v1/messages/count_tokens")
 async def messages_count_tokens(request: Request) -> Response:
     return await count_tokens(request)
+
+
+router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+router.add_route("/v1/embeddings", embeddings, methods=["POST"])
+router.add_route("/v1/models", models, methods=["GET"])
+router.add_route("/v1/responses", create_response, methods=["POST"])
+router.add_route("/v1/responses/{response_id}", get_response, methods=["GET"])
+router.add_route("/v1/responses/{response_id}", delete_response, methods=["DELETE"])
+router.add_route("/v1/messages", messages, methods=["POST"])
+router.add_route("/v1/messages/count_tokens", messages_count_tokens, methods=["POST"])
 
 
 async def _owner(request: Request, response_id: str) -> str:

@@ -8,11 +8,13 @@ one JSON object, the access line's fields as its own keys.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
+import secrets
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +22,27 @@ from backends.request_context import REQUEST_ID, REQUEST_ID_HEADER
 
 access_log = logging.getLogger("turnout.access")
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
+
+
+class RequestIdSource:
+    """Request ids of 32 hex digits: a random prefix per process and a counter. As unique as a
+    uuid4 across replicas and workers (a forked worker draws its own prefix), without a call to the
+    system's random source per request (profiled: ``uuid4`` was 2 % of the pinned path)."""
+
+    def __init__(self) -> None:
+        self._restart()
+        os.register_at_fork(after_in_child=self._restart)
+
+    def _restart(self) -> None:
+        self._prefix = secrets.token_hex(10)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+REQUEST_IDS = RequestIdSource()
 """What a caller's id may be; anything else is replaced, so logs and upstream headers stay clean."""
 
 
@@ -52,11 +75,11 @@ class RequestIds:
 
 def _request_id_of(scope: Scope) -> str:
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER.encode():
+        if name == REQUEST_ID_HEADER_BYTES:
             text: str = value.decode("latin-1")
             if VALID_REQUEST_ID.fullmatch(text):
                 return text
-    return uuid.uuid4().hex
+    return REQUEST_IDS.next()
 
 
 def log_access(fields: dict[str, object]) -> None:
