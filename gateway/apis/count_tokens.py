@@ -12,10 +12,8 @@ from starlette.responses import Response
 from gateway.apis.messages import chat_request
 from gateway.apis.messages_wire import CountTokensRequest
 from gateway.request_body import parse_body, read_body
-from gateway.serving.answer import JSON, Arrival
-from gateway.serving.outcome import request_outcome
-from gateway.serving.path import admit
-from gateway.state import gateway_state, request_snapshot
+from gateway.serving.answer import JSON
+from gateway.serving.path import admit, arrive
 from routers.decision import RoutingContext
 
 COUNT_TIMEOUT_S = 5.0
@@ -24,10 +22,10 @@ CHARS_PER_TOKEN = 4
 
 
 async def count_tokens(request: Request) -> Response:
-    state, snapshot = gateway_state(request), request_snapshot(request)
-    arrival = Arrival(state.resources, snapshot, request, request_outcome(request, "messages"))
+    arrival = arrive(request, "messages")
+    snapshot = arrival.snapshot
     principal = await admit(arrival)
-    asked = parse_body(CountTokensRequest, await read_body(request, state.settings.max_body_bytes))
+    asked = parse_body(CountTokensRequest, await read_body(request, arrival.resources.settings.max_body_bytes))
     chat = chat_request(asked)
     context = RoutingContext(principal.tenant, request.headers)
     decision = await snapshot.selector.select(chat.model, request.headers.get("x-turnout-route"), chat, context)

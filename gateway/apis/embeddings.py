@@ -10,18 +10,17 @@ from contracts.wire import EmbeddingRequest
 from gateway.disconnect import unless_disconnected
 from gateway.request_body import parse_body, read_body
 from gateway.resilience.deadline import BUDGET_HEADER
-from gateway.serving.answer import JSON, Arrival, route_headers
-from gateway.serving.outcome import Tokens, request_outcome
-from gateway.serving.path import admit
-from gateway.state import gateway_state, request_snapshot
+from gateway.serving.answer import JSON, route_headers
+from gateway.serving.outcome import Tokens
+from gateway.serving.path import admit, arrive
 from routers.decision import RoutingContext
 
 
 async def embed(request: Request) -> Response:
-    state, snapshot = gateway_state(request), request_snapshot(request)
-    arrival = Arrival(state.resources, snapshot, request, request_outcome(request, "embeddings"))
+    arrival = arrive(request, "embeddings")
+    resources, snapshot = arrival.resources, arrival.snapshot
     principal = await admit(arrival)
-    embedding = parse_body(EmbeddingRequest, await read_body(request, state.settings.max_body_bytes))
+    embedding = parse_body(EmbeddingRequest, await read_body(request, resources.settings.max_body_bytes))
     context = RoutingContext(principal.tenant, request.headers)
     decision = await snapshot.selector.select(embedding.model, request.headers.get("x-turnout-route"), None, context)
     arrival.outcome.decision = decision
@@ -32,6 +31,6 @@ async def embed(request: Request) -> Response:
     usage = answer.usage
     prompt = max(usage.prompt_tokens, usage.total_tokens) if usage else 0
     arrival.outcome.tokens = Tokens(prompt, 0, snapshot.price(backend, prompt, 0))
-    await state.resources.limits.spend_tokens(principal, prompt)
+    await resources.limits.spend_tokens(principal, prompt)
     body = answer.__pydantic_serializer__.to_json(answer, exclude_unset=True)
     return Response(body, media_type=JSON, headers=route_headers(decision, backend))

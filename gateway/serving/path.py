@@ -58,13 +58,18 @@ class Found:
 
 
 async def serve(api: Api, request: Request) -> Response:
-    state = gateway_state(request)
-    arrival = Arrival(state.resources, request_snapshot(request), request, request_outcome(request, api.endpoint))
+    arrival = arrive(request, api.endpoint)
     principal = await admit(arrival)
-    body = await read_body(request, state.settings.max_body_bytes)
+    body = await read_body(request, arrival.resources.settings.max_body_bytes)
     call, encoder = await api.decode(body, principal, arrival)
     # Only once the body is read: the watch reads the connection's next message.
     return await unless_disconnected(request, answer(arrival, principal, call, encoder))
+
+
+def arrive(request: Request, endpoint: Endpoint) -> Arrival:
+    """The request with the process, the snapshot it holds and its outcome: what every stage reads."""
+    resources = gateway_state(request).resources
+    return Arrival(resources, request_snapshot(request), request, request_outcome(request, endpoint))
 
 
 async def admit(arrival: Arrival) -> Principal:
