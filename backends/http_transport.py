@@ -1,8 +1,8 @@
-"""The pooled upstream HTTP client and the translation of its failures.
+"""Where backends get their HTTP clients, and the translation of the clients' failures.
 
-httpx is the API; aiohttp is the transport underneath (``httpx-aiohttp``) unless
-``TURNOUT_UPSTREAM_TRANSPORT=httpx``. ``bench/transport.sh`` measures both through the
-whole gateway; the figures are in ``bench/results/transport.txt``.
+Each backend sends through an ``UpstreamHttp`` of its own (``backends/upstream_http.py``):
+aiohttp by default, httpx with ``TURNOUT_UPSTREAM_TRANSPORT=httpx``, or the client the app was
+handed. (litellm backends use theirs for health checks; litellm has clients of its own for calls.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import aiohttp
 import httpx
 import orjson
-from httpx_aiohttp import AiohttpTransport
 
+from backends.upstream_http import HttpxUpstream, UpstreamAnswer, UpstreamHttp, open_upstream
 from contracts.errors import (
     BackendBadResponse,
     BackendError,
@@ -28,8 +28,7 @@ from contracts.errors import (
 )
 
 # Looked up along the exception's MRO, most specific class first.
-HTTPX_ERRORS: dict[type[Exception], type[BackendError]] = {
-    # httpx-aiohttp reports a connection dropped by the peer as ConnectTimeout.
+TRANSPORT_ERRORS: dict[type[Exception], type[BackendError]] = {
     httpx.ConnectTimeout: BackendUnavailable,
     httpx.ConnectError: BackendUnavailable,
     httpx.PoolTimeout: BackendUnavailable,
@@ -38,6 +37,10 @@ HTTPX_ERRORS: dict[type[Exception], type[BackendError]] = {
     httpx.RemoteProtocolError: BackendBadResponse,
     httpx.NetworkError: BackendUnavailable,
     httpx.HTTPError: BackendBadResponse,
+    # aiohttp's own, as their httpx counterparts: a dropped connection or a cut body is unavailable.
+    aiohttp.ServerTimeoutError: BackendTimeout,
+    aiohttp.ClientConnectionError: BackendUnavailable,
+    aiohttp.ClientPayloadError: BackendUnavailable,
     aiohttp.ClientError: BackendBadResponse,
 }
 
@@ -49,18 +52,6 @@ BACKEND_FAULT_STATUSES = {401, 403, 404}
 
 
 @dataclass(frozen=True)
-class LeasedClient:
-    """A backend's HTTP client; closed with the backend when the backend opened it."""
-
-    client: httpx.AsyncClient
-    is_owned: bool
-
-    async def aclose(self) -> None:
-        if self.is_owned:
-            await self.client.aclose()
-
-
-@dataclass(frozen=True)
 class HttpClients:
     """Where backends get their HTTP client: each one a pool of its own, sized from its own spec, so
     a slow backend holds only its own connections and a rules change resizes a pool by reopening
@@ -69,17 +60,11 @@ class HttpClients:
     transport: str = "aiohttp"
     shared: httpx.AsyncClient | None = None
 
-    def open(self, max_connections: int) -> LeasedClient:
+    def upstream(self, max_connections: int) -> UpstreamHttp:
+        """What a backend sends through; closed with it (a shared client is not)."""
         if self.shared is not None:
-            return LeasedClient(self.shared, is_owned=False)
-        return LeasedClient(open_http_client(max_connections, self.transport), is_owned=True)
-
-
-def open_http_client(max_connections: int, transport: str = "aiohttp") -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    if transport == "httpx":
-        return httpx.AsyncClient(limits=limits, trust_env=False)
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False), trust_env=False)
+            return HttpxUpstream(self.shared)
+        return open_upstream(max_connections, self.transport)
 
 
 @contextmanager
@@ -98,19 +83,19 @@ def translated_errors(backend: str) -> Iterator[None]:
 
 def error_class_for(exc: BaseException) -> type[BackendError] | None:
     for cls in type(exc).__mro__:
-        if cls in HTTPX_ERRORS:
-            return HTTPX_ERRORS[cls]
+        if cls in TRANSPORT_ERRORS:
+            return TRANSPORT_ERRORS[cls]
     return None
 
 
-async def read_body(backend: str, response: httpx.Response, limit: int) -> bytes:
-    """A streamed response's whole (decoded) body; ``ResponseTooLarge`` past ``limit`` bytes.
-    The caller closes the response, which drops the connection when the body was not read to its end."""
-    declared = response.headers.get("content-length", "")
+async def read_body(backend: str, response: UpstreamAnswer, limit: int) -> bytes:
+    """An answer's whole (decoded) body; ``ResponseTooLarge`` past ``limit`` bytes. The caller's
+    exchange drops the connection when the body was not read to its end."""
+    declared = response.header("content-length") or ""
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(backend, limit)
     body = bytearray()
-    async for part in response.aiter_bytes():
+    async for part in response.parts():
         body += part
         if len(body) > limit:
             body.clear()  # now, not when the traceback holding this frame is collected
@@ -122,39 +107,34 @@ def too_large(backend: str, limit: int) -> ResponseTooLarge:
     return ResponseTooLarge(f"backend {backend!r} answered more than its max_response_bytes ({limit})")
 
 
-async def read_head(response: httpx.Response, limit: int) -> bytes:
-    """At most the first ``limit`` bytes of a streamed body: enough to tell what went wrong."""
+async def read_head(response: UpstreamAnswer, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of a body: enough to tell what went wrong."""
     head = bytearray()
-    async for part in response.aiter_bytes():
+    async for part in response.parts():
         head += part[: limit - len(head)]
         if len(head) >= limit:
             break
     return bytes(head)
 
 
-async def raise_for_status(backend: str, response: httpx.Response) -> None:
-    """For a streamed response: nothing below 400; else the error, reading at most ``ERROR_BODY_BYTES``."""
-    status = response.status_code
+async def raise_for_status(backend: str, response: UpstreamAnswer) -> None:
+    """Nothing below 400; else the error, reading at most ``ERROR_BODY_BYTES`` of the body."""
+    status = response.status
     if status < 400:
         return
-    detail = upstream_message(await read_head(response, ERROR_BODY_BYTES), response.reason_phrase)
-    error = status_error(backend, status, detail, response.headers.get("retry-after"))
+    detail = upstream_message(await read_head(response, ERROR_BODY_BYTES), response.reason)
+    error = status_error(backend, status, detail, response.header("retry-after"))
     error.upstream_status = status
     raise error
 
 
 async def check_models(
-    client: httpx.AsyncClient, backend: str, url: str, headers: dict[str, str], timeout_s: float
+    upstream: UpstreamHttp, backend: str, url: str, headers: dict[str, str], timeout_s: float
 ) -> None:
     """``GET {url}`` as a health check: raises the backend error unless it answers below 400."""
-    request = client.build_request("GET", url, headers=headers, timeout=timeout_s)
     with translated_errors(backend):
-        async with asyncio.timeout(timeout_s):
-            response = await client.send(request, stream=True)
-            try:
-                await raise_for_status(backend, response)
-            finally:
-                await response.aclose()
+        async with asyncio.timeout(timeout_s), upstream.send("GET", url, None, headers) as response:
+            await raise_for_status(backend, response)
 
 
 def status_error(backend: str, status: int, detail: str, retry_after: str | None) -> BackendError:

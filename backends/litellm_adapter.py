@@ -20,8 +20,9 @@ import orjson
 
 from backends.base import Health
 from backends.dependency_warnings import dependency_warnings_ignored
-from backends.http_transport import HttpClients, LeasedClient, check_models, error_class_for, too_large
+from backends.http_transport import HttpClients, check_models, error_class_for, too_large
 from backends.specs import LiteLLMEndpoint
+from backends.upstream_http import UpstreamHttp
 from contracts.errors import (
     BackendBadResponse,
     BackendError,
@@ -135,14 +136,13 @@ class LiteLLMBackend:
         name: str,
         spec: LiteLLMEndpoint,
         litellm: ModuleType,
-        client: httpx.AsyncClient,
-        lease: LeasedClient | None = None,
+        health_checks: UpstreamHttp,
     ) -> None:
         self.name = name
-        self._lease = lease
         self._spec = spec
         self._litellm = litellm
-        self._client = client
+        self._health_checks = health_checks
+        """Closed with the backend (it leaves a client handed in by the app's caller open)."""
         self._api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
         if self._api_key is None and spec.api_base is not None:
             # A keyless self-hosted server; litellm's OpenAI client refuses to send no key at all.
@@ -150,8 +150,8 @@ class LiteLLMBackend:
 
     @classmethod
     async def open(cls, name: str, spec: LiteLLMEndpoint, clients: HttpClients) -> LiteLLMBackend:
-        lease = clients.open(HEALTH_CHECK_CONNECTIONS)  # litellm has clients of its own for calls
-        return cls(name, spec, import_litellm(), lease.client, lease)
+        health_checks = clients.upstream(HEALTH_CHECK_CONNECTIONS)  # litellm has clients of its own for calls
+        return cls(name, spec, import_litellm(), health_checks)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         with self._translated():
@@ -201,15 +201,14 @@ class LiteLLMBackend:
         try:
             headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
             url = self._spec.api_base.rstrip("/") + "/models"
-            await check_models(self._client, self.name, url, headers, timeout_s)
+            await check_models(self._health_checks, self.name, url, headers, timeout_s)
         except Exception as exc:  # a health check reports, it never raises
             return Health(is_healthy=False, detail=str(exc))
         return Health(is_healthy=True)
 
     async def aclose(self) -> None:
         """Closes the health check's pool; litellm keeps no other per-backend resources."""
-        if self._lease is not None:
-            await self._lease.aclose()
+        await self._health_checks.aclose()
 
     def _check_size(self, size: int) -> None:
         if size > self._spec.max_response_bytes:

@@ -44,8 +44,8 @@ class LocalBackend:
         gguf = spec.gguf or default_gguf()
         server = await asyncio.to_thread(start_server, spec, gguf)
         endpoint = server.listening_address.rstrip("/") + "/v1"
-        lease = clients.open(LOCAL_CONNECTIONS)
-        upstream = OpenAICompatBackend(name, endpoint, spec.model, lease.client, None, spec.max_response_bytes, lease)
+        upstream_http = clients.upstream(LOCAL_CONNECTIONS)
+        upstream = OpenAICompatBackend(name, endpoint, spec.model, upstream_http, None, spec.max_response_bytes)
         return cls(name, server, upstream)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:

@@ -7,14 +7,12 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from backends.base import Health
 from backends.http_transport import (
     HttpClients,
-    LeasedClient,
     check_models,
     raise_for_status,
     read_body,
@@ -23,6 +21,7 @@ from backends.http_transport import (
 from backends.request_context import upstream_headers
 from backends.specs import OpenAIEndpoint
 from backends.sse import bounded_lines, read_chunks
+from backends.upstream_http import UpstreamHttp
 from contracts.errors import BackendBadResponse, BackendError, BackendRejected
 from contracts.wire import (
     ChatCompletion,
@@ -42,21 +41,17 @@ class OpenAICompatBackend:
         name: str,
         endpoint: str,
         model: str,
-        client: httpx.AsyncClient,
+        upstream: UpstreamHttp,
         api_key: str | None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        lease: LeasedClient | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self._max_bytes = max_response_bytes
         self._base = endpoint.rstrip("/")
-        self._chat_url = httpx.URL(self._base + "/chat/completions")
-        """Parsed once: parsing a URL (its host checked as an IP address) was 15 % of the pinned
-        path's CPU when done per request (bench/results/profile-pinned.txt)."""
-        self._client = client
-        self._lease = lease
-        """How ``client`` was had: closed with the backend when it opened it; ``None``: the caller's."""
+        self._chat_url = self._base + "/chat/completions"
+        self._upstream = upstream
+        """Closed with the backend (it leaves a client handed in by the app's caller open)."""
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -64,8 +59,8 @@ class OpenAICompatBackend:
     @classmethod
     async def open(cls, name: str, spec: OpenAIEndpoint, clients: HttpClients) -> OpenAICompatBackend:
         api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        lease = clients.open(spec.max_connections)
-        return cls(name, spec.endpoint, spec.model, lease.client, api_key, spec.max_response_bytes, lease)
+        upstream = clients.upstream(spec.max_connections)
+        return cls(name, spec.endpoint, spec.model, upstream, api_key, spec.max_response_bytes)
 
     async def complete(self, request: ChatCompletionRequest, timeout_s: float) -> ChatCompletion:
         body = await self._post_url(self._chat_url, request.upstream_body(self.model), timeout_s)
@@ -73,23 +68,14 @@ class OpenAICompatBackend:
 
     async def stream(self, request: ChatCompletionRequest, timeout_s: float) -> AsyncIterator[ChatCompletionChunk]:
         body = request.upstream_body(self.model)
-        upstream = self._client.build_request(
-            "POST",
-            self._chat_url,
-            content=body,
-            headers=upstream_headers(self._headers),
-            timeout=timeout_s,
-        )
+        exchange = self._upstream.send("POST", self._chat_url, body, upstream_headers(self._headers))
         with translated_errors(self.name):
-            async with asyncio.timeout(timeout_s):
-                response = await self._client.send(upstream, stream=True)
-            try:
+            async with asyncio.timeout(timeout_s) as until_head, exchange as response:
                 await raise_for_status(self.name, response)
-                lines = bounded_lines(self.name, response.aiter_bytes(), self._max_bytes)
+                until_head.reschedule(None)  # the head is in: from here each line has timeout_s
+                lines = bounded_lines(self.name, response.parts(), self._max_bytes)
                 async for chunk in read_chunks(self.name, lines, timeout_s):
                     yield chunk
-            finally:
-                await response.aclose()
 
     async def embed(self, request: EmbeddingRequest, timeout_s: float) -> EmbeddingResponse:
         body = await self._post("/embeddings", request.upstream_body(self.model), timeout_s)
@@ -97,7 +83,7 @@ class OpenAICompatBackend:
 
     async def health(self, timeout_s: float) -> Health:
         try:
-            await check_models(self._client, self.name, self._base + "/models", self._headers, timeout_s)
+            await check_models(self._upstream, self.name, self._base + "/models", self._headers, timeout_s)
         except Exception as exc:  # a health check reports, it never raises
             return Health(is_healthy=False, detail=str(exc))
         return Health(is_healthy=True)
@@ -121,8 +107,7 @@ class OpenAICompatBackend:
 
     async def aclose(self) -> None:
         """Closes the backend's own connection pool (a shared one is closed by its owner)."""
-        if self._lease is not None:
-            await self._lease.aclose()
+        await self._upstream.aclose()
 
     async def _post(self, path: str, body: bytes, timeout_s: float) -> bytes:
         return await self._post_url(self._base + path, body, timeout_s)
@@ -130,19 +115,13 @@ class OpenAICompatBackend:
     async def _post_json(self, url: str, payload: dict[str, Any], timeout_s: float) -> bytes:
         return await self._post_url(url, orjson.dumps(payload), timeout_s)
 
-    async def _post_url(self, url: str | httpx.URL, body: bytes, timeout_s: float) -> bytes:
+    async def _post_url(self, url: str, body: bytes, timeout_s: float) -> bytes:
         """The answer's body, read within ``timeout_s`` and ``max_response_bytes``."""
-        upstream = self._client.build_request(
-            "POST", url, content=body, headers=upstream_headers(self._headers), timeout=timeout_s
-        )
+        exchange = self._upstream.send("POST", url, body, upstream_headers(self._headers))
         with translated_errors(self.name):
-            async with asyncio.timeout(timeout_s):
-                response = await self._client.send(upstream, stream=True)
-                try:
-                    await raise_for_status(self.name, response)
-                    return await read_body(self.name, response, self._max_bytes)
-                finally:
-                    await response.aclose()
+            async with asyncio.timeout(timeout_s), exchange as response:
+                await raise_for_status(self.name, response)
+                return await read_body(self.name, response, self._max_bytes)
 
     def _parse(self, model: type[Parsed], content: bytes) -> Parsed:
         try:

@@ -4,11 +4,13 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
 
-from backends.http_transport import error_class_for, open_http_client, translated_errors
+from backends.http_transport import error_class_for, translated_errors
 from backends.openai_compat import OpenAICompatBackend
+from backends.upstream_http import open_upstream
 from contracts.errors import BackendBadResponse, BackendError, BackendUnavailable
 from contracts.wire import ChatCompletionRequest
 from gateway.resilience.fallback import failure_kind
@@ -24,6 +26,13 @@ def test_every_httpx_error_class_is_mapped() -> None:
     assert unmapped == []
 
 
+def test_every_aiohttp_error_class_is_mapped() -> None:
+    classes = [c for _, c in inspect.getmembers(aiohttp, inspect.isclass) if issubclass(c, aiohttp.ClientError)]
+    assert len(classes) > 10
+    unmapped = [cls.__name__ for cls in classes if error_class_for(cls.__new__(cls)) is None]
+    assert unmapped == []
+
+
 def test_unknown_exception_is_not_swallowed() -> None:
     with pytest.raises(KeyError), translated_errors("b"):
         raise KeyError("a bug stays a bug")
@@ -31,13 +40,12 @@ def test_unknown_exception_is_not_swallowed() -> None:
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_real_transport_maps_refused_connection_to_503(transport: str) -> None:
-    client = open_http_client(4, transport)
-    backend = OpenAICompatBackend("down", f"http://127.0.0.1:{free_port()}/v1", "m", client, None)
+    backend = OpenAICompatBackend("down", f"http://127.0.0.1:{free_port()}/v1", "m", open_upstream(4, transport), None)
     try:
         with pytest.raises(BackendUnavailable):
             await backend.complete(CHAT, 5)
     finally:
-        await client.aclose()
+        await backend.aclose()
 
 
 @pytest.fixture
@@ -58,12 +66,11 @@ async def cutting_server() -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_real_transport_maps_body_cut_short_to_backend_error(cutting_server: str, transport: str) -> None:
-    client = open_http_client(4, transport)
-    backend = OpenAICompatBackend("cut", cutting_server, "m", client, None)
+    backend = OpenAICompatBackend("cut", cutting_server, "m", open_upstream(4, transport), None)
     try:
         with pytest.raises(BackendError) as caught:
             await backend.complete(CHAT, 5)
         assert isinstance(caught.value, BackendBadResponse | BackendUnavailable)
         assert failure_kind(caught.value) is not None  # the next backend may be tried
     finally:
-        await client.aclose()
+        await backend.aclose()

@@ -11,6 +11,7 @@ import pytest
 from backends.dependency_warnings import dependency_warnings_ignored
 from backends.http_transport import HttpClients
 from backends.litellm_adapter import LITELLM_ERRORS, LiteLLMBackend, import_litellm, translate
+from backends.upstream_http import HttpxUpstream
 from contracts.errors import (
     BackendBadResponse,
     BackendRateLimited,
@@ -105,7 +106,7 @@ async def test_malformed_litellm_answer_is_a_backend_error_not_a_validation_erro
     fake = types.SimpleNamespace(acompletion=acompletion)
     spec = LiteLLMBackendSpec(kind="litellm", model="openai/m", api_base="http://127.0.0.1:9/v1")
     async with httpx.AsyncClient() as client:
-        backend = LiteLLMBackend("ext", spec, fake, client)  # type: ignore[arg-type]
+        backend = LiteLLMBackend("ext", spec, fake, HttpxUpstream(client))  # type: ignore[arg-type]
         with pytest.raises(BackendBadResponse):
             await backend.complete(ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}]), 5)  # type: ignore[list-item]
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from backends.openai_compat import OpenAICompatBackend
+from backends.upstream_http import HttpxUpstream
 from contracts.errors import (
     BackendBadResponse,
     BackendRateLimited,
@@ -37,7 +38,7 @@ def chunk(content: str, finish: str | None = None) -> bytes:
 
 def backend_for(handler: Handler | Callable[[httpx.Request], object]) -> OpenAICompatBackend:
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
-    return OpenAICompatBackend("up", "http://upstream/v1", "served-model", client, api_key="sk-up")
+    return OpenAICompatBackend("up", "http://upstream/v1", "served-model", HttpxUpstream(client), api_key="sk-up")
 
 
 def chat(**extra: object) -> ChatCompletionRequest:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from backends.openai_compat import OpenAICompatBackend
+from backends.upstream_http import HttpxUpstream
 from routers.default_route import DefaultRouteRouter
 from routers.llm_router import LLMRouter
 from routers.specs import LLMRouterSpec
@@ -38,7 +39,7 @@ def llm_router(
     loaded = rules()
     client = httpx.AsyncClient(transport=transport)
     OPEN_CLIENTS.append(client)
-    backend = OpenAICompatBackend("llm", endpoint, "m", client, None)
+    backend = OpenAICompatBackend("llm", endpoint, "m", HttpxUpstream(client), None)
     config = LLMRouterSpec.model_validate({"kind": "llm", "backend": "small", "budget_ms": 300, **spec})
     return LLMRouter(config, loaded, backend, DefaultRouteRouter(loaded))
 
