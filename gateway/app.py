@@ -21,14 +21,14 @@ from gateway.admin import rules_api
 from gateway.admin.headers import AdminHeaders
 from gateway.apis import routes as api
 from gateway.error_handlers import install_error_handlers
+from gateway.front import Gateway
 from gateway.live.coordinator import open_live_rules
-from gateway.observe.access_log import RequestIds, configure_logging
+from gateway.observe.access_log import configure_logging
 from gateway.redaction import RedactingFilter
 from gateway.resources import open_resources
 from gateway.rules import Rules, read_rules
 from gateway.settings import Settings
 from gateway.signals import ProcessSignals
-from gateway.state import SnapshotLeases
 
 REDACTED_LOGGERS = ("turnout", "uvicorn.error", "LiteLLM")
 """Loggers that may carry an upstream's words."""
@@ -77,7 +77,7 @@ def create_app(
             for name in REDACTED_LOGGERS:
                 logging.getLogger(name).removeFilter(redacting)
 
-    app = FastAPI(
+    app = Gateway(
         title="Turnout",
         lifespan=lifespan,
         openapi_url=None,
@@ -89,8 +89,6 @@ def create_app(
         telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     install_error_handlers(app)
-    app.add_middleware(SnapshotLeases)
-    app.add_middleware(RequestIds)
     app.add_middleware(AdminHeaders)
     app.include_router(api.router)
     app.include_router(probes.router)

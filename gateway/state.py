@@ -1,6 +1,6 @@
 """The app's state: the process resources and exactly one current rules snapshot.
 
-A request takes the current snapshot once, when it arrives (:class:`SnapshotLeases`), and uses it
+A request takes the current snapshot once, when it arrives (:class:`gateway.front.Gateway`), and uses it
 to its end, streams included. ``apply`` builds a snapshot of new rules and installs it with one
 assignment; the old one is closed (what it alone held) when its last request is done.
 """
@@ -13,11 +13,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.resources import Resources, close_resources
 from gateway.rules import Rules
-from gateway.serving.outcome import status_of
 from gateway.settings import Settings
 from gateway.snapshot import Closer, RulesSnapshot, build_snapshot
 
@@ -153,42 +151,6 @@ async def _close_all(closers: Iterable[Closer]) -> None:
     for result in results:
         if isinstance(result, Exception):
             log.warning("closing a retired resource failed: %s", result)
-
-
-class SnapshotLeases:
-    """ASGI middleware, the scope of each HTTP request: it reads the current rules snapshot once, on
-    arrival, and holds it until the response is wholly sent (a stream's last byte included). Every
-    response says which rules version answered it. An API request's outcome is observed here, in
-    one ``finally``, whichever way the request ended."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state: GatewayState | None = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
-        if scope["type"] != "http" or state is None:
-            await self.app(scope, receive, send)
-            return
-        async with state.leased() as snapshot:
-            request_state = scope.setdefault("state", {})
-            request_state["snapshot"] = snapshot
-            status = 500
-
-            async def sending(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), snapshot.version_header]
-                await send(message)
-
-            try:
-                await self.app(scope, receive, sending)
-            except BaseException as exc:
-                status = status_of(exc)
-                raise
-            finally:
-                if (outcome := request_state.get("outcome")) is not None:
-                    await outcome.observe_once_settled(state.resources, snapshot, status)
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -72,7 +72,7 @@ GATEWAY_FLOORS = {
     # 5: operating the gateway: the admin API, live rules, probes, signals
     **dict.fromkeys(("admin", "live", "probes", "signals"), 5),
     # 6: the process: the app and the command line
-    **dict.fromkeys(("app", "cli"), 6),
+    **dict.fromkeys(("app", "front", "cli"), 6),
 }
 """Floors inside ``gateway/``, by sub-package or top-level module: each imports only its own floor
 and those below (``gateway.serving`` may use ``gateway.cache``, never ``gateway.admin``)."""

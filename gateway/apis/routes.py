@@ -1,11 +1,14 @@
 """Every API's endpoints: OpenAI chat completions, embeddings, models and Responses, and Anthropic
 Messages. Each hands its API's adapter to the one request path (:func:`gateway.serving.path.serve`).
 
-They are plain Starlette routes, not FastAPI's: the hot endpoints need no dependency solving or
-parameter models, which cost about 5 % of the pinned path's CPU (bench/results/profile-pinned.txt);
-the admin API keeps FastAPI's."""
+The fixed paths are served by :class:`gateway.front.Gateway` straight from the request scope; all
+are plain Starlette routes too (no dependency solving or parameter models, which cost about 5 % of
+the pinned path's CPU, bench/results/profile-pinned.txt), which answer the paths with parameters
+and tell a wrong method (405) from a wrong path (404). The admin API keeps FastAPI's."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import orjson
 from fastapi import APIRouter
@@ -89,14 +92,21 @@ async def messages_count_tokens(request: Request) -> Response:
     return await count_tokens(request)
 
 
-router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-router.add_route("/v1/embeddings", embeddings, methods=["POST"])
-router.add_route("/v1/models", models, methods=["GET"])
-router.add_route("/v1/responses", create_response, methods=["POST"])
-router.add_route("/v1/responses/{response_id}", get_response, methods=["GET"])
-router.add_route("/v1/responses/{response_id}", delete_response, methods=["DELETE"])
-router.add_route("/v1/messages", messages, methods=["POST"])
-router.add_route("/v1/messages/count_tokens", messages_count_tokens, methods=["POST"])
+Endpoint = Callable[[Request], Awaitable[Response]]
+ENDPOINTS: list[tuple[str, str, Endpoint]] = [
+    ("POST", "/v1/chat/completions", chat_completions),
+    ("POST", "/v1/embeddings", embeddings),
+    ("GET", "/v1/models", models),
+    ("POST", "/v1/responses", create_response),
+    ("GET", "/v1/responses/{response_id}", get_response),
+    ("DELETE", "/v1/responses/{response_id}", delete_response),
+    ("POST", "/v1/messages", messages),
+    ("POST", "/v1/messages/count_tokens", messages_count_tokens),
+]
+for method, path, endpoint in ENDPOINTS:
+    router.add_route(path, endpoint, methods=[method])
+HOT: dict[tuple[str, str], Endpoint] = {(method, path): e for method, path, e in ENDPOINTS if "{" not in path}
+"""The endpoints :class:`gateway.front.Gateway` serves without FastAPI's routing: every fixed path."""
 
 
 async def _owner(request: Request, response_id: str) -> str:

@@ -16,12 +16,13 @@ import re
 import secrets
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from backends.request_context import REQUEST_ID, REQUEST_ID_HEADER
+from backends.request_context import REQUEST_ID_HEADER
 
 access_log = logging.getLogger("turnout.access")
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+"""What a caller's id may be; anything else is replaced, so logs and upstream headers stay clean."""
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 
 
@@ -43,37 +44,10 @@ class RequestIdSource:
 
 
 REQUEST_IDS = RequestIdSource()
-"""What a caller's id may be; anything else is replaced, so logs and upstream headers stay clean."""
 
 
-class RequestIds:
-    """ASGI middleware: takes the caller's ``x-request-id`` (or makes one), exposes it to the request
-    and to backends, and returns it on the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _request_id_of(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
-        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        token = REQUEST_ID.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            REQUEST_ID.reset(token)
-
-
-def _request_id_of(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
+    """The caller's ``x-request-id`` when it is a valid one, else a new id."""
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER_BYTES:
             text: str = value.decode("latin-1")

@@ -117,7 +117,7 @@ class RequestOutcome:
 
 
 def request_outcome(request: Request, endpoint: str) -> RequestOutcome:
-    """The outcome of this API request, which the request scope (:class:`gateway.state.SnapshotLeases`)
+    """The outcome of this API request, which the request scope (:class:`gateway.front.Gateway`)
     observes in its one ``finally``, once the response is wholly sent."""
     outcome = RequestOutcome(endpoint, getattr(request.state, "request_id", "-"))
     request.state.outcome = outcome

@@ -1,0 +1,86 @@
+"""The gateway's outermost ASGI layer: the scope of every HTTP request, and the API endpoints
+served straight from it.
+
+Each request gets its id (the caller's ``x-request-id`` when valid, else a new one) and the current
+rules snapshot, held until its response is wholly sent, a stream's last byte included; every
+response says both. An API request's outcome is observed here, in one ``finally``, whichever way
+the request ended.
+
+The API endpoints (``POST /v1/chat/completions`` and the rest of :data:`gateway.apis.routes.HOT`)
+are called from here directly, their errors shaped here: under load, Starlette's middleware layers,
+each wrapping ``send``, and its routing cost the pinned path a fifth of its CPU
+(bench/results/profile-pinned.txt). Everything else (other methods and paths, the admin API,
+probes, the console) passes to FastAPI's stack under the same scope.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from backends.request_context import REQUEST_ID
+from contracts.errors import GatewayError
+from gateway.apis.routes import HOT, Endpoint
+from gateway.error_handlers import shaped
+from gateway.observe.access_log import REQUEST_ID_HEADER_BYTES, request_id_of
+from gateway.serving.outcome import status_of
+from gateway.state import GatewayState
+
+log = logging.getLogger("turnout")
+
+
+class Gateway(FastAPI):
+    """FastAPI with the request scope above its stack, and the API endpoints in front of it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: GatewayState | None = getattr(self.state, "gateway", None)
+        if scope["type"] != "http" or state is None:
+            await super().__call__(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        token = REQUEST_ID.set(request_id)
+        try:
+            async with state.leased() as snapshot:
+                request_state = scope.setdefault("state", {})
+                request_state["snapshot"], request_state["request_id"] = snapshot, request_id
+                stamps = ((REQUEST_ID_HEADER_BYTES, request_id.encode()), snapshot.version_header)
+                status = 500
+
+                async def stamped(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        message["headers"] = [*message.get("headers", ()), *stamps]
+                    await send(message)
+
+                try:
+                    endpoint = HOT.get((scope["method"], scope["path"]))
+                    if endpoint is None:
+                        await super().__call__(scope, receive, stamped)
+                    else:
+                        scope["app"] = self
+                        await _serve(endpoint, scope, receive, stamped)
+                except BaseException as exc:
+                    status = status_of(exc)
+                    raise
+                finally:
+                    if (outcome := request_state.get("outcome")) is not None:
+                        await outcome.observe_once_settled(state.resources, snapshot, status)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+async def _serve(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    """An API endpoint's answer, or its failure in the API's error shape."""
+    request = Request(scope, receive)
+    try:
+        response = await endpoint(request)
+    except GatewayError as exc:
+        response = shaped(request, exc)
+    except Exception:
+        log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+        response = shaped(request, GatewayError("internal error in the gateway; it has been logged"))
+    await response(scope, receive, send)
