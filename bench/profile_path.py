@@ -2,6 +2,7 @@
 httptools, as served), wrk driving it against the fixed-answer upstream, the top functions by their
 own time written to bench/results/profile-pinned.txt.
     .venv/bin/python -m bench.profile_path [SECONDS] [CONNECTIONS]
+PROFILE_STATS=FILE also writes the raw statistics there (``python -m pstats FILE`` reads them).
 Needs the upstream of shared/bench/upstream-nginx.conf on 127.0.0.1:18000 and wrk.
 """
 
@@ -40,7 +41,7 @@ def main() -> None:
     os.environ.setdefault("BENCH_API_KEY", "sk-bench-turnout-0123456789")
     rules, _ = read_rules(ROOT / "bench" / "rules.overhead.yaml")
     port = free_port()
-    app = create_app(Settings(log_level="warning"), rules)
+    app = create_app(Settings(log_level="warning"), rules, owns_process=True)  # as served: the collector tuned
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", loop="uvloop", http="httptools"))
     profile = cProfile.Profile()
     load: list[str] = []
@@ -69,6 +70,8 @@ def main() -> None:
     threading.Thread(target=drive, daemon=True).start()
     loop.run_until_complete(server.serve())
     requests = next((line for line in load[0].splitlines() if "Requests/sec" in line), "?") if load else "?"
+    if "PROFILE_STATS" in os.environ:  # the raw statistics too, for pstats' callers and callees
+        profile.dump_stats(os.environ["PROFILE_STATS"])
     text = io.StringIO()
     stats = pstats.Stats(profile, stream=text)
     stats.sort_stats("tottime").print_stats(TOP)

@@ -22,6 +22,7 @@ from gateway.admin.headers import AdminHeaders
 from gateway.apis import routes as api
 from gateway.error_handlers import install_error_handlers
 from gateway.front import Gateway
+from gateway.heap import settle_after_start
 from gateway.live.coordinator import open_live_rules
 from gateway.observe.access_log import configure_logging
 from gateway.redaction import RedactingFilter
@@ -40,14 +41,15 @@ def create_app(
     settings: Settings | None = None,
     rules: Rules | None = None,
     http_client: httpx.AsyncClient | None = None,
-    handle_signals: bool = False,
+    owns_process: bool = False,
 ) -> FastAPI:
     """Build the app; its lifespan opens every client and serves the newest stored rules version
     (the first start stores ``rules``, or the file in ``settings.config``, as version 1).
 
     ``http_client`` replaces the pooled upstream client (tests inject a fault-injecting transport);
-    the app then leaves closing it to the caller. ``handle_signals`` (the server, not tests): SIGHUP
-    re-reads the rules file, SIGTERM drains before the server stops.
+    the app then leaves closing it to the caller. ``owns_process`` (the server, not tests nor an
+    embedding program): SIGHUP re-reads the rules file, SIGTERM drains before the server stops,
+    and the garbage collector is tuned for serving (``gateway/heap.py``).
     """
     settings = settings or Settings()
     rules_file = settings.config if rules is None else None
@@ -66,8 +68,9 @@ def create_app(
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(redacting)
         signals = ProcessSignals(state, live.reload_file if rules_file is not None else None)
-        if handle_signals:
+        if owns_process:
             signals.install()
+            settle_after_start(settings.gc_young_threshold)
         try:
             yield
         finally:
@@ -114,4 +117,4 @@ def app_from_env() -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     if settings.state_dir is None and settings.redis_url is None:
         settings = settings.model_copy(update={"state_dir": default_state_dir(settings.config)})
-    return create_app(settings, handle_signals=True)
+    return create_app(settings, owns_process=True)

@@ -77,8 +77,12 @@ class Settings(BaseSettings):
     drain_timeout_s: float = 30.0
     """On SIGTERM: longest wait for requests and streams in flight before the server stops."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    """How the pooled client reaches backends: aiohttp under the httpx API (faster, measured in
-    ``bench/results/``), or httpx's own pool (HTTP/2 capable)."""
+    """How backends reach their servers: aiohttp (faster, ``bench/results/profile-pinned.txt``), or
+    httpx's own pool (HTTP/2 capable)."""
+    gc_young_threshold: int = Field(50_000, ge=0)
+    """The served process's youngest-generation collection threshold (Python's default: 700), set
+    once start-up is done and its objects are frozen out of collection (``gateway/heap.py``); 0
+    leaves the collector as Python sets it."""
     router_threads: int = 1
     """ONNX Runtime threads for the classifier, per gateway process."""
     router_max_batch: int | None = None

@@ -59,7 +59,9 @@ def test_the_layer_check_sees_an_upward_import() -> None:
 
 GATEWAY_FLOORS = {
     # 0: what everything stands on
-    **dict.fromkeys(("settings", "yaml_source", "store_guard", "redis_client", "disconnect", "request_body"), 0),
+    **dict.fromkeys(
+        ("settings", "yaml_source", "store_guard", "redis_client", "disconnect", "request_body", "heap"), 0
+    ),
     # 1: the rules, what they configure (backends' resilience, keys, redaction, the error shape), and
     # what observes the traffic (metrics name backends' breakers)
     **dict.fromkeys(("rules", "resilience", "auth", "admin_keys", "redaction", "error_handlers", "observe"), 1),
