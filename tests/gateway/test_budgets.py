@@ -104,6 +104,17 @@ async def test_client_leaving_a_json_request_cancels_the_upstream_call(faults: F
         assert await wait_for_event(faults, hanging[0], "closed")
 
 
+async def test_client_leaving_before_the_disconnect_watch_starts_still_cancels_the_upstream_call(
+    faults: FaultServer,
+) -> None:
+    hanging = faults.backend("hang")
+    async with sdk_gateway(route_rules([hanging])) as gw:
+        async with httpx.AsyncClient(base_url=gw.url) as client:
+            with pytest.raises(httpx.ReadTimeout):  # gone well before WATCH_AFTER_S
+                await client.post("/v1/chat/completions", json={"model": "auto", "messages": MESSAGES}, timeout=0.01)
+        assert await wait_for_event(faults, hanging[0], "closed")
+
+
 async def test_client_leaving_a_stream_cancels_the_upstream_stream(faults: FaultServer) -> None:
     dribbling = faults.backend("slowstream-300")
     async with sdk_gateway(route_rules([dribbling])) as gw:
