@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictStr
+from pydantic import Field, StrictBool, StrictStr, model_validator
 
 from contracts.wire import Int64, Number, RequestPassthrough, Wire
 
@@ -52,7 +52,8 @@ Block = Annotated[TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock, Field
 
 class Message(Wire):
     role: Literal["user", "assistant"]
-    content: StrictStr | list[Block]
+    content: StrictStr | Annotated[list[Block], Field(min_length=1)]
+    """A list holds at least one block, as Anthropic's API requires."""
 
 
 class Tool(Wire):
@@ -64,8 +65,15 @@ class Tool(Wire):
 
 class ToolChoice(Wire):
     type: Literal["auto", "any", "tool", "none"]
-    name: StrictStr | None = None
+    name: StrictStr | None = Field(None, min_length=1)
+    """The tool to call: required with ``type: tool``, refused with any other type."""
     disable_parallel_tool_use: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _names_a_tool_only_when_forced(self) -> ToolChoice:
+        if (self.type == "tool") != (self.name is not None):
+            raise ValueError("name is required with type 'tool' and only with it")
+        return self
 
 
 class Metadata(Wire):

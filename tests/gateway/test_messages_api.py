@@ -174,6 +174,19 @@ async def test_count_tokens_says_when_it_is_an_estimate(clients: Clients) -> Non
             "tool_choice": {"type": "x"},
         },
         {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "extra": 2**70},
+        {
+            "model": "auto",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": {"type": "tool"},
+        },
+        {
+            "model": "auto",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": {"type": "auto", "name": "f"},
+        },
+        {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": []}]},
     ],
     ids=[
         "no-messages",
@@ -184,6 +197,9 @@ async def test_count_tokens_says_when_it_is_an_estimate(clients: Clients) -> Non
         "hot",
         "tool-choice",
         "extra",
+        "forced-tool-without-name",
+        "name-without-forcing",
+        "empty-content",
     ],
 )
 async def test_bad_input_is_a_400_in_anthropics_shape(clients: Clients, body: dict[str, object]) -> None:
