@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Gateway overhead on the pinned-backend path, side by side in one run:
-#   direct nginx upstream  vs  LiteLLM proxy  vs  Turnout (aiohttp transport)  vs  Turnout (httpx transport)
-# One worker each. Figures go to bench/results/overhead.txt.
+# Gateway overhead side by side in one run, one process each:
+#   direct nginx upstream  vs  LiteLLM proxy  vs  Portkey's gateway  vs  a bare Python proxy (bench/bare_proxy.py:
+#   what Python does here)  vs  Turnout pinned  vs  Turnout auto  vs  the classifier alone (one thread).
+# Then the targets' ratios. Figures go to bench/results/overhead.txt.
 # ALT_MODEL=DIR (a classifier model directory) adds gateway-auto-alt rows: model auto routed by it.
 # Needs root for apt (nginx-light, wrk) the first time; LiteLLM goes to /tmp/bench-litellm-venv.
 set -euo pipefail
@@ -14,7 +15,8 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
 [ -x .venv/bin/turnout ] || bash deploy/setup.sh
 pids=""
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
+measured=$(mktemp)
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -f "$measured"; }
 trap cleanup EXIT
 # The upstream is started here, not by peer-overhead.sh, whose exit would stop it before our own rows.
 if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
@@ -28,7 +30,7 @@ start() { # port transport [rules]
   echo "turnout on $1 did not start" >&2; exit 1
 }
 start 8090 aiohttp
-start 8091 httpx
+.venv/bin/python -m bench.bare_proxy 8093 >/tmp/bench-bare.log 2>&1 & pids="$pids $!"
 if [ -n "${ALT_MODEL:-}" ]; then
   alt_rules=$(mktemp --suffix=.yaml)
   { cat bench/rules.overhead.yaml; printf 'router: {kind: classifier, model: %s}\n' "$(realpath "$ALT_MODEL")"; } >"$alt_rules"
@@ -36,7 +38,7 @@ if [ -n "${ALT_MODEL:-}" ]; then
 fi
 run_all() {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); path: pinned backend (model=upstream-model), auth on, cache bypassed (no temperature 0 or seed)"
-  echo "# gateway = Turnout, aiohttp transport; gateway-httpx = the same with httpx's own transport"
+  echo "# gateway = Turnout pinned; bare = bench/bare_proxy.py (raw ASGI, same uvicorn and aiohttp, nothing else)"
   echo "# gateway-auto = model auto: the shipped classifier routes every request (distinct prompts, no cache)"
   [ -z "${ALT_MODEL:-}" ] || echo "# gateway-auto-alt = model auto routed by $ALT_MODEL ($(tr -d '\n ' <"$ALT_MODEL/manifest.json" | grep -o '"layers":[0-9]*' || echo 'layers unknown'))"
   GATEWAY_URL=http://127.0.0.1:8090 GATEWAY_KEY=$BENCH_API_KEY GATEWAY_MODEL=upstream-model \
@@ -48,9 +50,23 @@ run_all() {
       "$(grep -Eo 'Non-2xx or 3xx responses: [0-9]+|Socket errors:.*' <<<"$out" | tr '\n' ' ' || true)"
   }
   for c in $CONNS; do
-    gateway_run gateway-httpx 8091 upstream-model "$c"
+    gateway_run bare 8093 upstream-model "$c"
     gateway_run gateway-auto 8090 auto "$c"
     [ -z "${ALT_MODEL:-}" ] || gateway_run gateway-auto-alt 8092 auto "$c"
   done
+  .venv/bin/python -m bench.classifier_alone "${DUR%s}"
 }
-write_results "$OUT" run_all
+ratios() { # the issue's targets, from the rows above
+  awk 'function ms(v) { sub("p50=", "", v); return v ~ /us$/ ? v / 1000 : v ~ /ms$/ ? v + 0 : v * 1000 }
+    { split($2, c, "="); split($3, r, "="); rps[$1 "@" c[2]] = r[2]; p50[$1 "@" c[2]] = ms($4) }
+    END {
+      printf "# pinned c=1 p50 over direct: %.3f ms (bare: %.3f ms)\n", p50["gateway@1"] - p50["direct@1"], p50["bare@1"] - p50["direct@1"]
+      printf "# pinned / bare:    c=1 %.0f %%   c=32 %.0f %%\n", 100 * rps["gateway@1"] / rps["bare@1"], 100 * rps["gateway@32"] / rps["bare@32"]
+      if (rps["portkey@32"]) printf "# pinned / portkey:  c=1 %.2fx  c=32 %.2fx\n", rps["gateway@1"] / rps["portkey@1"], rps["gateway@32"] / rps["portkey@32"]
+      printf "# pinned c=32 / c=1: %.2f\n", rps["gateway@32"] / rps["gateway@1"]
+      bound = 1 / (1 / rps["gateway@32"] + 1 / rps["classifier@1"])
+      printf "# auto c=32 / (pinned c=32 plus one decision, serially: %.0f req/s): %.0f %%\n", bound, 100 * rps["gateway-auto@32"] / bound
+    }' "$1"
+}
+run_all_and_ratios() { run_all | tee "$measured"; ratios "$measured"; }
+write_results "$OUT" run_all_and_ratios

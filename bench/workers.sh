@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scale-out on one machine, side by side in one run: Turnout with 1, 2 and 4 worker processes
-# (`turnout serve --workers N`) against LiteLLM with the same --num_workers, on the cache-miss path
+# (`turnout serve --workers N`) against Portkey's gateway in as many Node processes (bench/portkey_cluster.mjs)
+# and LiteLLM with the same --num_workers (LITELLM=0 leaves it out), on the cache-miss path
 # (pinned model, no cache), the cache-hit path (the same request, Redis cache) and, for Turnout, the
 # auto path (the classifier routes every request, distinct prompts). The upstream is the shared
 # fixed-answer nginx; wrk runs on the same cores (2 threads, 32 connections).
@@ -15,7 +16,7 @@ WORKERS=${WORKERS:-"1 2 4"}
 command -v nginx >/dev/null && command -v wrk >/dev/null && command -v redis-server >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk redis-server; }
 [ -x .venv/bin/turnout ] || bash deploy/setup.sh
-[ -x /tmp/bench-litellm-venv/bin/litellm ] || { python3 -m venv /tmp/bench-litellm-venv && /tmp/bench-litellm-venv/bin/pip install -q 'litellm[proxy]'; }
+[ "${LITELLM:-1}" = 0 ] || [ -x /tmp/bench-litellm-venv/bin/litellm ] || { python3 -m venv /tmp/bench-litellm-venv && /tmp/bench-litellm-venv/bin/pip install -q 'litellm[proxy]'; }
 pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -23,6 +24,8 @@ curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions || { ng
 redis-cli -p 16379 ping >/dev/null 2>&1 || { redis-server --port 16379 --save '' >/tmp/bench-redis.log 2>&1 & pids="$pids $!"; sleep 0.5; }
 export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 LKEY=sk-bench-master-key-0123456789abcdef
+PORTKEY_SERVER=/tmp/bench-portkey/node_modules/@portkey-ai/gateway/build/start-server.js
+[ -f "$PORTKEY_SERVER" ] || { mkdir -p /tmp/bench-portkey && (cd /tmp/bench-portkey && npm init -y >/dev/null && npm install -s @portkey-ai/gateway@1.15.2 >/dev/null 2>&1); }
 
 load() { # name workers path url key model script
   local out; out=$(KEY="$5" MODEL="$6" wrk -t2 -c32 -d"$DUR" -s "$SHARED/bench/$7" --latency "$4" 2>&1)
@@ -36,6 +39,7 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; sleep 1; 
 run_all() {
   echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -m); wrk -t2 -c32 -d$DUR on the same cores; upstream: fixed-answer nginx"
   echo "# miss = pinned model, no cache; hit = the same request at temperature 0 from the Redis cache; auto = classifier on every request"
+  echo "# portkey = its Node gateway, N processes sharing the port (Node's cluster module); it has no cache or router of its own here"
   for w in $WORKERS; do
     TURNOUT_REDIS_URL=redis://127.0.0.1:16379/2 .venv/bin/turnout serve --config bench/rules.overhead.yaml \
       --port 8093 --workers "$w" >/tmp/bench-turnout-workers.log 2>&1 & local t=$!
@@ -44,6 +48,11 @@ run_all() {
     load turnout "$w" hit http://127.0.0.1:8093 "$BENCH_API_KEY" upstream-model chat-fixed.lua
     load turnout "$w" auto http://127.0.0.1:8093 "$BENCH_API_KEY" auto chat.lua
     stop "$t"
+    WORKERS=$w PORTKEY_SERVER=$PORTKEY_SERVER node bench/portkey_cluster.mjs --port=8788 >/tmp/bench-portkey-workers.log 2>&1 & local k=$!
+    wait_for http://127.0.0.1:8788/; sleep 2
+    load portkey "$w" miss http://127.0.0.1:8788 none upstream-model chat-portkey.lua
+    stop "$k"
+    [ "${LITELLM:-1}" = 0 ] && continue
     for config in litellm-config.yaml litellm-cache-config.yaml; do
       LITELLM_MASTER_KEY=$LKEY LITELLM_LOG=ERROR /tmp/bench-litellm-venv/bin/litellm --config "$SHARED/bench/$config" \
         --host 127.0.0.1 --port 14001 --num_workers "$w" >/tmp/bench-litellm-workers.log 2>&1 & local l=$!
