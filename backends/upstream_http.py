@@ -115,9 +115,8 @@ class _AiohttpAnswer:
     def header(self, name: str) -> str | None:
         return self._response.headers.get(name)
 
-    async def parts(self) -> AsyncIterator[bytes]:
-        async for part in self._response.content.iter_chunked(READ_PART_BYTES):
-            yield part
+    def parts(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_chunked(READ_PART_BYTES)  # no async generator of our own
 
 
 class HttpxUpstream:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -88,7 +89,7 @@ class ChatCompletionRequest(RequestPassthrough):
 
     def upstream_body(self, model: str) -> bytes:
         """The request as the backend should see it: the same fields, its own model name."""
-        return self.model_copy(update={"model": model}).model_dump_json(exclude_unset=True).encode()
+        return with_model(self, model)
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -107,7 +108,7 @@ class EmbeddingRequest(RequestPassthrough):
     dimensions: Int64 | None = Field(None, ge=1)
 
     def upstream_body(self, model: str) -> bytes:
-        return self.model_copy(update={"model": model}).model_dump_json(exclude_unset=True).encode()
+        return with_model(self, model)
 
 
 class Usage(Passthrough):
@@ -190,3 +191,12 @@ def text_of(content: str | list[ContentPart] | None) -> str:
     if isinstance(content, str):
         return content
     return "\n".join(part.text for part in content or [] if part.type == "text" and part.text is not None)
+
+
+def with_model(request: BaseModel, model: str) -> bytes:
+    """``request``'s JSON (the fields it was given) with ``model`` in place of its own: the rest
+    written once by pydantic and the model spliced in front, not the request copied to change one
+    field (half the cost, on every upstream call)."""
+    rest = request.__pydantic_serializer__.to_json(request, exclude_unset=True, exclude={"model"})
+    head = b'{"model":' + orjson.dumps(model)
+    return head + b"}" if rest == b"{}" else head + b"," + rest[1:]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.requests import Request
 
@@ -71,15 +71,10 @@ class GatewayState:
             live |= snapshot.owned()
         await _close_all(close for key, close in built.owned().items() if key not in live)
 
-    @contextlib.asynccontextmanager
-    async def leased(self) -> AsyncIterator[RulesSnapshot]:
-        """The current snapshot, held until the scope ends (however it ends): a snapshot replaced
-        meanwhile is closed only once its last lease is given back."""
-        snapshot = self._lease()
-        try:
-            yield snapshot
-        finally:
-            self._release(snapshot)
+    def leased(self) -> SnapshotLease:
+        """``async with``: the current snapshot, held until the scope ends (however it ends): a
+        snapshot replaced meanwhile is closed only once its last lease is given back."""
+        return SnapshotLease(self)
 
     def _lease(self) -> RulesSnapshot:
         snapshot = self.snapshot
@@ -151,6 +146,25 @@ async def _close_all(closers: Iterable[Closer]) -> None:
     for result in results:
         if isinstance(result, Exception):
             log.warning("closing a retired resource failed: %s", result)
+
+
+class SnapshotLease:
+    """A class, not a generator-based context manager: one is entered per request, and an async
+    generator costs a registration with the event loop each time (bench/results/profile-pinned.txt)."""
+
+    __slots__ = ("_snapshot", "_state")
+
+    def __init__(self, state: GatewayState) -> None:
+        self._state = state
+        self._snapshot: RulesSnapshot | None = None
+
+    async def __aenter__(self) -> RulesSnapshot:
+        self._snapshot = self._state._lease()
+        return self._snapshot
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._snapshot is not None:
+            self._state._release(self._snapshot)
 
 
 def gateway_state(request: Request) -> GatewayState:
