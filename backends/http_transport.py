@@ -91,7 +91,7 @@ def error_class_for(exc: BaseException) -> type[BackendError] | None:
 async def read_body(backend: str, response: UpstreamAnswer, limit: int) -> bytes:
     """An answer's whole (decoded) body; ``ResponseTooLarge`` past ``limit`` bytes. The caller's
     exchange drops the connection when the body was not read to its end."""
-    declared = response.header("content-length") or ""
+    declared = response.headers.get("content-length") or ""
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(backend, limit)
     body = bytearray()
@@ -123,7 +123,7 @@ async def raise_for_status(backend: str, response: UpstreamAnswer) -> None:
     if status < 400:
         return
     detail = upstream_message(await read_head(response, ERROR_BODY_BYTES), response.reason)
-    error = status_error(backend, status, detail, response.header("retry-after"))
+    error = status_error(backend, status, detail, response.headers.get("retry-after"))
     error.upstream_status = status
     raise error
 

@@ -10,7 +10,8 @@ whichever client raised them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
@@ -21,20 +22,16 @@ from yarl import URL
 READ_PART_BYTES = 64 * 1024
 
 
-class UpstreamAnswer(Protocol):
-    """An answer whose head is in and whose body is read on demand."""
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """An answer whose head is in and whose body is read on demand, whichever client got it."""
 
-    @property
-    def status(self) -> int: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    def header(self, name: str) -> str | None: ...
-
-    def parts(self) -> AsyncIterator[bytes]:
-        """The body, decoded, as it arrives."""
-        ...
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    """Looked up case-insensitively (both clients' header maps are)."""
+    parts: Callable[[], AsyncIterator[bytes]]
+    """The body, decoded, as it arrives."""
 
 
 class Exchange(Protocol):
@@ -84,8 +81,8 @@ class _AiohttpExchange:
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> UpstreamAnswer:
-        self._response = await self._pending
-        return _AiohttpAnswer(self._response)
+        response = self._response = await self._pending
+        return UpstreamAnswer(response.status, response.reason or "", response.headers, self._parts)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -97,25 +94,8 @@ class _AiohttpExchange:
         else:
             self._response.close()
 
-
-class _AiohttpAnswer:
-    __slots__ = ("_response",)
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    @property
-    def status(self) -> int:
-        return self._response.status
-
-    @property
-    def reason(self) -> str:
-        return self._response.reason or ""
-
-    def header(self, name: str) -> str | None:
-        return self._response.headers.get(name)
-
-    def parts(self) -> AsyncIterator[bytes]:
+    def _parts(self) -> AsyncIterator[bytes]:
+        assert self._response is not None
         return self._response.content.iter_chunked(READ_PART_BYTES)  # no async generator of our own
 
 
@@ -155,36 +135,14 @@ class _HttpxExchange:
         self._response: httpx.Response | None = None
 
     async def __aenter__(self) -> UpstreamAnswer:
-        self._response = await self._client.send(self._request, stream=True)
-        return _HttpxAnswer(self._response)
+        response = self._response = await self._client.send(self._request, stream=True)
+        return UpstreamAnswer(response.status_code, response.reason_phrase, response.headers, response.aiter_bytes)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._response is not None:
             await self._response.aclose()
-
-
-class _HttpxAnswer:
-    __slots__ = ("_response",)
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-
-    @property
-    def status(self) -> int:
-        return self._response.status_code
-
-    @property
-    def reason(self) -> str:
-        return self._response.reason_phrase
-
-    def header(self, name: str) -> str | None:
-        value: str | None = self._response.headers.get(name)
-        return value
-
-    def parts(self) -> AsyncIterator[bytes]:
-        return self._response.aiter_bytes()
 
 
 def open_upstream(max_connections: int, transport: str = "aiohttp") -> UpstreamHttp:

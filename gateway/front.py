@@ -15,8 +15,6 @@ probes, the console) passes to FastAPI's stack under the same scope.
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
@@ -24,12 +22,10 @@ from starlette.types import Message, Receive, Scope, Send
 from backends.request_context import REQUEST_ID
 from contracts.errors import GatewayError
 from gateway.apis.routes import HOT, Endpoint
-from gateway.error_handlers import shaped
+from gateway.error_handlers import on_unexpected, shaped
 from gateway.observe.access_log import REQUEST_ID_HEADER_BYTES, request_id_of
 from gateway.serving.outcome import status_of
 from gateway.state import GatewayState
-
-log = logging.getLogger("turnout")
 
 
 class Gateway(FastAPI):
@@ -80,7 +76,6 @@ async def _serve(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send)
         response = await endpoint(request)
     except GatewayError as exc:
         response = shaped(request, exc)
-    except Exception:
-        log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-        response = shaped(request, GatewayError("internal error in the gateway; it has been logged"))
+    except Exception as exc:
+        response = await on_unexpected(request, exc)  # logged, and shaped as every other 500
     await response(scope, receive, send)
