@@ -32,7 +32,8 @@ async def readyz(request: Request) -> Response:
     default_route = snapshot.rules.default_route
     is_ready = not state.draining and any(
         backends[name]["breaker"] != "open" and backends[name].get("healthy", True)
-        for name in snapshot.rules.routes[default_route].backends
+        for chain in snapshot.rules.routes[default_route].chains().values()
+        for name in chain
     )
     body = {
         "ready": is_ready,

@@ -12,12 +12,15 @@ import httpx
 from backends.http_transport import HttpClients
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import open_store, warm_up
+from gateway.observe.feedback import FeedbackBook
 from gateway.observe.metrics import Metrics
 from gateway.observe.reports import ReportBook
 from gateway.observe.samples import RoutingSamples
 from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.redis_client import close_redis, redis_client
 from gateway.response_store import ResponseStore
+from gateway.rollouts.agreement import Agreement
+from gateway.rollouts.shadow import ShadowRunner
 from gateway.settings import Settings
 
 
@@ -35,8 +38,12 @@ class Resources:
     cache: ResponseCache
     limits: RateLimiter
     reports: ReportBook
+    feedback: FeedbackBook
+    """What served each recent request, for scores sent back through ``POST /v1/feedback``."""
     samples: RoutingSamples
     """Recent requests' routing inputs, for dry runs of new rules."""
+    shadows: ShadowRunner
+    """Shadow calls of sampled answered requests, in the background."""
     responses: ResponseStore
     """Stored Responses API answers."""
 
@@ -52,6 +59,8 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
     cache = ResponseCache(store, metrics, timeout_s)
     reports = ReportBook(redis)
     reports.start()
+    feedback = FeedbackBook(redis, reports, settings.feedback_ttl_s, settings.feedback_max_ids)
+    feedback.start()
     return Resources(
         settings=settings,
         clients=HttpClients(settings.upstream_transport, shared=http_client),
@@ -61,9 +70,11 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
         cache=cache,
         limits=open_rate_limiter(redis, metrics, timeout_s),
         reports=reports,
+        feedback=feedback,
         samples=RoutingSamples(
             settings.dry_run_samples, settings.dry_run_ttl_s, frozenset(settings.dry_run_exclude_tenants)
         ),
+        shadows=ShadowRunner(metrics, reports, Agreement(settings.router_threads)),
         responses=ResponseStore(
             redis, settings.responses_ttl_s, settings.responses_max_bytes, settings.responses_memory_bytes
         ),
@@ -73,6 +84,8 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
 async def close_resources(resources: Resources) -> None:
     await resources.limits.aclose()
     await resources.cache.store.aclose()
+    await resources.shadows.aclose()  # cancels what runs: before the reports it books into
+    await resources.feedback.aclose()
     await resources.reports.aclose()
     if resources.cache_redis is not None and resources.cache_redis is not resources.redis:
         await close_redis(resources.cache_redis)

@@ -87,10 +87,44 @@ class CachePolicy(Strict):
     Needs Redis 8 (vector sets) or the in-process store."""
 
 
+class VariantSpec(Strict):
+    """One arm of a rollout: a whole backend chain and its share of the route's traffic."""
+
+    backends: list[str] = Field(min_length=1)
+    """Primary first, fallbacks after, as a route's."""
+    weight: int = Field(ge=0, le=1_000_000)
+    """Its share against the other variants' weights; 0 takes it out without deleting it."""
+
+
+class ShadowSpec(Strict):
+    """A candidate backend asked in the background with a sample of the route's requests, its
+    answers compared with the client's and never shown to anyone."""
+
+    backend: str
+    sample: float = Field(0.05, ge=0, le=1)
+    """The share of the route's answered requests copied to it."""
+    max_in_flight: int = Field(4, ge=1, le=1000)
+    """Shadow calls running at once for this route; a sample beyond it is dropped (and counted)."""
+    budget_ms: int = Field(10_000, ge=1, le=600_000)
+    """The longest a shadow call may take."""
+    agree_at: float = Field(0.85, gt=0, le=1)
+    """Two longer answers agree at or above this cosine similarity under the router's encoder."""
+
+
+STICKY = r"^(request|user|tenant|header:[A-Za-z0-9-]{1,64})$"
+MAX_VARIANTS = 16
+
+
 class RouteSpec(Strict):
     description: str = ""
-    backends: list[str] = Field(min_length=1)
-    """Primary first, fallbacks after, tried in this order."""
+    backends: list[str] = []
+    """Primary first, fallbacks after, tried in this order. Give this or ``variants``."""
+    variants: dict[Annotated[str, Field(pattern=NAME)], VariantSpec] = Field({}, max_length=MAX_VARIANTS)
+    """Weighted backend chains (a rollout): each request is given one (:mod:`gateway.rollouts`)."""
+    sticky: str = Field("request", pattern=STICKY)
+    """What keeps a caller in one variant: ``request`` (each drawn at random), ``user`` (the API's
+    user field), ``tenant``, or ``header:<name>``. Without that key, a request is drawn at random."""
+    shadow: ShadowSpec | None = None
     cache: CachePolicy = CachePolicy()
     latency_budget_ms: int = Field(60_000, ge=1, le=3_600_000)
     """The whole request, fallbacks included; a client may tighten it with ``x-turnout-budget-ms``."""
@@ -102,6 +136,19 @@ class RouteSpec(Strict):
     fallback: FallbackSpec = FallbackSpec()
     hedge: HedgeSpec | None = None
     """Unset: no hedging; fallbacks start only when the backend before them has failed."""
+
+    @property
+    def chain(self) -> list[str]:
+        """The backends in order when no variant has been drawn: ``backends``, or the heaviest variant's."""
+        if self.backends or not self.variants:
+            return self.backends
+        return max(self.variants.values(), key=lambda variant: variant.weight).backends
+
+    def chains(self) -> dict[str, list[str]]:
+        """Every backend chain by where it is given (``backends`` or ``variants.<name>.backends``)."""
+        if not self.variants:
+            return {"backends": self.backends}
+        return {f"variants.{name}.backends": variant.backends for name, variant in self.variants.items()}
 
 
 class ApiKeySpec(Strict):
@@ -243,11 +290,7 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
     """Problems between sections that no single field can see."""
     problems: list[tuple[str, str]] = []
     for route, spec in rules.routes.items():
-        for i, backend in enumerate(spec.backends):
-            if backend not in rules.backends:
-                problems.append((f"routes.{route}.backends[{i}]", f"unknown backend {backend!r}"))
-        if len(set(spec.backends)) != len(spec.backends):
-            problems.append((f"routes.{route}.backends", "a backend is listed twice"))
+        problems += _check_chains(route, spec, rules)
         problems += _check_budgets(route, spec)
     for name, backend_spec in rules.backends.items():
         if backend_spec.breaker.min_calls > backend_spec.breaker.window:
@@ -266,12 +309,43 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
     return problems
 
 
+def _check_chains(route: str, spec: RouteSpec, rules: Rules) -> list[tuple[str, str]]:
+    """Backends or variants (one of them), every backend known and listed once per chain, weights
+    that send traffic somewhere, and a shadow that is a known backend of its own."""
+    if bool(spec.backends) == bool(spec.variants):
+        given = "both" if spec.backends else "neither"
+        return [(f"routes.{route}", f"give either backends or variants ({given} given)")]
+    problems: list[tuple[str, str]] = []
+    for where, chain in spec.chains().items():
+        for i, backend in enumerate(chain):
+            if backend not in rules.backends:
+                problems.append((f"routes.{route}.{where}[{i}]", f"unknown backend {backend!r}"))
+        if len(set(chain)) != len(chain):
+            problems.append((f"routes.{route}.{where}", "a backend is listed twice"))
+    if spec.variants and not sum(variant.weight for variant in spec.variants.values()):
+        problems.append((f"routes.{route}.variants", "every weight is 0: no variant would get traffic"))
+    if not spec.variants and spec.sticky != "request":
+        problems.append((f"routes.{route}.sticky", "only a route with variants has something to stick to"))
+    if spec.shadow is not None:
+        shadow = spec.shadow.backend
+        if shadow not in rules.backends:
+            problems.append((f"routes.{route}.shadow.backend", f"unknown backend {shadow!r}"))
+        elif any(chain and chain[0] == shadow for chain in spec.chains().values()):
+            problems.append(
+                (
+                    f"routes.{route}.shadow.backend",
+                    "the shadow is a primary of the route: it would be compared with itself",
+                )
+            )
+    return problems
+
+
 def _check_budgets(route: str, spec: RouteSpec) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if spec.ttft_budget_ms is not None and spec.ttft_budget_ms > spec.latency_budget_ms:
         problems.append((f"routes.{route}.ttft_budget_ms", "longer than latency_budget_ms"))
-    if spec.hedge is not None and len(spec.backends) < 2:
-        problems.append((f"routes.{route}.hedge", "hedging needs a second backend on the route"))
+    if spec.hedge is not None and any(len(chain) < 2 for chain in spec.chains().values()):
+        problems.append((f"routes.{route}.hedge", "hedging needs a second backend in every chain of the route"))
     return problems
 
 

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     """Largest stored response, its conversation included; a larger one is answered, not stored."""
     responses_memory_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     """Without Redis: the most the in-process store holds; the oldest responses leave first."""
+    feedback_ttl_s: int = Field(7 * 24 * 3600, ge=0, le=365 * 24 * 3600)
+    """How long a request can be scored through ``POST /v1/feedback``; 0 turns feedback off."""
+    feedback_max_ids: int = Field(100_000, ge=1)
+    """Without Redis: the most request ids the process remembers for feedback, oldest out first."""
     drain_timeout_s: float = 30.0
     """On SIGTERM: longest wait for requests and streams in flight before the server stops."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"

@@ -29,7 +29,7 @@ class ClassifierRouter:
     ) -> None:
         self._labels = labels
         self._batcher = batcher
-        self._routes = {name: tuple(route.backends) for name, route in rules.routes.items()}
+        self._routes = {name: tuple(route.chain) for name, route in rules.routes.items()}
         self._default = rules.default_route
         self._route_of_label = {
             label: spec.labels.get(label, label if label in rules.routes else None) for label in labels

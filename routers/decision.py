@@ -21,6 +21,8 @@ class RouteDecision:
     """Confidence in the chosen label, when a model chose."""
     scores: dict[str, float] = field(default_factory=dict)
     """Every label's score, when a model scored."""
+    variant: str | None = None
+    """The route's variant this request was given (:mod:`routers.variants`), when it has variants."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class RoutingContext:
     tenant: str = "anonymous"
     headers: Mapping[str, str] = field(default_factory=dict)
     """Request headers; lookups by lower-case name."""
+    draw_key: str | None = None
+    """What draws a variant for a request with no sticky key: unset, a random draw; a dry run sets
+    the sampled request's id, so both sides of it draw alike."""
 
 
 class Router(Protocol):

@@ -12,7 +12,7 @@ class DefaultRouteRouter:
         route = rules.default_route
         self._decision = RouteDecision(
             route=route,
-            backends=tuple(rules.routes[route].backends),
+            backends=tuple(rules.routes[route].chain),
             decided_by="default",
             reason="no classifier configured; the default route serves every auto request",
         )

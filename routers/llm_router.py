@@ -35,7 +35,7 @@ class LLMRouter:
         self._spec = spec
         self._backend = backend
         self._fallback = fallback
-        self._routes = {name: tuple(route.backends) for name, route in rules.routes.items()}
+        self._routes = {name: tuple(route.chain) for name, route in rules.routes.items()}
         listing = "\n".join(f"- {name}: {route.description or name}" for name, route in rules.routes.items())
         self._instructions = INSTRUCTIONS.format(routes=listing)
         schema = {

@@ -62,7 +62,7 @@ class RuleEngine:
         self._rules = [
             CompiledRule(
                 spec=spec,
-                backends=tuple(rules.routes[spec.route].backends),
+                backends=tuple(rules.routes[spec.route].chain),
                 pattern=compile_pattern(spec.when.regex) if spec.when.regex else None,
                 headers={k.lower(): v for k, v in spec.when.headers.items()},
             )

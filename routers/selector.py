@@ -11,6 +11,7 @@ from contracts.wire import ChatCompletionRequest
 from routers.decision import RouteDecision, Router, RoutingContext
 from routers.rules_engine import RuleEngine
 from routers.specs import RoutingTable
+from routers.variants import VariantTable
 
 AUTO = "auto"
 
@@ -19,9 +20,10 @@ class RouteSelector:
     def __init__(self, rules: RoutingTable, router: Router) -> None:
         self.router = router
         self.rules = RuleEngine(rules)
+        self.variants = VariantTable(rules.routes)
         self._by_name: dict[str, RouteDecision] = {}
         for route, spec in rules.routes.items():
-            self._by_name[route] = RouteDecision(route, tuple(spec.backends), "model", f"model names route {route!r}")
+            self._by_name[route] = RouteDecision(route, tuple(spec.chain), "model", f"model names route {route!r}")
         for alias, backend in rules.aliases.items():
             self._by_name[alias] = RouteDecision(alias, (backend,), "alias", f"alias pins backend {backend!r}")
         self._routes = set(rules.routes)
@@ -31,11 +33,18 @@ class RouteSelector:
     async def select(
         self, model: str, forced_route: str | None, chat: ChatCompletionRequest | None, context: RoutingContext
     ) -> RouteDecision:
-        """Decide the route; raise ``UnknownModel`` for a name that means nothing here.
+        """Decide the route, and the route's variant when it has some; raise ``UnknownModel`` for a
+        name that means nothing here.
 
         ``chat`` is what rules and the router look at; without one (embeddings) ``auto``
         means the default route.
         """
+        decision = await self._route(model, forced_route, chat, context)
+        return self.variants.assign(decision, chat, context)
+
+    async def _route(
+        self, model: str, forced_route: str | None, chat: ChatCompletionRequest | None, context: RoutingContext
+    ) -> RouteDecision:
         if forced_route is not None:
             if forced_route not in self._routes:
                 message = f"route {forced_route!r} in x-turnout-route does not exist"

@@ -66,12 +66,28 @@ class DefaultRouterSpec(Strict):
 RouterSpec = Annotated[ClassifierRouterSpec | LLMRouterSpec | DefaultRouterSpec, Field(discriminator="kind")]
 
 
-class RouteEntry(Protocol):
+class VariantEntry(Protocol):
     @property
     def backends(self) -> Sequence[str]: ...
 
     @property
+    def weight(self) -> int: ...
+
+
+class RouteEntry(Protocol):
+    @property
+    def chain(self) -> Sequence[str]:
+        """The backends in order, primary first, before any variant is drawn."""
+        ...
+
+    @property
     def description(self) -> str: ...
+
+    @property
+    def variants(self) -> Mapping[str, VariantEntry]: ...
+
+    @property
+    def sticky(self) -> str: ...
 
 
 class RoutingTable(Protocol):

@@ -12,7 +12,14 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.mark.parametrize(
     "script",
-    ["bench/overhead.sh", "bench/cache_hits.sh", "bench/workers.sh", "bench/api_overhead.sh", "bench/profile_spy.sh"],
+    [
+        "bench/overhead.sh",
+        "bench/cache_hits.sh",
+        "bench/workers.sh",
+        "bench/api_overhead.sh",
+        "bench/profile_spy.sh",
+        "bench/rollout_overhead.sh",
+    ],
 )
 def test_missing_shared_files_stop_the_script_at_once_saying_where_to_get_them(script: str, tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in (ROOT / "bench" / "results").iterdir()}

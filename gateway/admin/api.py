@@ -17,8 +17,10 @@ from gateway.admin.headers import console_policy
 from gateway.admin.report_format import parse_by, parse_since, to_csv
 from gateway.apis.decoding import internal_request
 from gateway.observe.reports import Key, group
+from gateway.observe.variant_report import ARM_COLUMNS, flat, variant_report
 from gateway.request_body import parse_json, read_body
 from gateway.resilience.latency_window import MIN_SAMPLES
+from gateway.rules import RouteSpec
 from gateway.state import gateway_state, request_snapshot
 from routers.decision import RoutingContext
 
@@ -35,7 +37,8 @@ def require_admin(request: Request) -> None:
 async def route_explain(request: Request, api: str | None = None) -> Response:
     """Where a request would go, and why; nothing is sent to a backend. The body is any API's
     (``api``: chat, responses or messages; unset: responses when it has ``input``, else chat), or
-    ``{"prompt": ...}``; ``model`` defaults to ``auto``.
+    ``{"prompt": ..., "user": ...}``; ``model`` defaults to ``auto``. A route with variants says which
+    one this caller gets (by its ``user``, tenant or header, as the route sticks).
 
     ``x-turnout-tenant`` sets the tenant that rules see; other headers are seen as sent.
     """
@@ -43,7 +46,8 @@ async def route_explain(request: Request, api: str | None = None) -> Response:
     require_admin(request)
     payload = parse_json(await read_body(request, state.settings.max_body_bytes))
     if isinstance(payload, dict) and "prompt" in payload and "messages" not in payload and "input" not in payload:
-        payload = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
+        prompt = {"model": payload.get("model", "auto"), "messages": [{"role": "user", "content": payload["prompt"]}]}
+        payload = prompt | ({"user": payload["user"]} if "user" in payload else {})
     elif isinstance(payload, dict):
         payload.setdefault("model", "auto")
     chat = internal_request(
@@ -81,11 +85,22 @@ async def backends(request: Request) -> Response:
                 "at": check.checked_at,
             }
     routes = {
-        name: {"backends": spec.backends, "description": spec.description}
+        name: {"backends": spec.chain, "description": spec.description} | _rollout(spec)
         for name, spec in snapshot.rules.routes.items()
     }
     body = {"rules_version": snapshot.version, "backends": found, "routes": routes}
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _rollout(spec: RouteSpec) -> dict[str, object]:
+    """A route's variants (weights and chains), what keeps callers in one, and its shadow."""
+    found: dict[str, object] = {}
+    if spec.variants:
+        found["variants"] = {name: variant.model_dump() for name, variant in spec.variants.items()}
+        found["sticky"] = spec.sticky
+    if spec.shadow is not None:
+        found["shadow"] = spec.shadow.model_dump()
+    return found
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -116,6 +131,30 @@ def _report_json(found: dict[Key, dict[str, float]], since: str, dimensions: lis
     totals = group(found, [])
     body = {"since": since, "by": dimensions, "rows": group(found, dimensions), "totals": totals[0] if totals else {}}
     return orjson.dumps(body)
+
+
+@router.get("/reports/variants")
+async def variants_report(
+    request: Request, since: str = "24h", route: str | None = None, format: str = "json"
+) -> Response:
+    """Each route's variants and shadow side by side (:mod:`gateway.observe.variant_report`), over
+    ``since``, from every replica; ``route`` narrows it to one; ``format`` json or csv."""
+    state = gateway_state(request)
+    require_admin(request)
+    if format not in ("json", "csv"):
+        raise InvalidRequest(f"format={format!r}: choose json or csv", param="format")
+    found = await state.resources.reports.totals(parse_since(since))
+    report = await asyncio.to_thread(variant_report, found, route)
+    if format == "csv":
+        return Response(to_csv(flat(report), [], ARM_COLUMNS), media_type="text/csv")
+    snapshot = request_snapshot(request)
+    weights = {
+        name: {variant: spec.weight for variant, spec in route_spec.variants.items()}
+        for name, route_spec in snapshot.rules.routes.items()
+        if route_spec.variants
+    }
+    body = {"since": since, "rules_version": snapshot.version, "weights": weights, "routes": report}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("")

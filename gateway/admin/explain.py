@@ -20,6 +20,8 @@ async def explain(
     rules = selector.rules.explain(request, context)
     return {
         "route": decision.route,
+        "variant": decision.variant,
+        "sticky": _sticky(selector, decision.route, decision.variant),
         "backends": list(decision.backends),
         "decided_by": decision.decided_by,
         "reason": decision.reason,
@@ -30,8 +32,18 @@ async def explain(
     }
 
 
-async def explain_offline(rules: Rules, prompt: str, model: str, tenant: str) -> dict[str, Any]:
+def _sticky(selector: RouteSelector, route: str, variant: str | None) -> str | None:
+    """What kept this caller in its variant, or that it was drawn at random (each request is)."""
+    if variant is None:
+        return None
+    return selector.variants.sticky_of(route)
+
+
+async def explain_offline(
+    rules: Rules, prompt: str, model: str, tenant: str, user: str | None = None
+) -> dict[str, Any]:
     """Explain without serving: only the routing of ``rules`` is built (:func:`routing_only`)."""
-    request = ChatCompletionRequest.model_validate({"model": model, "messages": [{"role": "user", "content": prompt}]})
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    request = ChatCompletionRequest.model_validate(body | ({"user": user} if user else {}))
     async with routing_only(rules, HttpClients(), Settings(router_max_batch=1)) as routing:
         return await explain(routing.selector, routing.router.description, request, RoutingContext(tenant))

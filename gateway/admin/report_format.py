@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 
 from contracts.errors import InvalidRequest, RequestError
 from gateway.observe.reports import DIMENSIONS, FIELDS, KEEP_S
@@ -40,32 +41,39 @@ def columns(by: list[str]) -> list[str]:
     return [*by, *FIELDS, "hit_ratio"]
 
 
-def to_csv(rows: list[dict[str, object]], by: list[str]) -> str:
+def to_csv(rows: list[dict[str, object]], by: list[str], columns_of: Sequence[str] | None = None) -> str:
+    """The rows as CSV: the cost report's columns for ``by``, or ``columns_of`` when given."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns(by), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list(columns_of or columns(by)), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
 
 
-def to_table(rows: list[dict[str, object]], by: list[str]) -> str:
-    shown = [
-        *by,
-        "requests",
-        "hits",
-        "misses",
-        "hit_ratio",
-        "saved_tokens",
-        "saved_usd",
-        "cost_usd",
-        "routing_saved_usd",
-    ]
-    cells = [shown] + [[_cell(row[c]) for c in shown] for row in rows]
+def to_table(rows: list[dict[str, object]], by: list[str], shown_columns: Sequence[str] | None = None) -> str:
+    shown = (
+        list(shown_columns)
+        if shown_columns is not None
+        else [
+            *by,
+            "requests",
+            "hits",
+            "misses",
+            "hit_ratio",
+            "saved_tokens",
+            "saved_usd",
+            "cost_usd",
+            "routing_saved_usd",
+        ]
+    )
+    cells = [shown] + [[_cell(row.get(c)) for c in shown] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(shown))]
     return "\n".join("  ".join(value.ljust(width) for value, width in zip(r, widths, strict=True)) for r in cells)
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
     return str(value)

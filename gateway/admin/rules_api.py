@@ -20,9 +20,10 @@ from gateway.admin_keys import Admin
 from gateway.live.coordinator import LiveRules, VersionNotFound
 from gateway.live.dry_run import dry_run
 from gateway.live.versions import Proposal, RulesVersion, changes, unified_diff
+from gateway.live.weights import with_weights
 from gateway.observe.samples import RoutingSample
 from gateway.request_body import parse_json, read_body
-from gateway.rules import RulesInvalid
+from gateway.rules import MAX_VARIANTS, RulesInvalid
 from gateway.state import gateway_state, request_snapshot
 from gateway.yaml_source import MAX_DOCUMENT_BYTES
 
@@ -122,6 +123,23 @@ async def apply(request: Request) -> Response:
     return json_response({"version": version.version}, headers={"etag": f'"{version.version}"'})
 
 
+@router.post("/weights")
+async def propose_weights(request: Request) -> Response:
+    """Body ``{"route": ..., "weights": {"<variant>": <int>}}``: the serving rules' text with those
+    weights, to validate, dry-run and apply as any edit; nothing is stored."""
+    await editor(request)
+    payload = parse_json(await read_body(request, MAX_DOCUMENT_BYTES))
+    if not isinstance(payload, dict) or not isinstance(payload.get("route"), str):
+        raise InvalidRequest('want {"route": "...", "weights": {"<variant>": <weight>}}', param="route")
+    weights = payload.get("weights")
+    if not isinstance(weights, dict) or not weights or len(weights) > MAX_VARIANTS:
+        raise InvalidRequest(f"weights: an object of 1 to {MAX_VARIANTS} variants and weights", param="weights")
+    live = live_rules(request)
+    serving = await stored(live, await live.restore_if_lost())
+    text = await asyncio.to_thread(with_weights, serving.yaml, payload["route"], weights)
+    return json_response({"yaml": text, "base_version": serving.version})
+
+
 @router.post("/dry-run")
 async def dry_run_rules(request: Request) -> Response:
     """Body: the proposed YAML; or JSON ``{"yaml": ..., "prompts": [{"prompt", "tenant"?, "model"?}]}``
@@ -148,11 +166,21 @@ async def dry_run_body(request: Request) -> tuple[str, list[RoutingSample] | Non
     if given is None:
         return payload["yaml"], None
     if not isinstance(given, list) or not all(isinstance(p, dict) and isinstance(p.get("prompt"), str) for p in given):
-        raise InvalidRequest('"prompts" is a list of {"prompt": "...", "tenant"?: ..., "model"?: ...}', param="prompts")
+        raise InvalidRequest(
+            '"prompts" is a list of {"prompt": "...", "tenant"?: ..., "model"?: ..., "user"?: ...}', param="prompts"
+        )
     if len(given) > MAX_DRY_RUN_PROMPTS:
         raise InvalidRequest(f"{len(given)} prompts: a dry run replays at most {MAX_DRY_RUN_PROMPTS}", param="prompts")
     samples = [
-        RoutingSample(f"prompt-{i}", str(p.get("tenant", "anonymous")), str(p.get("model", "auto")), {}, text, 0.0)
+        RoutingSample(
+            f"prompt-{i}",
+            str(p.get("tenant", "anonymous")),
+            str(p.get("model", "auto")),
+            {},
+            text,
+            0.0,
+            p["user"] if isinstance(p.get("user"), str) else None,
+        )
         for i, p in enumerate(given)
         if isinstance(text := p["prompt"], str)
     ]

@@ -20,6 +20,7 @@ from contracts.wire import ModelCard, ModelList
 from gateway.apis.chat import ChatApi
 from gateway.apis.count_tokens import count_tokens
 from gateway.apis.embeddings import embed
+from gateway.apis.feedback import feedback
 from gateway.apis.messages import MessagesApi
 from gateway.apis.responses import ResponsesApi
 from gateway.serving.answer import JSON
@@ -102,6 +103,7 @@ ENDPOINTS: list[tuple[str, str, Endpoint]] = [
     ("DELETE", "/v1/responses/{response_id}", delete_response),
     ("POST", "/v1/messages", messages),
     ("POST", "/v1/messages/count_tokens", messages_count_tokens),
+    ("POST", "/v1/feedback", feedback),
 ]
 for method, path, endpoint in ENDPOINTS:
     router.add_route(path, endpoint, methods=[method])

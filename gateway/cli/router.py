@@ -47,6 +47,7 @@ def add_commands(commands: Any) -> None:
     explain.add_argument("--config", type=Path, required=True)
     explain.add_argument("--model", default="auto", help="the request's model (default: auto)")
     explain.add_argument("--tenant", default="anonymous")
+    explain.add_argument("--user", help="the request's user field (which variant a sticky route gives them)")
     explain.add_argument("prompt")
     explain.set_defaults(handler=explain_command)
 
@@ -167,5 +168,5 @@ def explain_command(args: argparse.Namespace) -> int:
         return 1
     from gateway.admin.explain import explain_offline
 
-    print(json.dumps(asyncio.run(explain_offline(rules, args.prompt, args.model, args.tenant)), indent=2))
+    print(json.dumps(asyncio.run(explain_offline(rules, args.prompt, args.model, args.tenant, args.user)), indent=2))
     return 0

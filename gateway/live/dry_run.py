@@ -48,14 +48,18 @@ async def dry_run(
 
 
 async def decide(selector: RouteSelector, rules: Rules, sample: RoutingSample) -> Decision:
-    """Where ``sample`` goes under ``rules``: route and first backend, or the error it would get."""
-    context = RoutingContext(sample.tenant, sample.headers)
+    """Where ``sample`` goes under ``rules``: route, variant (when the route has some) and first
+    backend, or the error it would get. A variant drawn at random is drawn by the sample's request
+    id, the same on both sides, so only a change of weights moves it."""
+    context = RoutingContext(sample.tenant, sample.headers, draw_key=sample.request_id)
     try:
         decision = await selector.select(sample.model, sample.headers.get("x-turnout-route"), sample.request(), context)
     except GatewayError as exc:
         return {"route": None, "backend": None, "error": exc.code or type(exc).__name__}
     if not may_use(rules, sample.tenant, decision.route):
         return {"route": decision.route, "backend": None, "error": "permission_denied"}
+    if decision.variant is not None:
+        return {"route": decision.route, "variant": decision.variant, "backend": decision.backends[0]}
     return {"route": decision.route, "backend": decision.backends[0]}
 
 

@@ -29,8 +29,8 @@ class Instrument:
 COUNTERS = {
     "requests": Instrument(
         "turnout_requests",
-        "Requests answered, by route, backend and HTTP status.",
-        ("endpoint", "route", "backend", "status"),
+        "Requests answered, by API, route, variant, backend and HTTP status.",
+        ("endpoint", "route", "variant", "backend", "status"),
     ),
     "attempts": Instrument(
         "turnout_backend_attempts", "Calls to backends, by outcome (ok or the error code).", ("backend", "outcome")
@@ -51,6 +51,11 @@ COUNTERS = {
     "limit_errors": Instrument(
         "turnout_rate_limit_errors", "Failed calls to the rate-limit store (the request was let through)."
     ),
+    "shadow": Instrument(
+        "turnout_shadow_calls",
+        "Shadow calls by route, shadow backend and outcome: agreed, disagreed, error, or dropped at the bound.",
+        ("route", "backend", "outcome"),
+    ),
     "rules_refused": Instrument(
         "turnout_rules_refused",
         "Rules changes refused (invalid, or not servable here), by source: api, file or store.",
@@ -61,7 +66,7 @@ HISTOGRAMS = {
     "latency": Instrument(
         "turnout_request_duration_seconds",
         "Time from request to the last byte of the answer.",
-        ("endpoint", "route", "backend"),
+        ("endpoint", "route", "variant", "backend"),
         LATENCY_BUCKETS,
     ),
     "confidence": Instrument(
@@ -95,13 +100,15 @@ class Metrics:
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self._counter_children: dict[tuple[str, ...], Counter] = {}
 
-    def observe_request(self, endpoint: str, route: str, backend: str, status: int, seconds: float) -> None:
-        key = (endpoint, route, backend, str(status))
+    def observe_request(
+        self, endpoint: str, route: str, variant: str, backend: str, status: int, seconds: float
+    ) -> None:
+        key = (endpoint, route, variant, backend, str(status))
         children = self._children.get(key)
         if children is None:  # label lookups cost more than the increments: keep the children
             children = (
                 self._counters["requests"].labels(*key),
-                self._histograms["latency"].labels(endpoint, route, backend),
+                self._histograms["latency"].labels(endpoint, route, variant, backend),
             )
             self._children[key] = children
         children[0].inc()
@@ -126,6 +133,9 @@ class Metrics:
 
     def observe_hedge(self, route: str) -> None:
         self._child("hedges", route).inc()
+
+    def observe_shadow(self, route: str, backend: str, outcome: str) -> None:
+        self._child("shadow", route, backend, outcome).inc()
 
     def observe_rate_limited(self, tenant: str, limit: str) -> None:
         self._counters["rate_limited"].labels(tenant, limit).inc()

@@ -1,7 +1,9 @@
 """Cost reports: what every request cost, and what the cache and the router saved.
 
-Requests are tallied in process (no I/O on the request path) per hour, route, backend, tenant
-and endpoint (the API that was asked: chat, responses, messages, embeddings). With Redis the tally
+Requests are tallied in process (no I/O on the request path) per hour, route, backend, tenant,
+endpoint (the API that was asked: chat, responses, messages, embeddings) and variant (a rollout's
+arm, ``-`` on a route without variants), with their latencies as bucket counts
+(:mod:`gateway.observe.spread`) for the variant report's percentiles. With Redis the tally
 is flushed every second into one hash per hour (``HINCRBYFLOAT``), so all replicas add into the
 same figures; without Redis the tally is the report. A flush that
 fails keeps its deltas for the next one.
@@ -10,7 +12,6 @@ fails keeps its deltas for the next one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import secrets
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.errors import StateStoreUnavailable
+from gateway.observe.periodic import Periodic
+from gateway.observe.spread import bucket_of
 from gateway.redis_client import REDIS_FAILURES, close_redis, redis_client
 from gateway.store_guard import StoreGuard, StoreUnavailable
 
@@ -27,10 +30,11 @@ log = logging.getLogger("turnout")
 FIELDS = (
     "requests", "hits", "misses", "bypasses", "offs", "errors",
     "prompt_tokens", "completion_tokens", "cost_usd", "saved_tokens", "saved_usd", "routing_saved_usd",
+    "shadow_usd",
 )  # fmt: skip
 COUNTS = frozenset(name for name in FIELDS if not name.endswith("_usd"))
 """Requests and tokens: whole numbers, summed as floats (HINCRBYFLOAT) and reported as integers."""
-DIMENSIONS = ("hour", "route", "backend", "tenant", "endpoint")
+DIMENSIONS = ("hour", "route", "backend", "tenant", "endpoint", "variant")
 SEPARATOR = "\x1f"
 KEEP_S = 40 * 24 * 3600
 FLUSH_MARK_S = 600
@@ -46,9 +50,13 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-Key = tuple[str, str, str, str, str]  # hour, route, backend, tenant, endpoint
+Key = tuple[str, str, str, str, str, str]  # hour, route, backend, tenant, endpoint, variant
 OLDER_ENDPOINT = "chat"
 """The endpoint of rows tallied before reports named one: chat completions, then the only API."""
+NO_VARIANT = "-"
+"""The variant of a route without variants, and of rows tallied before reports named one."""
+LATENCY, FIRST_CHUNK = "ms:", "ttft_ms:"
+"""Prefixes of the latency bucket counts: the whole request, and a stream's first chunk."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,10 @@ class Outcome:
     reference_cost_usd: float = 0.0
     """What the same tokens would have cost on the reference (most expensive) backend."""
     endpoint: str = OLDER_ENDPOINT
+    variant: str = NO_VARIANT
+    latency_ms: float | None = None
+    first_chunk_ms: float | None = None
+    """A stream's time to its first chunk from the backend."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,6 +92,10 @@ def deltas_of(outcome: Outcome) -> dict[str, float]:
     tokens = outcome.prompt_tokens + outcome.completion_tokens
     counted = {"hit": "hits", "miss": "misses", "bypass": "bypasses", "off": "offs", "error": "errors"}
     deltas = {"requests": 1.0, counted[outcome.cache]: 1.0}
+    if outcome.latency_ms is not None:
+        deltas[f"{LATENCY}{bucket_of(outcome.latency_ms)}"] = 1.0
+    if outcome.first_chunk_ms is not None:
+        deltas[f"{FIRST_CHUNK}{bucket_of(outcome.first_chunk_ms)}"] = 1.0
     if outcome.cache == "hit":
         return deltas | {"saved_tokens": tokens, "saved_usd": outcome.cost_usd}
     if outcome.cache == "error":
@@ -102,18 +118,22 @@ class ReportBook:
         self._local: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._redis = redis
         self._owns_client = owns_client
-        self._interval_s = flush_interval_s
         self._timeout_s = call_timeout_s
-        self._task: asyncio.Task[None] | None = None
+        self._flushing = Periodic(self.flush, flush_interval_s)
         self._unsent: list[tuple[str, defaultdict[Key, defaultdict[str, float]]]] = []
         self._guard = StoreGuard("report store", call_timeout_s, lambda: None)
         """Flushes not yet answered by Redis, oldest first, each with its id."""
 
     def record(self, outcome: Outcome, now: float | None = None) -> None:
-        key = (hour_of(now or time.time()), outcome.route, outcome.backend, outcome.tenant, outcome.endpoint)
-        target = self._pending if self._redis else self._local
-        for name, value in deltas_of(outcome).items():
-            target[key][name] += value
+        labels = (outcome.route, outcome.backend, outcome.tenant, outcome.endpoint, outcome.variant)
+        self.add(labels, deltas_of(outcome), now)
+
+    def add(self, labels: tuple[str, str, str, str, str], deltas: dict[str, float], now: float | None = None) -> None:
+        """Add ``deltas`` to the row of ``labels`` (route, backend, tenant, endpoint, variant) this hour."""
+        key = (hour_of(now or time.time()), *labels)
+        row = (self._pending if self._redis else self._local)[key]
+        for name, value in deltas.items():
+            row[name] += value
 
     @classmethod
     def from_url(cls, url: str, flush_interval_s: float = 1.0) -> ReportBook:
@@ -122,13 +142,10 @@ class ReportBook:
 
     def start(self) -> None:
         if self._redis is not None:
-            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+            self._flushing.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._flushing.stop()
         if self._redis is not None:
             await self.flush()
             if self._owns_client:
@@ -162,7 +179,7 @@ class ReportBook:
             await self._redis.eval(FLUSH_SCRIPT, 2, report, mark, KEEP_S, FLUSH_MARK_S, *increments)
 
     async def totals(self, since_s: float, now: float | None = None) -> dict[Key, dict[str, float]]:
-        """Every (hour, route, backend, tenant, endpoint) row since ``since_s`` seconds ago."""
+        """Every (hour, route, backend, tenant, endpoint, variant) row since ``since_s`` seconds ago."""
         now = now or time.time()
         hours = sorted({hour_of(t) for t in _hour_starts(now - since_s, now)})
         if self._redis is None:
@@ -181,15 +198,19 @@ class ReportBook:
         for hour, (found, older) in zip(hours, zip(answers[::2], answers[1::2], strict=True), strict=True):
             for field, value in [*found.items(), *older.items()]:
                 *labels, name = field.decode().split(SEPARATOR)
-                route, backend, tenant, endpoint = labels if len(labels) == 4 else (*labels, OLDER_ENDPOINT)
-                row = rows[(hour, route, backend, tenant, endpoint)]
+                row = rows[(hour, *_with_older_labels(labels))]
                 row[name] = row.get(name, 0.0) + float(value)
         return dict(rows)
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.flush()
+
+def _with_older_labels(labels: list[str]) -> tuple[str, str, str, str, str]:
+    """A stored row's labels; one written before a dimension existed gets that dimension's older value."""
+    if len(labels) == 3:
+        labels = [*labels, OLDER_ENDPOINT]
+    if len(labels) == 4:
+        labels = [*labels, NO_VARIANT]
+    route, backend, tenant, endpoint, variant = labels
+    return route, backend, tenant, endpoint, variant
 
 
 def _hour_starts(start: float, end: float) -> list[float]:
@@ -204,7 +225,8 @@ def group(rows: dict[Key, dict[str, float]], by: list[str]) -> list[dict[str, ob
         label = tuple(key[DIMENSIONS.index(d)] for d in by)
         target = grouped.setdefault(label, dict.fromkeys(FIELDS, 0.0))
         for name, value in values.items():
-            target[name] += value
+            if name in target:  # the cost fields; latency buckets and the rest are other reports'
+                target[name] += value
     out: list[dict[str, object]] = []
     for label, values in sorted(grouped.items()):
         cacheable = values["hits"] + values["misses"]

@@ -3,7 +3,8 @@
 A privacy choice, on by default and bounded three ways (``TURNOUT_DRY_RUN_*``): how many requests
 are kept (the oldest leave first), for how long, and which tenants are never kept. Only what routing
 reads is kept: the requested model, the tenant, the ``x-`` headers a rule may match (keys and
-cookies never), and the last user message bounded to the head and tail the router reads.
+cookies never), the API's ``user`` field (a route's variants may stick to it), and the last user
+message bounded to the head and tail the router reads.
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ class RoutingSample:
     headers: dict[str, str]
     text: str
     at: float
+    user: str | None = None
 
     @property
     def preview(self) -> str:
         return self.text[:PREVIEW_CHARS]
 
     def request(self) -> ChatCompletionRequest:
-        return ChatCompletionRequest.model_validate(
-            {"model": self.model, "messages": [{"role": "user", "content": self.text}]}
-        )
+        body: dict[str, object] = {"model": self.model, "messages": [{"role": "user", "content": self.text}]}
+        return ChatCompletionRequest.model_validate(body | ({"user": self.user} if self.user else {}))
 
 
 class RoutingSamples:
@@ -51,7 +52,17 @@ class RoutingSamples:
         if not self._is_on or tenant in self._excluded:
             return
         kept = {name: value for name, value in headers.items() if name.startswith("x-") and name not in SECRET_HEADERS}
-        self._ring.append(RoutingSample(request_id, tenant, chat.model, kept, routing_text(chat), time.monotonic()))
+        user = (chat.model_extra or {}).get("user")
+        sample = RoutingSample(
+            request_id,
+            tenant,
+            chat.model,
+            kept,
+            routing_text(chat),
+            time.monotonic(),
+            user if isinstance(user, str) else None,
+        )
+        self._ring.append(sample)
 
     def recent(self) -> list[RoutingSample]:
         """The samples younger than the TTL, oldest first; older ones are dropped."""

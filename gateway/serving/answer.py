@@ -5,6 +5,7 @@ the caller's limits, cached, kept by the API), for a stream when its last chunk 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,13 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.errors import BudgetExceeded
-from contracts.wire import ChatCompletion, ChatCompletionChunk
+from contracts.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.auth import Principal
 from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import Probe
 from gateway.cache.single_flight import Flight
 from gateway.resilience.deadline import Deadline
 from gateway.resources import Resources
+from gateway.rollouts.agreement import answer_text
+from gateway.rollouts.shadow import ShadowCase
 from gateway.serving.call import Call, Encoder
 from gateway.serving.outcome import RequestOutcome, Tokens
 from gateway.serving.sse import SseResponse
@@ -59,7 +62,7 @@ async def from_backend(
     if call.stream:
         return await _streamed(arrival, filling, decision, call, encoder, deadline)
     arrival.outcome.backend, completion = await dispatcher.complete(decision, call.chat, deadline)
-    await settle(arrival, filling, completion)
+    await settle(arrival, filling, completion, call.chat)
     response = Response(encoder.whole(completion), media_type=JSON, headers=answer_headers(arrival, decision))
     await encoder.keep(completion)
     return response
@@ -106,12 +109,14 @@ async def _streamed(
     arrival.outcome.backend, (first, rest) = await dispatcher.open_stream(
         decision, asking_for_usage(call.chat), deadline
     )
+    arrival.outcome.first_chunk_s = time.monotonic() - arrival.outcome.started
     assembler = StreamAssembler()
     assembler.add(first)
 
     def finished(status: int) -> None:
         # A task of its own: a client that left cancels the stream's, not this cache write.
-        finishing = asyncio.get_running_loop().create_task(_finish_stream(arrival, filling, assembler, encoder, status))
+        finished_stream = _finish_stream(arrival, filling, assembler, call, encoder, status)
+        finishing = asyncio.get_running_loop().create_task(finished_stream)
         arrival.outcome.stream_ended(status, finishing)
 
     teed = _teed(rest, assembler, deadline)
@@ -120,26 +125,27 @@ async def _streamed(
 
 
 async def _finish_stream(
-    arrival: Arrival, filling: Filling, assembler: StreamAssembler, encoder: Encoder, status: int
+    arrival: Arrival, filling: Filling, assembler: StreamAssembler, call: Call, encoder: Encoder, status: int
 ) -> None:
     try:
         completion = assembler.completion() if status == 200 else None
         if completion is not None:
-            await settle(arrival, filling, completion)
+            await settle(arrival, filling, completion, call.chat)
             await encoder.keep(completion)
     finally:
         if filling.flight is not None:
             await filling.flight.aclose()  # settles whatever happened above
 
 
-async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion) -> None:
-    """Price a fresh answer, spend its tokens against the caller's limits, and cache it (landing it
-    for the flight's waiters) when the policy allows."""
+async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion, asked: ChatCompletionRequest) -> None:
+    """Price a fresh answer, spend its tokens against the caller's limits, draw it for the route's
+    shadow, and cache it (landing it for the flight's waiters) when the policy allows."""
     resources, outcome, plan, flight = arrival.resources, arrival.outcome, filling.plan, filling.flight
     resources.metrics.observe_cache(outcome.route, outcome.cache)
     usage = completion.usage
     prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
     outcome.tokens = tokens = Tokens(prompt, generated, arrival.snapshot.price(outcome.backend, prompt, generated))
+    outcome.shadow = shadow_case(arrival, asked, completion)
     await resources.limits.spend_tokens(filling.principal, prompt + generated)
     if not plan.can_write and flight is None:
         return  # nothing to store and nobody waiting: skip serialising the answer
@@ -159,6 +165,29 @@ async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion)
         await semantic.remember(filling.probe, plan.key, plan.policy.ttl_s)
 
 
+def shadow_case(arrival: Arrival, asked: ChatCompletionRequest, completion: ChatCompletion) -> ShadowCase | None:
+    """The request to ask again of its route's shadow, when the route has one and the draw picks it."""
+    outcome = arrival.outcome
+    route = arrival.snapshot.rules.routes.get(outcome.route)
+    spec = route.shadow if route is not None else None
+    if spec is None or random.random() >= spec.sample:
+        return None
+    shadow = arrival.snapshot.rules.backends[spec.backend]
+    return ShadowCase(
+        route=outcome.route,
+        tenant=outcome.tenant,
+        endpoint=outcome.endpoint,
+        primary=outcome.backend,
+        request=asked.model_copy(update={"stream": False, "stream_options": None}),
+        answer=answer_text(completion),
+        primary_usd=outcome.tokens.cost_usd,
+        spec=spec,
+        upstream=arrival.snapshot.upstreams[spec.backend],
+        input_per_mtok=shadow.price.input_per_mtok,
+        output_per_mtok=shadow.price.output_per_mtok,
+    )
+
+
 def answer_headers(arrival: Arrival, decision: RouteDecision) -> dict[str, str]:
     return {**route_headers(decision, arrival.outcome.backend), "x-turnout-cache": arrival.outcome.cache}
 
@@ -166,6 +195,8 @@ def answer_headers(arrival: Arrival, decision: RouteDecision) -> dict[str, str]:
 def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:
     """What every routed answer says about its routing."""
     headers = {"x-turnout-route": decision.route, "x-turnout-backend": backend}
+    if decision.variant is not None:
+        headers["x-turnout-variant"] = decision.variant
     if decision.score is not None:
         headers["x-turnout-router-score"] = f"{decision.score:.4f}"
     return headers

@@ -12,8 +12,10 @@ from starlette.requests import Request
 from contracts.errors import GatewayError
 from gateway.auth import Principal
 from gateway.observe.access_log import log_access
+from gateway.observe.feedback import Served
 from gateway.observe.reports import Outcome
 from gateway.resources import Resources
+from gateway.rollouts.shadow import ShadowCase
 from gateway.snapshot import RulesSnapshot
 from routers.decision import RouteDecision
 
@@ -61,6 +63,10 @@ class RequestOutcome:
     response started with 200 before that was known."""
     finishing: asyncio.Task[None] | None = None
     """A stream's cache write and pricing, which the observation waits for."""
+    first_chunk_s: float | None = None
+    """A stream from a backend: seconds from arrival to its first chunk."""
+    shadow: ShadowCase | None = None
+    """Settlement drew this request for the route's shadow: asked once the answer is wholly sent."""
 
     def stream_ended(self, status: int, finishing: asyncio.Task[None]) -> None:
         self.ended_status, self.finishing = status, finishing
@@ -72,6 +78,11 @@ class RequestOutcome:
     @property
     def route(self) -> str:
         return self.decision.route if self.decision is not None else "-"
+
+    @property
+    def variant(self) -> str:
+        variant = self.decision.variant if self.decision is not None else None
+        return variant if variant is not None else "-"
 
     async def observe_once_settled(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
         """Observes the outcome once a stream's cache write is done; ``status`` is the one the
@@ -86,7 +97,8 @@ class RequestOutcome:
 
     def observe(self, resources: Resources, snapshot: RulesSnapshot, status: int) -> None:
         elapsed, tokens = time.monotonic() - self.started, self.tokens
-        resources.metrics.observe_request(self.endpoint, self.route, self.backend, status, elapsed)
+        variant = self.variant
+        resources.metrics.observe_request(self.endpoint, self.route, variant, self.backend, status, elapsed)
         outcome = Outcome(
             route=self.route,
             backend=self.backend,
@@ -97,14 +109,24 @@ class RequestOutcome:
             cost_usd=tokens.cost_usd,
             reference_cost_usd=snapshot.reference_price(tokens.prompt, tokens.completion),
             endpoint=self.endpoint,
+            variant=variant,
+            latency_ms=elapsed * 1000,
+            first_chunk_ms=None if self.first_chunk_s is None else self.first_chunk_s * 1000,
         )
         resources.reports.record(outcome)
+        if status == 200 and self.principal is not None:
+            resources.feedback.remember(
+                self.tenant, self.request_id, Served(self.route, variant, self.backend, self.endpoint)
+            )
+        if status == 200 and self.shadow is not None:
+            resources.shadows.offer(self.shadow, elapsed * 1000)
         log_access(
             {
                 "request_id": self.request_id,
                 "endpoint": self.endpoint,
                 "tenant": self.tenant,
                 "route": self.route,
+                "variant": variant,
                 "backend": self.backend,
                 "decided_by": self.decision.decided_by if self.decision is not None else "-",
                 "cache": self.cache,

@@ -117,6 +117,8 @@ def plan(arrival: Arrival, decision: RouteDecision, call: Call, tenant: str) -> 
     policy = route_spec.cache if route_spec is not None else PINNED_POLICY
     primary = decision.backends[0]
     identity = arrival.snapshot.identities[primary]
+    if decision.variant is not None:  # two variants sharing a primary still never share an answer
+        identity = f"{identity}|variant:{decision.variant}"
     cache_control = arrival.request.headers.get("cache-control", "")
     return arrival.resources.cache.plan(decision.route, policy, primary, identity, call.chat, tenant, cache_control)
 

@@ -163,8 +163,9 @@ async def test_metrics_count_requests_by_route_backend_status() -> None:
         await client.post("/v1/chat/completions", json=chat_body(), headers=AUTH)
         await client.post("/v1/chat/completions", json=chat_body("nope"), headers=AUTH)
         text = (await client.get("/metrics")).text
-    assert 'turnout_requests_total{backend="primary",endpoint="chat",route="general",status="200"} 1.0' in text
-    assert 'turnout_requests_total{backend="-",endpoint="chat",route="-",status="404"} 1.0' in text
+    labels = 'backend="primary",endpoint="chat",route="general",status="200",variant="-"'
+    assert f"turnout_requests_total{{{labels}}} 1.0" in text
+    assert 'turnout_requests_total{backend="-",endpoint="chat",route="-",status="404",variant="-"} 1.0' in text
     assert 'turnout_backend_attempts_total{backend="primary",outcome="ok"} 1.0' in text
     assert "turnout_request_duration_seconds_bucket" in text
 

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What rollouts cost the pinned path, in one run, one gateway process, the fixed-answer nginx
+# upstream: a route with one backend (plain) against the same route split between two variants
+# (split), and a route shadowed at sample 0 (shadow-off) against 1.0 (shadow-on, at most 4 shadow
+# calls in flight; the rest dropped and counted). Rounds alternate over the four so drift hits each
+# alike; each row is the median of its rounds; the shadow's own figures follow.
+#   bash bench/rollout_overhead.sh
+# Figures go to bench/results/rollout-overhead.txt (OUT=... to change). Needs nginx-light and wrk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/common.sh
+find_shared
+OUT=${OUT:-bench/results/rollout-overhead.txt}
+DUR=${DUR:-6s} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-"1 32"} PORT=${PORT:-8097}
+command -v nginx >/dev/null && command -v wrk >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
+[ -x .venv/bin/turnout ] || bash deploy/setup.sh
+work=$(mktemp -d)
+pids=""
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
+  nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
+fi
+export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning TURNOUT_ADMIN_KEY=bench-admin-0123456789
+.venv/bin/turnout serve --config bench/rules.rollouts.yaml --port "$PORT" >"/tmp/bench-rollouts.log" 2>&1 & pids="$pids $!"
+for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.5; done
+ROUTES="plain split shadow-off shadow-on"
+run_all() {
+  local c route out
+  echo "# $(date -u +%FT%TZ) $(nproc) cores; working tree on $(git rev-parse --short HEAD); auth on, cache bypassed, one worker"
+  echo "# $ROUNDS rounds of $DUR per route and connection count, alternating; median of the rounds"
+  for c in $CONNS; do
+    for route in $ROUTES; do : >"$work/$route-$c"; done
+    for _ in $(seq 1 "$ROUNDS"); do
+      for route in $ROUTES; do
+        out=$(KEY=$BENCH_API_KEY MODEL=$route wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$PORT" 2>&1)
+        grep -q 'Non-2xx' <<<"$out" && { echo "$route answered non-2xx" >&2; return 1; }
+        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$work/$route-$c"
+      done
+    done
+    for route in $ROUTES; do
+      sort -n "$work/$route-$c" | awk -v s="$route" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
+        END { m=int((n+1)/2); printf "%-11s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
+    done
+  done
+  echo "# the shadow's own figures over the run (GET /admin/reports/variants?route=shadow-on):"
+  curl -fs "http://127.0.0.1:$PORT/admin/reports/variants?route=shadow-on&since=1h" \
+    -H "authorization: Bearer $TURNOUT_ADMIN_KEY" | .venv/bin/python -c '
+import json, sys
+for shadow in json.load(sys.stdin)["routes"]["shadow-on"]["shadows"]:
+    print("# shadow", shadow["backend"], "of", shadow["primary"] + ":", "pairs", shadow["pairs"], "agreement",
+          shadow["agreement"], "dropped at the bound", shadow["shadow_dropped"], "errors", shadow["shadow_errors"])'
+}
+write_results "$OUT" run_all
