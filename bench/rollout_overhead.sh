@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What rollouts cost the pinned path, in one run, one gateway process, the fixed-answer nginx
 # upstream: a route with one backend (plain) against the same route split between two variants
-# (split), and a route shadowed at sample 0 (shadow-off) against 1.0 (shadow-on, at most 4 shadow
-# calls in flight; the rest dropped and counted). Rounds alternate over the four so drift hits each
+# (split), and a route shadowed at sample 0 (shadow-off) against 0.05 (shadow-5pct) and 1.0
+# (shadow-on); at most 4 shadow calls in flight, the rest dropped and counted. Rounds alternate over the four so drift hits each
 # alike; each row is the median of its rounds; the shadow's own figures follow.
 #   bash bench/rollout_overhead.sh
 # Figures go to bench/results/rollout-overhead.txt (OUT=... to change). Needs nginx-light and wrk.
@@ -25,7 +25,7 @@ fi
 export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning TURNOUT_ADMIN_KEY=bench-admin-0123456789
 .venv/bin/turnout serve --config bench/rules.rollouts.yaml --port "$PORT" >"/tmp/bench-rollouts.log" 2>&1 & pids="$pids $!"
 for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.5; done
-ROUTES="plain split shadow-off shadow-on"
+ROUTES="plain split shadow-off shadow-5pct shadow-on"
 run_all() {
   local c route out
   echo "# $(date -u +%FT%TZ) $(nproc) cores; working tree on $(git rev-parse --short HEAD); auth on, cache bypassed, one worker"
@@ -44,12 +44,14 @@ run_all() {
         END { m=int((n+1)/2); printf "%-11s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
     done
   done
-  echo "# the shadow's own figures over the run (GET /admin/reports/variants?route=shadow-on):"
-  curl -fs "http://127.0.0.1:$PORT/admin/reports/variants?route=shadow-on&since=1h" \
+  echo "# the shadows' own figures over the run (GET /admin/reports/variants):"
+  curl -fs "http://127.0.0.1:$PORT/admin/reports/variants?since=1h" \
     -H "authorization: Bearer $TURNOUT_ADMIN_KEY" | .venv/bin/python -c '
 import json, sys
-for shadow in json.load(sys.stdin)["routes"]["shadow-on"]["shadows"]:
-    print("# shadow", shadow["backend"], "of", shadow["primary"] + ":", "pairs", shadow["pairs"], "agreement",
-          shadow["agreement"], "dropped at the bound", shadow["shadow_dropped"], "errors", shadow["shadow_errors"])'
+for route, report in json.load(sys.stdin)["routes"].items():
+    for shadow in report["shadows"]:
+        print("#", route + ": shadow", shadow["backend"], "of", shadow["primary"] + ":", "pairs", shadow["pairs"],
+              "agreement", shadow["agreement"], "dropped at the bound", shadow["shadow_dropped"],
+              "errors", shadow["shadow_errors"])'
 }
 write_results "$OUT" run_all
