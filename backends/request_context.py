@@ -10,9 +10,14 @@ from contextvars import ContextVar
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("turnout_request_id", default=None)
 REQUEST_ID_HEADER = "x-request-id"
+SYNTHETIC: ContextVar[str | None] = ContextVar("turnout_synthetic", default=None)
+"""Why the gateway itself is asking (``golden``, ``warmup``): no client's request."""
+SYNTHETIC_HEADER = "x-turnout-synthetic"
 
 
 def upstream_headers(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` plus the current request's id, when there is one."""
-    request_id = REQUEST_ID.get()
-    return headers if request_id is None else {**headers, REQUEST_ID_HEADER: request_id}
+    """``headers`` plus the current request's id, when there is one, and what a synthetic request is."""
+    request_id, synthetic = REQUEST_ID.get(), SYNTHETIC.get()
+    if request_id is not None:
+        headers = {**headers, REQUEST_ID_HEADER: request_id}
+    return headers if synthetic is None else {**headers, SYNTHETIC_HEADER: synthetic}

@@ -42,6 +42,8 @@ class Resources:
     """What served each recent request, for scores sent back through ``POST /v1/feedback``."""
     samples: RoutingSamples
     """Recent requests' routing inputs, for dry runs of new rules."""
+    agreement: Agreement
+    """Whether two answers agree (shadow pairs, golden rows' ``similar_to``); its encoder loads on first use."""
     shadows: ShadowRunner
     """Shadow calls of sampled answered requests, in the background."""
     responses: ResponseStore
@@ -59,6 +61,7 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
     cache = ResponseCache(store, metrics, timeout_s)
     reports = ReportBook(redis)
     reports.start()
+    agreement = Agreement(settings.router_threads)
     feedback = FeedbackBook(redis, reports, settings.feedback_ttl_s, settings.feedback_max_ids)
     feedback.start()
     return Resources(
@@ -74,7 +77,8 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
         samples=RoutingSamples(
             settings.dry_run_samples, settings.dry_run_ttl_s, frozenset(settings.dry_run_exclude_tenants)
         ),
-        shadows=ShadowRunner(metrics, reports, Agreement(settings.router_threads)),
+        agreement=agreement,
+        shadows=ShadowRunner(metrics, reports, agreement),
         responses=ResponseStore(
             redis, settings.responses_ttl_s, settings.responses_max_bytes, settings.responses_memory_bytes
         ),

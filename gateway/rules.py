@@ -111,6 +111,20 @@ class ShadowSpec(Strict):
     """Two longer answers agree at or above this cosine similarity under the router's encoder."""
 
 
+class GoldenSpec(Strict):
+    """A route's golden set (:mod:`gateway.golden`): run against a changed primary before the change
+    is stored, and every ``every_s`` against the live one."""
+
+    set: Path
+    """The JSON Lines file (a relative path: from the gateway's working directory)."""
+    min_pass_ratio: float = Field(0.95, ge=0, le=1)
+    timeout_s: float = Field(120.0, gt=0, le=3600)
+    """The whole set's run; rows unanswered by then fail."""
+    concurrency: int = Field(4, ge=1, le=64)
+    every_s: int | None = Field(None, ge=10, le=30 * 24 * 3600)
+    """How often one replica of the fleet runs it against the live primary (drift); unset: never."""
+
+
 STICKY = r"^(request|user|tenant|header:[A-Za-z0-9-]{1,64})$"
 MAX_VARIANTS = 16
 
@@ -125,6 +139,7 @@ class RouteSpec(Strict):
     """What keeps a caller in one variant: ``request`` (each drawn at random), ``user`` (the API's
     user field), ``tenant``, or ``header:<name>``. Without that key, a request is drawn at random."""
     shadow: ShadowSpec | None = None
+    golden: GoldenSpec | None = None
     cache: CachePolicy = CachePolicy()
     latency_budget_ms: int = Field(60_000, ge=1, le=3_600_000)
     """The whole request, fallbacks included; a client may tighten it with ``x-turnout-budget-ms``."""

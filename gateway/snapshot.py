@@ -224,6 +224,24 @@ async def routing_only(
         await asyncio.gather(*(backend.aclose() for backend in opened.values()), return_exceptions=True)
 
 
+@asynccontextmanager
+async def backend_of(
+    rules: Rules, name: str, clients: HttpClients, serving: RulesSnapshot | None = None
+) -> AsyncIterator[Backend]:
+    """Backend ``name`` of ``rules``, to ask outside the request path (a golden set): the serving
+    snapshot's when its identity is unchanged there, else one opened for the scope and closed on exit."""
+    spec = rules.backends[name]
+    before = serving.rules.backends.get(name) if serving is not None else None
+    if serving is not None and before is not None and backend_identity(before) == backend_identity(spec):
+        yield serving.upstreams[name].backend
+        return
+    backend = await open_backend(name, spec, clients)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
 def _semantic(rules: Rules, resources: Resources, previous: RulesSnapshot | None) -> Semantic | None:
     """The semantic cache if any route asks for it; its encoder is loaded once and kept across swaps."""
     if not any(route.cache.semantic_threshold for route in rules.routes.values()):

@@ -17,6 +17,7 @@ backend's endpoint, ``http://127.0.0.1:PORT/<fault>/v1``:
     huge-<mb>           a valid completion (or stream) whose content is <mb> MB
     echoauth-<code>     answers <code> with the request's Authorization header in its message
                         (as an error event mid-stream when the request streams)
+    script              answers ``server.scripts[name]`` holds for the last user message (JSON only)
     <name>              whatever ``server.modes[name]`` says (a switch tests flip)
 
 ``events`` records ``(name, "request")`` for each call and ``(name, "closed")`` when the
@@ -47,6 +48,8 @@ class FaultServer:
         self.url = ""
         self.last_headers: dict[str, str] = {}
         """The headers of the latest chat request."""
+        self.scripts: dict[str, dict[str, str]] = {}
+        """Per backend name playing ``script``: the answer to each last user message (else "I do not know")."""
 
     def endpoint(self, name: str) -> str:
         return f"{self.url}/{name}/v1"
@@ -85,6 +88,9 @@ class FaultServer:
                 self._note(name, "request")
                 fault = self.modes.get(name, name)
                 self.last_headers = headers
+                if fault == "script":
+                    await _send_json(writer, 200, completion(self._scripted(name, json.loads(body or b"{}"))))
+                    continue
                 is_whole = await self._answer(fault, json.loads(body or b"{}"), reader, writer)
                 if not is_whole:
                     self._note(name, "closed")
@@ -93,6 +99,11 @@ class FaultServer:
             return
         finally:
             writer.close()
+
+    def _scripted(self, name: str, body: dict[str, object]) -> str:
+        messages = body.get("messages")
+        last = messages[-1].get("content") if isinstance(messages, list) and messages else None
+        return self.scripts.get(name, {}).get(str(last), "I do not know")
 
     def _note(self, name: str, event: str) -> None:
         self.events.append((name, event))

@@ -66,7 +66,7 @@ GATEWAY_FLOORS = {
     # what observes the traffic (metrics name backends' breakers)
     **dict.fromkeys(("rules", "resilience", "auth", "admin_keys", "redaction", "error_handlers", "observe"), 1),
     # 2: what a request uses: the cache, limits, stored responses, the process and rules snapshot
-    **dict.fromkeys(("cache", "rate_limits", "response_store", "rollouts", "resources", "snapshot"), 2),
+    **dict.fromkeys(("cache", "rate_limits", "response_store", "rollouts", "golden", "resources", "snapshot"), 2),
     # 3: the request path, and the state that leases it a snapshot
     **dict.fromkeys(("serving", "state"), 3),
     # 4: the APIs on the path

@@ -19,6 +19,7 @@ from contracts.errors import GatewayError, InvalidRequest, PermissionDenied, Req
 from gateway.admin_keys import Admin
 from gateway.live.coordinator import LiveRules, VersionNotFound
 from gateway.live.dry_run import dry_run
+from gateway.live.gate import GoldenFailed, run_gate
 from gateway.live.versions import Proposal, RulesVersion, changes, unified_diff
 from gateway.live.weights import with_weights
 from gateway.observe.samples import RoutingSample
@@ -30,6 +31,7 @@ from gateway.yaml_source import MAX_DOCUMENT_BYTES
 router = APIRouter(prefix="/admin/rules")
 JSON = "application/json"
 MESSAGE_HEADER = "x-turnout-change-message"
+FORCE_HEADER = "x-turnout-force-golden"
 MAX_HISTORY = 1000
 MAX_DRY_RUN_PROMPTS = 1000
 MAX_MESSAGE_CHARS = 500
@@ -71,6 +73,12 @@ def invalid(exc: RulesInvalid) -> Response:
     errors = [problem.model_dump() for problem in exc.problems]
     error = {"message": str(exc), "type": "invalid_request_error", "param": None, "code": "rules_invalid"}
     return json_response({"valid": False, "errors": errors, "error": error}, status=422)
+
+
+def golden_failed(exc: GoldenFailed) -> Response:
+    """422 with every failing row of every set (name, which expectation, the answer's first 500 characters)."""
+    error = {"message": str(exc), "type": "invalid_request_error", "param": None, "code": "golden_failed"}
+    return json_response({"error": error, "golden": [result.summary() for result in exc.results]}, status=422)
 
 
 async def yaml_body(request: Request) -> str:
@@ -116,11 +124,26 @@ async def apply(request: Request) -> Response:
     expected = if_match(request.headers.get("if-match"))
     text = await yaml_body(request)
     message = checked_message(request.headers.get(MESSAGE_HEADER, ""))
+    force = forced(request.headers.get(FORCE_HEADER), message)
     try:
-        version = await live_rules(request).apply(Proposal(text, who.name, message, "api"), expected)
+        version = await live_rules(request).apply(Proposal(text, who.name, message, "api", force), expected)
     except RulesInvalid as exc:
         return invalid(exc)
+    except GoldenFailed as exc:
+        return golden_failed(exc)
     return json_response({"version": version.version}, headers={"etag": f'"{version.version}"'})
+
+
+def forced(header: str | None, message: str) -> bool:
+    """``x-turnout-force-golden: true`` stores a change the golden gate refuses; the change message
+    is its reason, so it must have one."""
+    if header is None or header.strip().lower() in ("", "false", "0"):
+        return False
+    if header.strip().lower() not in ("true", "1"):
+        raise InvalidRequest(f"{FORCE_HEADER}: true or false", param=FORCE_HEADER)
+    if not message.strip():
+        raise InvalidRequest(f"forcing the golden gate needs a reason: {MESSAGE_HEADER}", param=MESSAGE_HEADER)
+    return True
 
 
 @router.post("/weights")
@@ -141,9 +164,10 @@ async def propose_weights(request: Request) -> Response:
 
 
 @router.post("/dry-run")
-async def dry_run_rules(request: Request) -> Response:
+async def dry_run_rules(request: Request, golden: bool = False) -> Response:
     """Body: the proposed YAML; or JSON ``{"yaml": ..., "prompts": [{"prompt", "tenant"?, "model"?}]}``
-    to replay those prompts instead of the recent requests."""
+    to replay those prompts instead of the recent requests. ``golden=true`` also runs the golden
+    sets the change would be gated on (``golden``: each set's result; nothing is refused here)."""
     await editor(request)
     live, state = live_rules(request), gateway_state(request)
     text, prompts = await dry_run_body(request)
@@ -153,6 +177,8 @@ async def dry_run_rules(request: Request) -> Response:
         return invalid(exc)
     samples = prompts if prompts is not None else state.resources.samples.recent()
     result = await dry_run(request_snapshot(request), proposed, samples, state.resources.clients, state.settings)
+    if golden:
+        result["golden"] = [r.summary() for r in await run_gate(live.state, proposed)]
     return json_response(result)
 
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.cli.golden import add_commands as add_golden_commands
 from gateway.cli.health import add_commands as add_health_commands
 from gateway.cli.report import add_commands as add_report_commands
 from gateway.cli.router import add_commands as add_router_commands
@@ -51,12 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_router_commands(commands)
     add_report_commands(commands)
     add_health_commands(commands)
+    add_golden_commands(commands)
     return parser
 
 
 def validate_command(args: argparse.Namespace) -> int:
     try:
         rules = load_rules(args.file)
+        from gateway.live.gate import golden_problems  # loads the serving stack: only when validating
+
+        if problems := golden_problems(rules):
+            raise RulesInvalid(str(args.file), problems)
     except RulesInvalid as exc:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in {exc.source}", file=sys.stderr)

@@ -42,6 +42,7 @@ def add_commands(rules: Any, validate_offline: Any) -> None:
 
     dry_run = online("dry-run", "which recent requests would route differently under FILE")
     dry_run.add_argument("file", type=Path)
+    dry_run.add_argument("--golden", action="store_true", help="also run the golden sets the change is gated on")
     dry_run.set_defaults(handler=dry_run_command)
 
     apply = online("apply", "store FILE as the next version and serve it on every replica")
@@ -49,6 +50,9 @@ def add_commands(rules: Any, validate_offline: Any) -> None:
     apply.add_argument("--message", "-m", default="")
     apply.add_argument(
         "--if-match", type=int, default=None, help="the version you edited (default: the newest, read first)"
+    )
+    apply.add_argument(
+        "--force-golden", action="store_true", help="store it even if its golden sets fail (-m gives the reason)"
     )
     apply.set_defaults(handler=apply_command)
 
@@ -95,6 +99,9 @@ def call(args: argparse.Namespace, method: str, path: str, source: str = "", **k
         raise Failed(f"cannot reach {args.url}: {exc}") from None
     if response.status_code == 422 and "errors" in response.json():
         raise Invalid(source, response.json()["errors"])
+    if response.status_code == 422 and "golden" in response.json():
+        print_golden(response.json()["golden"])
+        raise Failed(response.json()["error"]["message"])
     if response.status_code == 412:
         raise Failed(
             f"412: the rules moved on since the version you edited (the newest is "
@@ -131,6 +138,22 @@ def print_problems(source: str, errors: list[dict[str, Any]]) -> None:
     print(f"{len(errors)} problem(s) in {source}", file=sys.stderr)
 
 
+def print_golden(results: list[dict[str, Any]]) -> None:
+    """Each golden set's verdict, and every failing row with its failures and the answer's start."""
+    for result in results:
+        verdict = "passed" if result["passed"] else "FAILED"
+        print(
+            f"golden {result['route']} on {result['backend']}: {verdict}, {result['pass_ratio']:.0%} of "
+            f"{result['rows']} rows ({result['min_pass_ratio']:.0%} needed)",
+            file=sys.stderr,
+        )
+        for row in result["failing"]:
+            print(f"  {shown(row['name'])}{' (critical)' if row['critical'] else ''}", file=sys.stderr)
+            for failure in row["failures"]:
+                print(f"      {shown(failure)}", file=sys.stderr)
+            print(f"      answer: {shown(row['answer'][:200])}", file=sys.stderr)
+
+
 def read(path: Path) -> str:
     try:
         return path.read_text()
@@ -163,7 +186,10 @@ def _validate_online(args: argparse.Namespace) -> int:
 
 @handled
 def dry_run_command(args: argparse.Namespace) -> int:
-    result = call(args, "POST", "/admin/rules/dry-run", str(args.file), content=read(args.file)).json()
+    path = "/admin/rules/dry-run" + ("?golden=true" if args.golden else "")
+    result = call(args, "POST", path, str(args.file), content=read(args.file)).json()
+    if "golden" in result:
+        print_golden(result["golden"])
     print(f"{result['changed']} of {result['sampled']} recent request(s) would route differently")
     for change in result["changes"]:
         before, after = change["from"], change["to"]
@@ -180,6 +206,8 @@ def apply_command(args: argparse.Namespace) -> int:
     text = read(args.file)
     expected = args.if_match if args.if_match is not None else call(args, "GET", "/admin/rules").json()["version"]
     headers = {"if-match": f'"{expected}"', "x-turnout-change-message": args.message}
+    if args.force_golden:
+        headers["x-turnout-force-golden"] = "true"
     answer = call(args, "PUT", "/admin/rules", str(args.file), content=text, headers=headers)
     print(f"rules version {answer.json()['version']} applied (was {expected})")
     return 0

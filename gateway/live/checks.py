@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from gateway.live.gate import check_golden_sets
 from gateway.rules import RuleProblem, Rules, RulesInvalid, parse_rules
 from gateway.settings import MIN_ADMIN_KEY_CHARS, is_long_enough_for_admin
 from gateway.snapshot import RulesSnapshot, routing_only
@@ -51,6 +52,7 @@ async def check_rules(text: str, state: GatewayState) -> Rules:
     if found := environment_problems(rules):
         _, lines, _ = load_yaml(text)  # parsed again only to place these problems at their lines
         raise RulesInvalid(SOURCE, [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in found])
+    await check_golden_sets(rules)
     try:
         async with routing_only(rules, state.resources.clients, state.settings, state.snapshot):
             pass

@@ -23,6 +23,7 @@ from pathlib import Path
 from contracts.errors import StateStoreUnavailable
 from gateway.live.bootstrap import bootstrap, start_from_store
 from gateway.live.checks import build_failure, check_rules
+from gateway.live.gate import GoldenFailed, run_gate
 from gateway.live.redis_store import RedisRulesStore
 from gateway.live.rules_file import RulesFile
 from gateway.live.store import RulesStore, VersionMoved, latest, open_rules_store
@@ -87,6 +88,7 @@ class LiveRules:
             return unchanged
         try:
             rules = await check_rules(proposal.yaml, self.state)
+            gate = await self._gate(rules, proposal)
             async with self._writing:
                 await self.restore_if_lost()  # an apply to an emptied store continues from what serves
                 if (unchanged := await self._newest_if_same(proposal, expected)) is not None:
@@ -98,15 +100,40 @@ class LiveRules:
                     except VersionMoved:
                         if expected is not None or attempt == RETRIES - 1:
                             raise
-        except (RulesInvalid, VersionMoved) as exc:
+        except (RulesInvalid, VersionMoved, GoldenFailed) as exc:
             await self._audit_refused(proposal, str(exc))
             raise
         await self._audit_applied(version)
+        if gate is not None:
+            await self._audit_forced(version, proposal, gate)
         self.metrics.observe_rules_version(version.version)
         log.info(
             "rules version %d (%s by %s) serving: %s", version.version, version.source, version.author, version.message
         )
         return version
+
+    async def _gate(self, rules: Rules, proposal: Proposal) -> GoldenFailed | None:
+        """Run the golden sets the change calls for (not for a rollback); raise :class:`GoldenFailed`
+        below the bar, unless the proposal forces it: then the refusal is answered, to be audited."""
+        if proposal.source == "rollback":
+            return None
+        results = await run_gate(self.state, rules)
+        for result in results:
+            self.metrics.observe_golden_run(result.route, result.backend, "gate", result.passed, result.pass_ratio)
+        if all(result.passed for result in results):
+            return None
+        refused = GoldenFailed(results)
+        if not proposal.force_golden:
+            raise refused
+        log.warning("%s forced by %s: %s", refused, proposal.author, proposal.message)
+        return refused
+
+    async def _audit_forced(self, version: RulesVersion, proposal: Proposal, refused: GoldenFailed) -> None:
+        why = f"{refused}; forced by {proposal.author}: {proposal.message}"
+        entry = AuditEntry(
+            time.time(), proposal.author, "golden_forced", proposal.source, proposal.message, version.version, why
+        )
+        await self._record(entry)
 
     async def _newest_if_same(self, proposal: Proposal, expected: int | None) -> RulesVersion | None:
         """The newest version when it holds ``text`` and is the one the writer read (a stale
@@ -223,6 +250,9 @@ class LiveRules:
             await self.apply(proposal, None)  # an unchanged document stores nothing
         except RulesInvalid as exc:
             log.error("the rules file is invalid; version %d keeps serving\n%s", self.state.snapshot.version, exc)
+        except GoldenFailed as exc:
+            log.error("the rules file's change failed its golden sets; version %d keeps serving: %s",
+                      self.state.snapshot.version, exc)  # fmt: skip
         self.file.unsaved = None
 
     async def reload_file(self) -> None:

@@ -67,6 +67,8 @@ class Proposal:
     author: str
     message: str
     source: Source
+    force_golden: bool = False
+    """Store it even if the golden gate refuses (an editor's call, with the message as the reason)."""
 
     def stored_as(self, version: int) -> RulesVersion:
         return RulesVersion(version, self.yaml, self.author, time.time(), self.message, self.source)
@@ -78,7 +80,7 @@ class AuditEntry:
 
     at: float
     author: str
-    action: Literal["applied", "rejected", "restored"]
+    action: Literal["applied", "rejected", "restored", "golden_forced"]
     source: Source
     message: str
     version: int | None

@@ -56,6 +56,11 @@ COUNTERS = {
         "Shadow calls by route, shadow backend and outcome: agreed, disagreed, error, or dropped at the bound.",
         ("route", "backend", "outcome"),
     ),
+    "golden_runs": Instrument(
+        "turnout_golden_runs",
+        "Golden set runs by route, why they ran (gate, drift) and result (pass, fail).",
+        ("route", "kind", "result"),
+    ),
     "rules_refused": Instrument(
         "turnout_rules_refused",
         "Rules changes refused (invalid, or not servable here), by source: api, file or store.",
@@ -77,6 +82,9 @@ HISTOGRAMS = {
     ),
 }
 GAUGES = {
+    "golden_pass_ratio": Instrument(
+        "turnout_golden_pass_ratio", "The last golden set run's pass ratio, by route and backend.", ("route", "backend")
+    ),
     "rules_version": Instrument("turnout_rules_version", "The rules version this process serves."),
     "in_flight": Instrument(
         "turnout_in_flight_requests",
@@ -136,6 +144,10 @@ class Metrics:
 
     def observe_shadow(self, route: str, backend: str, outcome: str) -> None:
         self._child("shadow", route, backend, outcome).inc()
+
+    def observe_golden_run(self, route: str, backend: str, kind: str, passed: bool, pass_ratio: float) -> None:
+        self._counters["golden_runs"].labels(route, kind, "pass" if passed else "fail").inc()
+        self._gauges["golden_pass_ratio"].labels(route, backend).set(pass_ratio)
 
     def observe_rate_limited(self, tenant: str, limit: str) -> None:
         self._counters["rate_limited"].labels(tenant, limit).inc()

@@ -1,0 +1,78 @@
+"""The golden gate: a rules change that changes which backend answers first for a route with a
+golden set (its primary, a variant's primary, or that backend's endpoint or model) runs the set
+against each changed primary before anything is stored. Below the bar the change is refused
+(:class:`GoldenFailed`), unless an editor forces it with a reason. Rollbacks are not gated: they
+return to rules that served before."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.golden.runner import SetResult, run_set
+from gateway.golden.sets import GoldenInvalid, load_set
+from gateway.rules import RouteSpec, RuleProblem, Rules, RulesInvalid, backend_identity
+from gateway.snapshot import backend_of
+from gateway.state import GatewayState
+
+
+class GoldenFailed(Exception):
+    """A change refused by the golden gate; each set's result says which rows failed and why."""
+
+    def __init__(self, results: list[SetResult]) -> None:
+        self.results = results
+        failing = [f"{r.route} on {r.backend}: {r.pass_ratio:.0%} passed, {r.min_pass_ratio:.0%} needed"
+                   + (f", critical rows failed: {', '.join(r.critical_failed)}" if r.critical_failed else "")
+                   for r in results if not r.passed]  # fmt: skip
+        super().__init__("the golden gate refused the change: " + "; ".join(failing))
+
+
+def primaries(route: RouteSpec | None) -> set[str]:
+    return {chain[0] for chain in route.chains().values() if chain} if route is not None else set()
+
+
+def gated(serving: Rules, proposed: Rules) -> list[tuple[str, str]]:
+    """``(route, backend)``: each changed primary of each route with a golden set, in rules order."""
+    found: list[tuple[str, str]] = []
+    for name, route in proposed.routes.items():
+        if route.golden is None:
+            continue
+        before = primaries(serving.routes.get(name))
+        for backend in sorted(primaries(route)):
+            old = serving.backends.get(backend)
+            if (
+                backend not in before
+                or old is None
+                or backend_identity(old) != backend_identity(proposed.backends[backend])
+            ):
+                found.append((name, backend))
+    return found
+
+
+def golden_problems(rules: Rules) -> list[RuleProblem]:
+    """Each route's golden set loaded and validated, as the rules are: problems at their paths."""
+    problems: list[RuleProblem] = []
+    for name, route in rules.routes.items():
+        if route.golden is not None:
+            try:
+                load_set(route.golden.set)
+            except GoldenInvalid as exc:
+                problems.append(RuleProblem(path=f"routes.{name}.golden.set", message=str(exc)))
+    return problems
+
+
+async def check_golden_sets(rules: Rules) -> None:
+    if problems := await asyncio.to_thread(golden_problems, rules):
+        raise RulesInvalid("<proposed rules>", problems)
+
+
+async def run_gate(state: GatewayState, proposed: Rules) -> list[SetResult]:
+    """The golden sets of every change :func:`gated` finds, run now (none found: nothing run)."""
+    serving = state.snapshot
+    results: list[SetResult] = []
+    for route, backend_name in gated(serving.rules, proposed):
+        spec = proposed.routes[route].golden
+        assert spec is not None
+        golden = await asyncio.to_thread(load_set, spec.set)
+        async with backend_of(proposed, backend_name, state.resources.clients, serving) as backend:
+            results.append(await run_set(golden, backend, spec, state.resources.agreement.similarity, route))
+    return results

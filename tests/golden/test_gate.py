@@ -1,0 +1,175 @@
+"""The golden gate against real servers: the fault-injecting upstream, scripted to answer the golden
+rows right or wrong, behind two replicas sharing one Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.rules import parse_rules
+from gateway.settings import Settings
+from support.faults import FaultServer
+from tests.gateway.live.test_following import flush
+
+ADMIN_KEY = "adm-key-0123456789"
+EDITOR = {"authorization": f"Bearer {ADMIN_KEY}"}
+KEY = "sk-golden-client"
+ROWS = [
+    {"name": "capital", "prompt": "Capital of France?", "expect": {"contains": "Paris"}, "critical": True},
+    {"name": "sum", "prompt": "2+2?", "expect": {"equals": "4"}},
+    {"name": "json", "prompt": "City as JSON", "expect": {"json_schema": {"type": "object", "required": ["city"]}}},
+    {"name": "polite", "prompt": "Say hi", "expect": {"not_contains": "as an AI"}},
+]
+RIGHT = {"Capital of France?": "Paris.", "2+2?": "4", "City as JSON": '{"city": "Paris"}', "Say hi": "Hi!"}
+WRONG = {"Capital of France?": "Lyon.", "2+2?": "5", "City as JSON": "Paris", "Say hi": "As an AI, hi."}
+
+
+def rules(faults: FaultServer, golden: Path, primary: str) -> str:
+    backends = "\n".join(
+        f"  {name}: {{kind: openai, endpoint: '{faults.endpoint(name)}', model: m, health_check: {{enabled: false}}}}"
+        for name in ("gold-a", "gold-b", "gold-wrong", "gold-half")
+    )
+    return f"""
+backends:
+{backends}
+routes:
+  general:
+    backends: [{primary}]
+    golden: {{set: {golden}, min_pass_ratio: 0.75, timeout_s: 20, concurrency: 2}}
+default_route: general
+router: {{kind: default}}
+api_keys:
+  - {{tenant: t1, sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"}}
+"""
+
+
+@pytest.fixture
+def golden(tmp_path: Path, faults: FaultServer) -> Path:
+    path = tmp_path / "general.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in ROWS) + "\n")
+    for name in ("gold-a", "gold-b", "gold-wrong", "gold-half"):
+        faults.modes[name] = "script"
+    faults.scripts["gold-a"] = faults.scripts["gold-b"] = RIGHT
+    faults.scripts["gold-wrong"] = WRONG
+    faults.scripts["gold-half"] = {**RIGHT, "2+2?": "5"}  # 3 of 4: at the bar
+    return path
+
+
+@asynccontextmanager
+async def replica(text: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway reaching its backends over the network (no injected client)."""
+    app = create_app(Settings(admin_key=ADMIN_KEY, **settings), parse_rules(text))  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
+            yield client
+
+
+async def put(client: httpx.AsyncClient, text: str, **headers: str) -> httpx.Response:
+    current = (await client.get("/admin/rules", headers=EDITOR)).json()["version"]
+    return await client.put("/admin/rules", content=text, headers={**EDITOR, "if-match": f'"{current}"', **headers})
+
+
+async def served_by(client: httpx.AsyncClient) -> str:
+    answer = await client.post(
+        "/v1/chat/completions",
+        json={"model": "general", "messages": [{"role": "user", "content": "2+2?"}]},
+        headers={"authorization": f"Bearer {KEY}"},
+    )
+    return answer.headers["x-turnout-backend"]
+
+
+async def test_a_wrong_backend_is_refused_a_right_one_applied_and_force_is_audited(
+    faults: FaultServer, golden: Path, redis_url: str
+) -> None:
+    await flush(redis_url)
+    start = rules(faults, golden, "gold-a")
+    async with replica(start, redis_url=redis_url) as one, replica(start, redis_url=redis_url) as two:
+        refused = await put(one, rules(faults, golden, "gold-wrong"), **{"x-turnout-change-message": "cheaper"})
+        history = (await one.get("/admin/rules/history", headers=EDITOR)).json()
+        audit = (await one.get("/admin/rules/audit", headers=EDITOR)).json()
+        still = [await served_by(one), await served_by(two)]
+        at_the_bar = await put(one, rules(faults, golden, "gold-half"))
+        right = await put(one, rules(faults, golden, "gold-b"))
+        no_reason = await put(one, rules(faults, golden, "gold-wrong"), **{"x-turnout-force-golden": "true"})
+        forced = await put(
+            one,
+            rules(faults, golden, "gold-wrong"),
+            **{"x-turnout-force-golden": "true", "x-turnout-change-message": "the set is stale; fixing it next"},
+        )
+        forced_audit = (await one.get("/admin/rules/audit", headers=EDITOR)).json()
+        exposed = (await one.get("/metrics")).text
+    assert refused.status_code == 422
+    body = refused.json()
+    assert body["error"]["code"] == "golden_failed"
+    (result,) = body["golden"]
+    assert (result["route"], result["backend"], result["passed"], result["pass_ratio"]) == (
+        "general",
+        "gold-wrong",
+        False,
+        0,
+    )
+    assert result["critical_failed"] == ["capital"]
+    failing = {row["name"]: row for row in result["failing"]}
+    assert set(failing) == {"capital", "sum", "json", "polite"}
+    assert failing["capital"]["failures"] == ["contains: 'Paris' is not in the answer"]
+    assert failing["capital"]["answer"] == "Lyon."
+    assert len(history) == 1
+    assert audit[0]["action"] == "rejected"
+    assert "golden gate refused" in audit[0]["detail"]
+    assert still == ["gold-a", "gold-a"]
+    assert at_the_bar.status_code == 200  # 0.75 passes a 0.75 bar
+    assert right.status_code == 200
+    assert no_reason.status_code == 422
+    assert no_reason.json()["error"]["param"] == "x-turnout-change-message"
+    assert forced.status_code == 200
+    assert [a["action"] for a in forced_audit[:2]] == ["golden_forced", "applied"]
+    assert "forced by env: the set is stale" in forced_audit[0]["detail"]
+    assert 'turnout_golden_runs_total{kind="gate",result="fail",route="general"} 2.0' in exposed  # refused, forced
+    assert 'turnout_golden_runs_total{kind="gate",result="pass",route="general"} 2.0' in exposed
+
+
+async def test_a_change_that_keeps_the_primary_is_not_gated_and_the_dry_run_can_run_the_sets(
+    faults: FaultServer, golden: Path
+) -> None:
+    start = rules(faults, golden, "gold-a")
+    async with replica(start) as client:
+        before = faults.count("gold-a")
+        tighter = await put(client, start.replace("min_pass_ratio: 0.75", "min_pass_ratio: 0.8"))
+        asked_before = faults.count("gold-a") - before
+        dry = await client.post(
+            "/admin/rules/dry-run?golden=true", content=rules(faults, golden, "gold-wrong"), headers=EDITOR
+        )
+        plain_dry = await client.post(
+            "/admin/rules/dry-run", content=rules(faults, golden, "gold-wrong"), headers=EDITOR
+        )
+    assert tighter.status_code == 200
+    assert asked_before == 0
+    assert [r["passed"] for r in dry.json()["golden"]] == [False]
+    assert "golden" not in plain_dry.json()
+
+
+async def test_the_upstream_sees_golden_requests_marked_synthetic(faults: FaultServer, golden: Path) -> None:
+    async with replica(rules(faults, golden, "gold-a")) as client:
+        await put(client, rules(faults, golden, "gold-b"))
+    assert faults.last_headers.get("x-turnout-synthetic") == "golden"
+
+
+async def test_an_invalid_set_is_refused_with_the_rules_at_its_path(faults: FaultServer, golden: Path) -> None:
+    async with replica(rules(faults, golden, "gold-a")) as client:
+        golden.write_text('{"name": "x", "prompt": "hi", "expect": {}}\n')  # noqa: ASYNC240 (a test's file)
+        answer = await client.post("/admin/rules/validate", content=rules(faults, golden, "gold-b"), headers=EDITOR)
+        missing = await client.post(
+            "/admin/rules/validate", content=rules(faults, golden.with_name("none.jsonl"), "gold-b"), headers=EDITOR
+        )
+    (problem,) = answer.json()["errors"]
+    assert problem["path"] == "routes.general.golden.set"
+    assert f"{golden}:1: expect: expects nothing" in problem["message"]
+    assert "cannot read" in missing.json()["errors"][0]["message"]
