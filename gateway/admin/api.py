@@ -62,7 +62,8 @@ async def route_explain(request: Request, api: str | None = None) -> Response:
 @router.get("/backends")
 async def backends(request: Request) -> Response:
     """Each backend as the gateway sees it: breaker, requests in flight, and its last health check
-    with the upstream's own words (secrets redacted), which ``/readyz`` keeps from the public."""
+    with the upstream's own words (secrets redacted), which ``/readyz`` keeps from the public; the
+    routes; and each route's last golden drift check (``golden``: route to backend to result)."""
     require_admin(request)
     found: dict[str, dict[str, object]] = {}
     snapshot = request_snapshot(request)
@@ -88,7 +89,9 @@ async def backends(request: Request) -> Response:
         name: {"backends": spec.chain, "description": spec.description} | _rollout(spec)
         for name, spec in snapshot.rules.routes.items()
     }
-    body = {"rules_version": snapshot.version, "backends": found, "routes": routes}
+    live = getattr(request.app.state, "live_rules", None)
+    golden = await live.drift.last_results() if live is not None else {}
+    body = {"rules_version": snapshot.version, "backends": found, "routes": routes, "golden": golden}
     return Response(orjson.dumps(body), media_type="application/json")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from contracts.errors import StateStoreUnavailable
 from gateway.live.bootstrap import bootstrap, start_from_store
 from gateway.live.checks import build_failure, check_rules
+from gateway.live.drift import DriftChecks
 from gateway.live.gate import GoldenFailed, run_gate
 from gateway.live.redis_store import RedisRulesStore
 from gateway.live.rules_file import RulesFile
@@ -70,6 +71,7 @@ class LiveRules:
         self._poller: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
+        self.drift = DriftChecks(state)
         """Set on close: the announcement loop ends at its next wake-up (a Redis pub/sub read can
         swallow a cancellation, so it is not cancelled unless it overstays)."""
 
@@ -274,9 +276,11 @@ class LiveRules:
         loop = asyncio.get_running_loop()
         self._poller = loop.create_task(self._poll_forever())
         self._follower = loop.create_task(self._follow_announcements())
+        self.drift.start()
 
     async def aclose(self) -> None:
         self._stopping = True
+        await self.drift.aclose()
         tasks = [task for task in (self._poller, self._follower) if task is not None]
         if self._poller is not None:
             self._poller.cancel()

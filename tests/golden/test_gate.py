@@ -3,73 +3,13 @@ rows right or wrong, behind two replicas sharing one Redis."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
-from gateway.app import create_app
-from gateway.rules import parse_rules
-from gateway.settings import Settings
 from support.faults import FaultServer
 from tests.gateway.live.test_following import flush
-
-ADMIN_KEY = "adm-key-0123456789"
-EDITOR = {"authorization": f"Bearer {ADMIN_KEY}"}
-KEY = "sk-golden-client"
-ROWS = [
-    {"name": "capital", "prompt": "Capital of France?", "expect": {"contains": "Paris"}, "critical": True},
-    {"name": "sum", "prompt": "2+2?", "expect": {"equals": "4"}},
-    {"name": "json", "prompt": "City as JSON", "expect": {"json_schema": {"type": "object", "required": ["city"]}}},
-    {"name": "polite", "prompt": "Say hi", "expect": {"not_contains": "as an AI"}},
-]
-RIGHT = {"Capital of France?": "Paris.", "2+2?": "4", "City as JSON": '{"city": "Paris"}', "Say hi": "Hi!"}
-WRONG = {"Capital of France?": "Lyon.", "2+2?": "5", "City as JSON": "Paris", "Say hi": "As an AI, hi."}
-
-
-def rules(faults: FaultServer, golden: Path, primary: str) -> str:
-    backends = "\n".join(
-        f"  {name}: {{kind: openai, endpoint: '{faults.endpoint(name)}', model: m, health_check: {{enabled: false}}}}"
-        for name in ("gold-a", "gold-b", "gold-wrong", "gold-half")
-    )
-    return f"""
-backends:
-{backends}
-routes:
-  general:
-    backends: [{primary}]
-    golden: {{set: {golden}, min_pass_ratio: 0.75, timeout_s: 20, concurrency: 2}}
-default_route: general
-router: {{kind: default}}
-api_keys:
-  - {{tenant: t1, sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"}}
-"""
-
-
-@pytest.fixture
-def golden(tmp_path: Path, faults: FaultServer) -> Path:
-    path = tmp_path / "general.jsonl"
-    path.write_text("\n".join(json.dumps(row) for row in ROWS) + "\n")
-    for name in ("gold-a", "gold-b", "gold-wrong", "gold-half"):
-        faults.modes[name] = "script"
-    faults.scripts["gold-a"] = faults.scripts["gold-b"] = RIGHT
-    faults.scripts["gold-wrong"] = WRONG
-    faults.scripts["gold-half"] = {**RIGHT, "2+2?": "5"}  # 3 of 4: at the bar
-    return path
-
-
-@asynccontextmanager
-async def replica(text: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway reaching its backends over the network (no injected client)."""
-    app = create_app(Settings(admin_key=ADMIN_KEY, **settings), parse_rules(text))  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
-            yield client
+from tests.golden.scripted import EDITOR, KEY, replica, rules
 
 
 async def put(client: httpx.AsyncClient, text: str, **headers: str) -> httpx.Response:
