@@ -30,6 +30,20 @@ class Price(Strict):
     output_per_mtok: float = Field(0.0, ge=0, le=1_000_000)
 
 
+class WarmupSpec(Strict):
+    """Synthetic requests (``x-turnout-synthetic: warmup``) that keep a model from meeting a user cold."""
+
+    requests: int = Field(3, ge=1, le=100)
+    """Sent when the backend is new or changed in a rules snapshot, before it takes traffic."""
+    prompt: str | None = Field(None, min_length=1, max_length=10_000)
+    from_golden: bool = False
+    """Take the prompts from the golden sets of the routes this backend serves."""
+    keep_warm_idle_s: int | None = Field(300, ge=1, le=7 * 24 * 3600)
+    """A backend idle this long gets one request; unset: none."""
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    """For the warm-up before a snapshot is installed, all requests together."""
+
+
 class BackendPolicy(Strict):
     """What the gateway does around any backend."""
 
@@ -42,6 +56,9 @@ class BackendPolicy(Strict):
     and 429 with Retry-After when every one is full."""
     breaker: BreakerSpec = BreakerSpec()
     health_check: HealthCheckSpec = HealthCheckSpec()
+    warmup: WarmupSpec | None = None
+    cold_after_s: int = Field(300, ge=1, le=7 * 24 * 3600)
+    """A request after this long without one is counted cold (``turnout_backend_cold_seconds``)."""
 
 
 class OpenAIBackend(OpenAIEndpoint, BackendPolicy):
@@ -310,6 +327,7 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
     for name, backend_spec in rules.backends.items():
         if backend_spec.breaker.min_calls > backend_spec.breaker.window:
             problems.append((f"backends.{name}.breaker.min_calls", "larger than window: the ratio would never count"))
+        problems += _check_warmup(name, backend_spec.warmup, rules)
     if rules.default_route not in rules.routes:
         problems.append(("default_route", f"unknown route {rules.default_route!r}"))
     for alias, backend in rules.aliases.items():
@@ -353,6 +371,17 @@ def _check_chains(route: str, spec: RouteSpec, rules: Rules) -> list[tuple[str, 
                 )
             )
     return problems
+
+
+def _check_warmup(name: str, warmup: WarmupSpec | None, rules: Rules) -> list[tuple[str, str]]:
+    if warmup is None:
+        return []
+    if (warmup.prompt is None) == (not warmup.from_golden):
+        return [(f"backends.{name}.warmup", "give either prompt or from_golden: true")]
+    serves = [route for route in rules.routes.values() if any(name in c for c in route.chains().values())]
+    if warmup.from_golden and not any(route.golden is not None for route in serves):
+        return [(f"backends.{name}.warmup.from_golden", "no route this backend serves has a golden set")]
+    return []
 
 
 def _check_budgets(route: str, spec: RouteSpec) -> list[tuple[str, str]]:

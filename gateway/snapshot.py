@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from backends.registry import open_backend
 from gateway.admin_keys import AdminKeys
 from gateway.auth import KeyRing
 from gateway.cache.semantic import SemanticCache, open_semantic
+from gateway.golden.warmup import warm_up
 from gateway.redaction import Redactor
 from gateway.resilience.deadline import Deadline, requested_budget_ms
 from gateway.resilience.dispatch import Dispatcher
@@ -131,6 +133,10 @@ async def build_snapshot(
                 opened[name] = await open_backend(name, spec, resources.clients)
                 log.info("backend %s (%s) ready", name, spec.kind)
         upstreams = {name: kept.get(name) or open_upstream(opened[name], spec) for name, spec in rules.backends.items()}
+        await warm_up(rules, opened, resources.metrics)  # before it is installed: never met cold
+        warmed = time.monotonic()
+        for name in opened:
+            upstreams[name].last_warm = warmed
         version = version if version is not None else previous.version + 1 if previous else 1
         snapshot = await asyncio.to_thread(_assemble, rules, resources, previous, upstreams, version)
     except BaseException:

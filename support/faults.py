@@ -18,6 +18,8 @@ backend's endpoint, ``http://127.0.0.1:PORT/<fault>/v1``:
     echoauth-<code>     answers <code> with the request's Authorization header in its message
                         (as an error event mid-stream when the request streams)
     script              answers ``server.scripts[name]`` holds for the last user message (JSON only)
+    cold-<ms>           waits <ms> first when nothing asked it for COLD_IDLE_S (a model that unloads
+                        when idle), then answers
     <name>              whatever ``server.modes[name]`` says (a switch tests flip)
 
 ``events`` records ``(name, "request")`` for each call and ``(name, "closed")`` when the
@@ -34,6 +36,8 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+COLD_IDLE_S = 2.0
 
 
 class FaultServer:
@@ -85,8 +89,11 @@ class FaultServer:
                 if method == "GET":
                     await _send_json(writer, self.health.get(name, 200), {"object": "list", "data": []})
                     continue
+                previous = self.last_seen.get((name, "request"))
                 self._note(name, "request")
                 fault = self.modes.get(name, name)
+                if fault.startswith("cold-") and (previous is None or time.perf_counter() - previous >= COLD_IDLE_S):
+                    await asyncio.sleep(int(fault.removeprefix("cold-")) / 1000)
                 self.last_headers = headers
                 if fault == "script":
                     await _send_json(writer, 200, completion(self._scripted(name, json.loads(body or b"{}"))))
@@ -142,7 +149,7 @@ class FaultServer:
                 return await _stream_error(writer, said)
             await _send_json(writer, int(arg), {"error": {"message": said, "type": "x"}})
             return True
-        if not is_stream and kind in ("ok", "slow", "slowstream"):
+        if not is_stream and kind in ("ok", "slow", "slowstream", "cold"):
             await _send_json(writer, 200, completion(f"from {fault}"))
             return True
         gap = int(arg) / 1000 if kind == "slowstream" else 0.0

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from contracts.errors import StateStoreUnavailable
+from gateway.golden.warmup import keep_warm
 from gateway.live.bootstrap import bootstrap, start_from_store
 from gateway.live.checks import build_failure, check_rules
 from gateway.live.drift import DriftChecks
@@ -30,6 +31,7 @@ from gateway.live.rules_file import RulesFile
 from gateway.live.store import RulesStore, VersionMoved, latest, open_rules_store
 from gateway.live.versions import AuditEntry, Proposal, RulesVersion, unified_diff
 from gateway.observe.metrics import Metrics
+from gateway.observe.periodic import Periodic
 from gateway.redis_client import REDIS_FAILURES
 from gateway.resources import Resources, close_resources
 from gateway.rules import Rules, RulesInvalid, parse_rules
@@ -41,6 +43,7 @@ log = logging.getLogger("turnout")
 RECONNECT_S = 0.5
 """How often the announcement loop wakes (to see a close) and how long it waits before subscribing
 again after a lost connection."""
+KEEP_WARM_TICK_S = 1.0
 RETRIES = 3
 """Writes without If-Match (the file, rollbacks) re-read the newest version this often when another
 writer got in between."""
@@ -72,6 +75,7 @@ class LiveRules:
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
         self.drift = DriftChecks(state)
+        self._keeping_warm = Periodic(self._keep_warm, KEEP_WARM_TICK_S)
         """Set on close: the announcement loop ends at its next wake-up (a Redis pub/sub read can
         swallow a cancellation, so it is not cancelled unless it overstays)."""
 
@@ -277,10 +281,12 @@ class LiveRules:
         self._poller = loop.create_task(self._poll_forever())
         self._follower = loop.create_task(self._follow_announcements())
         self.drift.start()
+        self._keeping_warm.start()
 
     async def aclose(self) -> None:
         self._stopping = True
         await self.drift.aclose()
+        await self._keeping_warm.stop()
         tasks = [task for task in (self._poller, self._follower) if task is not None]
         if self._poller is not None:
             self._poller.cancel()
@@ -289,6 +295,13 @@ class LiveRules:
             for task in overstaying:
                 task.cancel()
         await self.store.aclose()
+
+    async def _keep_warm(self) -> None:
+        snapshot = self.state.snapshot
+        try:
+            await keep_warm(snapshot.rules, snapshot.upstreams, self.metrics)
+        except Exception:
+            log.exception("keeping backends warm failed")
 
     async def _poll_forever(self) -> None:
         while True:

@@ -61,6 +61,11 @@ COUNTERS = {
         "Golden set runs by route, why they ran (gate, drift) and result (pass, fail).",
         ("route", "kind", "result"),
     ),
+    "warmups": Instrument(
+        "turnout_backend_warmups",
+        "Synthetic warm-up requests, by backend, why (change, idle) and outcome (ok or the error code).",
+        ("backend", "reason", "outcome"),
+    ),
     "rules_refused": Instrument(
         "turnout_rules_refused",
         "Rules changes refused (invalid, or not servable here), by source: api, file or store.",
@@ -72,6 +77,12 @@ HISTOGRAMS = {
         "turnout_request_duration_seconds",
         "Time from request to the last byte of the answer.",
         ("endpoint", "route", "variant", "backend"),
+        LATENCY_BUCKETS,
+    ),
+    "cold": Instrument(
+        "turnout_backend_cold_seconds",
+        "A backend's answer (or first chunk) to the first client request after it was idle cold_after_s.",
+        ("backend",),
         LATENCY_BUCKETS,
     ),
     "confidence": Instrument(
@@ -148,6 +159,12 @@ class Metrics:
     def observe_golden_run(self, route: str, backend: str, kind: str, passed: bool, pass_ratio: float) -> None:
         self._counters["golden_runs"].labels(route, kind, "pass" if passed else "fail").inc()
         self._gauges["golden_pass_ratio"].labels(route, backend).set(pass_ratio)
+
+    def observe_cold(self, backend: str, seconds: float) -> None:
+        self._histograms["cold"].labels(backend).observe(seconds)
+
+    def observe_warmup(self, backend: str, reason: str, outcome: str) -> None:
+        self._counters["warmups"].labels(backend, reason, outcome).inc()
 
     def observe_rate_limited(self, tenant: str, limit: str) -> None:
         self._counters["rate_limited"].labels(tenant, limit).inc()

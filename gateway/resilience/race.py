@@ -190,6 +190,8 @@ class BackendRace(Generic[Answer]):
 
     async def _attempt(self, upstream: Upstream, call: Call[Answer], timeout_s: float) -> Answer:
         started = time.monotonic()
+        last, upstream.last_real = upstream.last_real, started
+        is_cold = last is None or started - last >= upstream.cold_after_s
         try:
             answer = await call(upstream.backend, timeout_s)
         except BackendError as exc:
@@ -207,7 +209,10 @@ class BackendRace(Generic[Answer]):
             self._failed(upstream, error, timeout_s, started)
             raise error from exc
         upstream.breaker.record_success()
-        upstream.latencies(self._is_stream).add(time.monotonic() - started)
+        took = time.monotonic() - started
+        upstream.latencies(self._is_stream).add(took)
+        if is_cold:
+            self._metrics.observe_cold(upstream.name, took)
         self._record(Attempt(upstream.name, "ok", _ms_since(started)))
         return answer
 

@@ -32,6 +32,12 @@ class Upstream:
     """Seconds to a stream's first chunk."""
     last_check: CheckResult | None = None
     """The last periodic health check; it stays with the backend across a rules swap."""
+    cold_after_s: float = 300.0
+    """An attempt after this long without a real one is cold (its latency also goes to the cold histogram)."""
+    last_real: float | None = None
+    """``time.monotonic()`` of the last attempt for a client; ``None`` before the first."""
+    last_warm: float | None = None
+    """... and of the last warm-up request."""
     closing: set[asyncio.Task[Any]] = field(default_factory=set)
     """Attempts cancelled (lost hedges, budgets run out) still closing their connections: held here
     until done, since the event loop keeps only weak references to tasks."""
@@ -67,10 +73,18 @@ class Upstream:
             answers=self.answers,
             first_chunks=self.first_chunks,
             last_check=self.last_check,
+            cold_after_s=spec.cold_after_s,
+            last_real=self.last_real,
+            last_warm=self.last_warm,
         )
 
     def latencies(self, is_stream: bool) -> LatencyWindow:
         return self.first_chunks if is_stream else self.answers
+
+    def is_idle(self, now: float, idle_s: float) -> bool:
+        """Whether neither a client nor a warm-up has asked it for ``idle_s`` (nor ever, when never)."""
+        last = max(self.last_real or 0.0, self.last_warm or 0.0)
+        return now - last >= idle_s
 
 
 def open_upstream(backend: Backend, spec: BackendSpec) -> Upstream:
@@ -79,4 +93,5 @@ def open_upstream(backend: Backend, spec: BackendSpec) -> Upstream:
         timeout_s=spec.timeout_s,
         breaker=CircuitBreaker(backend.name, spec.breaker),
         max_in_flight=spec.max_in_flight,
+        cold_after_s=spec.cold_after_s,
     )
