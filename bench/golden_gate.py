@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +21,6 @@ from pathlib import Path
 import httpx
 
 from support.ports import free_port
-from tests.servers import GatewayProcess
 
 ROOT = Path(__file__).parents[1]
 OUT = ROOT / "bench" / "results" / "golden-gate.txt"
@@ -73,27 +75,45 @@ def measure(kind: str, folder: Path) -> list[str]:
     golden.write_text("\n".join(json.dumps(row) for row in golden_rows(kind)) + "\n")
     config = folder / f"{kind}.yaml"
     config.write_text(rules(kind, golden, "one", 5000))
-    env = {"TURNOUT_ADMIN_KEY": ADMIN, "TURNOUT_AUTH_DISABLED": "true"}  # no client calls here
-    gateway = GatewayProcess(config, env, folder / f"{kind}.log", port=free_port()).start()
+    env = {**os.environ, "TURNOUT_ADMIN_KEY": ADMIN, "TURNOUT_AUTH_DISABLED": "true", "TURNOUT_LOG_LEVEL": "warning"}
+    env["TURNOUT_STATE_DIR"] = str(folder / f"{kind}-state")  # a history of its own
+    port = free_port()
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+    with (folder / f"{kind}.log").open("wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        gateway.wait_until("/readyz", timeout_s=300)
+        ready(url, process)
         gated, plain = [], []
         primary, budget = "one", 5000
         for _ in range(TIMES):
             budget = 11000 - budget
-            plain.append(apply(gateway.url, rules(kind, golden, primary, budget)))
+            plain.append(apply(url, rules(kind, golden, primary, budget)))
             primary = "two" if primary == "one" else "one"
-            gated.append(apply(gateway.url, rules(kind, golden, primary, budget)))
-        exposed = httpx.get(gateway.url + "/metrics", timeout=30).text
+            gated.append(apply(url, rules(kind, golden, primary, budget)))
+        exposed = httpx.get(url + "/metrics", timeout=30).text
         runs = [line for line in exposed.splitlines() if line.startswith("turnout_golden_runs_total{")]
     finally:
-        gateway.terminate(60)
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
     shown = [f"#   {line}" for line in runs]  # that the gate ran, and how each run ended
     return [
         row(kind, "a change the gate skips (a budget)", plain),
         row(kind, f"a primary changed, {ROWS} rows first", gated),
         *shown,
     ]
+
+
+def ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the gateway on {url} did not become ready")
 
 
 def row(kind: str, what: str, seconds: list[float]) -> str:
