@@ -13,11 +13,16 @@ REQUEST_ID_HEADER = "x-request-id"
 SYNTHETIC: ContextVar[str | None] = ContextVar("turnout_synthetic", default=None)
 """Why the gateway itself is asking (``golden``, ``warmup``): no client's request."""
 SYNTHETIC_HEADER = "x-turnout-synthetic"
+TRACE_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("turnout_trace_headers", default=None)
+"""``traceparent`` (and ``tracestate``) of the backend attempt being made, when tracing is on."""
 
 
 def upstream_headers(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` plus the current request's id, when there is one, and what a synthetic request is."""
-    request_id, synthetic = REQUEST_ID.get(), SYNTHETIC.get()
+    """``headers`` plus the current request's id, when there is one, the attempt's trace context, and
+    what a synthetic request is."""
+    request_id, synthetic, trace = REQUEST_ID.get(), SYNTHETIC.get(), TRACE_HEADERS.get()
     if request_id is not None:
         headers = {**headers, REQUEST_ID_HEADER: request_id}
+    if trace is not None:
+        headers = {**headers, **trace}
     return headers if synthetic is None else {**headers, SYNTHETIC_HEADER: synthetic}

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Sets up .venv with Turnout and the embedded local model. Idempotent.
 #   bash deploy/setup.sh          the gateway and the local model
-#   bash deploy/setup.sh dev      the same plus router training, fine-tuning (torch, CPU) and the test tools
+#   bash deploy/setup.sh dev      the same plus router training, fine-tuning (torch, CPU), tracing and the test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=local
-[ "${1:-}" = dev ] && extras=local,train,finetune,dev
+[ "${1:-}" = dev ] && extras=local,train,finetune,otel,dev
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -24,7 +24,8 @@ from contracts.errors import GatewayError
 from gateway.apis.routes import HOT, Endpoint
 from gateway.error_handlers import on_unexpected, shaped
 from gateway.observe.access_log import REQUEST_ID_HEADER_BYTES, request_id_of
-from gateway.serving.outcome import status_of
+from gateway.observe.tracing import Span
+from gateway.serving.outcome import RequestOutcome, status_of
 from gateway.state import GatewayState
 
 
@@ -44,6 +45,14 @@ class Gateway(FastAPI):
                 request_state["snapshot"], request_state["request_id"] = snapshot, request_id
                 stamps = ((REQUEST_ID_HEADER_BYTES, request_id.encode()), snapshot.version_header)
                 status = 500
+                tracing = state.resources.tracing
+                span, trace_token = (
+                    tracing.request(scope["method"], scope["path"], scope["headers"])
+                    if tracing.is_on and scope["path"].startswith("/v1/")
+                    else (None, None)
+                )
+                if span is not None:
+                    request_state["trace_id"] = span.trace_id()
 
                 async def stamped(message: Message) -> None:
                     nonlocal status
@@ -63,10 +72,38 @@ class Gateway(FastAPI):
                     status = status_of(exc)
                     raise
                 finally:
-                    if (outcome := request_state.get("outcome")) is not None:
+                    outcome = request_state.get("outcome")
+                    if outcome is not None:
                         await outcome.observe_once_settled(state.resources, snapshot, status)
+                    if span is not None:
+                        _end(span, status, outcome, snapshot.version)
+                        tracing.leave(trace_token)
         finally:
             REQUEST_ID.reset(token)
+
+
+def _end(span: Span, status: int, outcome: RequestOutcome | None, rules_version: int) -> None:
+    """The request's SERVER span, once its answer is wholly sent: what it came to, under ``turnout.*``."""
+    span.set({"http.response.status_code": status, "turnout.rules_version": rules_version})
+    if outcome is not None:
+        final = status if outcome.ended_status is None else outcome.ended_status
+        span.set(
+            {
+                "http.response.status_code": final,
+                "turnout.endpoint": outcome.endpoint,
+                "turnout.route": outcome.route,
+                "turnout.variant": outcome.variant,
+                "turnout.backend": outcome.backend,
+                "turnout.cache": outcome.cache,
+                "turnout.tenant": outcome.tenant,
+                "turnout.cost_usd": outcome.tokens.cost_usd,
+                "turnout.request_id": outcome.request_id,
+            }
+        )
+        status = final
+    if status >= 500:
+        span.fail(str(status))
+    span.end()
 
 
 async def _serve(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ gets a second one only when it is given a Redis of its own), metrics and the cos
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from gateway.observe.feedback import FeedbackBook
 from gateway.observe.metrics import Metrics
 from gateway.observe.reports import ReportBook
 from gateway.observe.samples import RoutingSamples
+from gateway.observe.tracing import Tracing, open_tracing
 from gateway.rate_limits import RateLimiter, open_rate_limiter
 from gateway.redis_client import close_redis, redis_client
 from gateway.response_store import ResponseStore
@@ -46,6 +48,8 @@ class Resources:
     """Whether two answers agree (shadow pairs, golden rows' ``similar_to``); its encoder loads on first use."""
     shadows: ShadowRunner
     """Shadow calls of sampled answered requests, in the background."""
+    tracing: Tracing
+    """OpenTelemetry traces when configured; otherwise a no-op."""
     responses: ResponseStore
     """Stored Responses API answers."""
 
@@ -53,6 +57,7 @@ class Resources:
 async def open_resources(settings: Settings, http_client: httpx.AsyncClient | None) -> Resources:
     """``http_client``, when given, is shared by every backend instead of a pool of each one's own."""
     metrics = Metrics()
+    tracing = open_tracing(settings.otel_endpoint, settings.otel_capture_content)
     timeout_s = settings.cache_timeout_ms / 1000
     redis = redis_client(settings.redis_url) if settings.redis_url else None
     cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
@@ -79,6 +84,7 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
         ),
         agreement=agreement,
         shadows=ShadowRunner(metrics, reports, agreement),
+        tracing=tracing,
         responses=ResponseStore(
             redis, settings.responses_ttl_s, settings.responses_max_bytes, settings.responses_memory_bytes
         ),
@@ -88,7 +94,10 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
 async def close_resources(resources: Resources) -> None:
     await resources.limits.aclose()
     await resources.cache.store.aclose()
-    await resources.shadows.aclose()  # cancels what runs: before the reports it books into
+    await resources.shadows.aclose()
+    await asyncio.to_thread(
+        resources.tracing.shutdown
+    )  # flushes what is queued, off the event loop  # cancels what runs: before the reports it books into
     await resources.feedback.aclose()
     await resources.reports.aclose()
     if resources.cache_redis is not None and resources.cache_redis is not resources.redis:

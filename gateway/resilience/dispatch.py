@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from backends.base import Backend
 from contracts.errors import BackendBadResponse, BackendTimeout
@@ -15,8 +15,9 @@ from contracts.wire import (
     EmbeddingResponse,
 )
 from gateway.observe.metrics import Metrics
+from gateway.observe.tracing import OFF, Tracing
 from gateway.resilience.deadline import Deadline
-from gateway.resilience.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy
+from gateway.resilience.race import PINNED_POLICY, Answer, BackendRace, Call, Discard, RoutePolicy, Traced
 from gateway.resilience.upstreams import Upstream
 from gateway.rules import Rules
 from routers.decision import RouteDecision
@@ -25,20 +26,33 @@ FirstChunk = tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]
 
 
 class Dispatcher:
-    def __init__(self, rules: Rules, upstreams: Mapping[str, Upstream], metrics: Metrics) -> None:
+    def __init__(
+        self, rules: Rules, upstreams: Mapping[str, Upstream], metrics: Metrics, tracing: Tracing = OFF
+    ) -> None:
         self.upstreams = upstreams
         self._metrics = metrics
+        self._tracing = tracing
         self._policies = {name: RoutePolicy.of(spec) for name, spec in rules.routes.items()}
 
     async def complete(
         self, decision: RouteDecision, request: ChatCompletionRequest, deadline: Deadline
     ) -> tuple[str, ChatCompletion]:
-        return await self._race(decision, deadline, lambda backend, timeout: backend.complete(request, timeout))
+        traced: Traced[ChatCompletion] | None = (
+            self._traced("chat", request, _described) if self._tracing.is_on else None
+        )
+        return await self._race(
+            decision, deadline, lambda backend, timeout: backend.complete(request, timeout), traced=traced
+        )
 
     async def embed(
         self, decision: RouteDecision, request: EmbeddingRequest, deadline: Deadline
     ) -> tuple[str, EmbeddingResponse]:
-        return await self._race(decision, deadline, lambda backend, timeout: backend.embed(request, timeout))
+        traced: Traced[EmbeddingResponse] | None = (
+            self._traced("embeddings", None, lambda answer: {}) if self._tracing.is_on else None
+        )
+        return await self._race(
+            decision, deadline, lambda backend, timeout: backend.embed(request, timeout), traced=traced
+        )
 
     async def open_stream(
         self, decision: RouteDecision, request: ChatCompletionRequest, deadline: Deadline
@@ -66,7 +80,10 @@ class Dispatcher:
         async def close(answer: FirstChunk) -> None:
             await answer[1].aclose()  # type: ignore[attr-defined]
 
-        return await self._race(decision, deadline, first_chunk, close, is_stream=True)
+        traced: Traced[FirstChunk] | None = (
+            self._traced("chat", request, lambda answer: _described(answer[0])) if self._tracing.is_on else None
+        )
+        return await self._race(decision, deadline, first_chunk, close, is_stream=True, traced=traced)
 
     async def _race(
         self,
@@ -75,7 +92,37 @@ class Dispatcher:
         call: Call[Answer],
         discard: Discard[Answer] | None = None,
         is_stream: bool = False,
+        traced: Traced[Answer] | None = None,
     ) -> tuple[str, Answer]:
         policy = self._policies.get(decision.route, PINNED_POLICY)
-        race: BackendRace[Answer] = BackendRace(self.upstreams, self._metrics, decision, deadline, policy, is_stream)
+        race: BackendRace[Answer] = BackendRace(
+            self.upstreams, self._metrics, decision, deadline, policy, is_stream, traced
+        )
         return await race.run(call, discard)
+
+    def _traced(
+        self, operation: str, request: ChatCompletionRequest | None, describe: Callable[[Answer], Mapping[str, object]]
+    ) -> Traced[Answer]:
+        asked: dict[str, object] = {"gen_ai.operation.name": operation}
+        if request is not None:
+            asked |= {
+                "gen_ai.request.stream": request.stream,
+                "gen_ai.request.max_tokens": request.max_tokens or request.max_completion_tokens,
+                "gen_ai.request.temperature": request.temperature,
+            }
+        return Traced(self._tracing, operation, asked, describe)
+
+
+def _described(answer: ChatCompletion | ChatCompletionChunk) -> dict[str, object]:
+    """``gen_ai.response.*`` and ``gen_ai.usage.*`` of an answer (a stream's: its first chunk's)."""
+    described: dict[str, object] = {
+        "gen_ai.response.model": answer.model or None,
+        "gen_ai.response.id": answer.id or None,
+    }
+    reasons = [c.finish_reason for c in answer.choices if c.finish_reason]
+    if reasons:
+        described["gen_ai.response.finish_reasons"] = reasons
+    if isinstance(answer, ChatCompletion) and answer.usage is not None:
+        described["gen_ai.usage.input_tokens"] = answer.usage.prompt_tokens
+        described["gen_ai.usage.output_tokens"] = answer.usage.completion_tokens
+    return described

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from backends.base import Backend
+from backends.request_context import TRACE_HEADERS
 from contracts.errors import BackendBadResponse, BackendError, BackendTimeout
 from gateway.observe.metrics import Metrics
+from gateway.observe.tracing import Tracing
 from gateway.resilience.attempts import (
     CANCELLED,
     SKIPPED_BREAKER_OPEN,
@@ -40,6 +42,21 @@ log = logging.getLogger("turnout")
 Answer = TypeVar("Answer")
 Call = Callable[[Backend, float], Awaitable[Answer]]
 Discard = Callable[[Answer], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Traced(Generic[Answer]):
+    """What a traced race records of its attempts beyond the backend's own facts."""
+
+    tracing: Tracing
+    operation: str
+    """``chat`` or ``embeddings`` (``gen_ai.operation.name``)."""
+    request: Mapping[str, object]
+    """``gen_ai.request.*`` of the request."""
+    describe: Callable[[Answer], Mapping[str, object]]
+    """``gen_ai.response.*`` and ``gen_ai.usage.*`` of an answer."""
+
+
 MAX_PARALLEL = 2
 
 
@@ -74,8 +91,12 @@ class BackendRace(Generic[Answer]):
         deadline: Deadline,
         policy: RoutePolicy,
         is_stream: bool,
+        traced: Traced[Answer] | None = None,
     ) -> None:
         self._upstreams = upstreams
+        self._traced = traced
+        self._try = self._attempt if traced is None else self._attempt_traced
+        """How an attempt is made: bound once, so an untraced race pays nothing for tracing."""
         self._metrics = metrics
         self._decision = decision
         self._deadline = deadline
@@ -105,7 +126,7 @@ class BackendRace(Generic[Answer]):
             upstream.in_flight += 1
             try:
                 async with asyncio.timeout(self._time_left()):
-                    return upstream.name, await self._attempt(upstream, call, timeout)
+                    return upstream.name, await self._try(upstream, call, timeout)
             except BackendError as exc:
                 self._failures.append(exc)
                 if not self._policy.fallback.moves_on(exc):
@@ -153,7 +174,7 @@ class BackendRace(Generic[Answer]):
         if upstream is None:
             return False
         timeout = self._attempt_timeout(upstream)
-        task = asyncio.get_running_loop().create_task(self._attempt(upstream, call, timeout))
+        task = asyncio.get_running_loop().create_task(self._try(upstream, call, timeout))
         upstream.in_flight += 1  # counted now, so that concurrent requests see the bound at once
         task.add_done_callback(upstream.attempt_ended)
         if self._running:
@@ -214,6 +235,32 @@ class BackendRace(Generic[Answer]):
         if is_cold:
             self._metrics.observe_cold(upstream.name, took)
         self._record(Attempt(upstream.name, "ok", _ms_since(started)))
+        return answer
+
+    async def _attempt_traced(self, upstream: Upstream, call: Call[Answer], timeout_s: float) -> Answer:
+        """:meth:`_attempt` inside its CLIENT span, whose trace context goes upstream with it."""
+        traced = self._traced
+        assert traced is not None
+        model = upstream.gen_ai.get("gen_ai.request.model", upstream.name)
+        attributes = {**upstream.gen_ai, **traced.request, "turnout.backend": upstream.name}
+        span = traced.tracing.attempt(f"{traced.operation} {model}", attributes)
+        token = TRACE_HEADERS.set(span.headers())
+        started = time.monotonic()
+        try:
+            answer = await self._attempt(upstream, call, timeout_s)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                span.set({"turnout.outcome": "cancelled"})  # a hedge that lost, or the client left
+            else:
+                span.fail(_error_type(exc))
+            span.end()
+            raise
+        finally:
+            TRACE_HEADERS.reset(token)
+        if self._is_stream:
+            span.event("gen_ai.first_chunk", {"turnout.first_chunk_ms": round((time.monotonic() - started) * 1000, 1)})
+        span.set(traced.describe(answer))
+        span.end()
         return answer
 
     def _failed(self, upstream: Upstream, error: BackendError, timeout_s: float, started: float) -> None:
@@ -325,6 +372,12 @@ class BackendRace(Generic[Answer]):
             is_refused=is_refused,
             retry_after_s=min(self._reopens_in) if self._reopens_in else None,
         ).error()
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, BackendError):
+        return exc.code or type(exc).__name__
+    return "budget_exceeded" if isinstance(exc, TimeoutError) else type(exc).__name__
 
 
 def _ms_since(started: float) -> int:

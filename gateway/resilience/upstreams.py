@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from backends.base import Backend, Health
 from gateway.resilience.breaker import CircuitBreaker
@@ -38,6 +39,8 @@ class Upstream:
     """``time.monotonic()`` of the last attempt for a client; ``None`` before the first."""
     last_warm: float | None = None
     """... and of the last warm-up request."""
+    gen_ai: dict[str, object] = field(default_factory=dict)
+    """The backend as the GenAI semantic conventions name it (provider, model, server), for its spans."""
     closing: set[asyncio.Task[Any]] = field(default_factory=set)
     """Attempts cancelled (lost hedges, budgets run out) still closing their connections: held here
     until done, since the event loop keeps only weak references to tasks."""
@@ -76,6 +79,7 @@ class Upstream:
             cold_after_s=spec.cold_after_s,
             last_real=self.last_real,
             last_warm=self.last_warm,
+            gen_ai=self.gen_ai,
         )
 
     def latencies(self, is_stream: bool) -> LatencyWindow:
@@ -94,4 +98,21 @@ def open_upstream(backend: Backend, spec: BackendSpec) -> Upstream:
         breaker=CircuitBreaker(backend.name, spec.breaker),
         max_in_flight=spec.max_in_flight,
         cold_after_s=spec.cold_after_s,
+        gen_ai=gen_ai_attributes(spec),
     )
+
+
+def gen_ai_attributes(spec: BackendSpec) -> dict[str, object]:
+    """``gen_ai.provider.name``, ``gen_ai.request.model``, ``server.address`` and ``server.port``."""
+    attributes: dict[str, object] = {"gen_ai.request.model": spec.model}
+    if spec.kind == "litellm":
+        attributes["gen_ai.provider.name"] = spec.model.partition("/")[0] if "/" in spec.model else "openai"
+        where = getattr(spec, "api_base", None)
+    else:
+        attributes["gen_ai.provider.name"] = "llama.cpp" if spec.kind == "local" else "openai"
+        where = getattr(spec, "endpoint", None)
+    if where:
+        parsed = urlsplit(str(where))
+        attributes["server.address"] = parsed.hostname
+        attributes["server.port"] = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return attributes

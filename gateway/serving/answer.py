@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -19,6 +19,7 @@ from gateway.auth import Principal
 from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import Probe
 from gateway.cache.single_flight import Flight
+from gateway.observe.tracing import Tracing, captured
 from gateway.resilience.deadline import Deadline
 from gateway.resources import Resources
 from gateway.rollouts.agreement import answer_text
@@ -110,6 +111,9 @@ async def _streamed(
         decision, asking_for_usage(call.chat), deadline
     )
     arrival.outcome.first_chunk_s = time.monotonic() - arrival.outcome.started
+    if arrival.resources.tracing.is_on:
+        ms = round(arrival.outcome.first_chunk_s * 1000, 1)
+        arrival.resources.tracing.current_event("gen_ai.first_chunk", {"turnout.first_chunk_ms": ms})
     assembler = StreamAssembler()
     assembler.add(first)
 
@@ -146,6 +150,8 @@ async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion,
     prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
     outcome.tokens = tokens = Tokens(prompt, generated, arrival.snapshot.price(outcome.backend, prompt, generated))
     outcome.shadow = shadow_case(arrival, asked, completion)
+    if resources.tracing.captures_content:
+        record_content(resources.tracing, asked, completion, arrival.snapshot.redactor.text)
     await resources.limits.spend_tokens(filling.principal, prompt + generated)
     if not plan.can_write and flight is None:
         return  # nothing to store and nobody waiting: skip serialising the answer
@@ -163,6 +169,19 @@ async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion,
     semantic = arrival.snapshot.semantic_cache
     if stored and filling.probe is not None and semantic is not None:
         await semantic.remember(filling.probe, plan.key, plan.policy.ttl_s)
+
+
+def record_content(
+    tracing: Tracing, asked: ChatCompletionRequest, completion: ChatCompletion, redact: Callable[[str], str]
+) -> None:
+    """The prompt and the answer on the request's span (only with TURNOUT_OTEL_CAPTURE_CONTENT), redacted."""
+    tracing.current_event(
+        "gen_ai.content",
+        {
+            "gen_ai.input.messages": captured(tracing, asked.conversation_text(), redact),
+            "gen_ai.output.messages": captured(tracing, answer_text(completion), redact),
+        },
+    )
 
 
 def shadow_case(arrival: Arrival, asked: ChatCompletionRequest, completion: ChatCompletion) -> ShadowCase | None:

@@ -65,6 +65,8 @@ class RequestOutcome:
     """A stream's cache write and pricing, which the observation waits for."""
     first_chunk_s: float | None = None
     """A stream from a backend: seconds from arrival to its first chunk."""
+    trace_id: str | None = None
+    """The request's trace, when tracing is on: the access log names it, so logs and traces join."""
     shadow: ShadowCase | None = None
     """Settlement drew this request for the route's shadow: asked once the answer is wholly sent."""
 
@@ -135,6 +137,7 @@ class RequestOutcome:
                 "prompt_tokens": tokens.prompt,
                 "completion_tokens": tokens.completion,
             }
+            | ({"trace_id": self.trace_id} if self.trace_id is not None else {})
         )
 
 
@@ -142,5 +145,6 @@ def request_outcome(request: Request, endpoint: str) -> RequestOutcome:
     """The outcome of this API request, which the request scope (:class:`gateway.front.Gateway`)
     observes in its one ``finally``, once the response is wholly sent."""
     outcome = RequestOutcome(endpoint, getattr(request.state, "request_id", "-"))
+    outcome.trace_id = request.scope.get("state", {}).get("trace_id")  # the front's, when tracing is on
     request.state.outcome = outcome
     return outcome

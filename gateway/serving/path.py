@@ -87,7 +87,12 @@ async def answer(arrival: Arrival, principal: Principal, call: Call, encoder: En
     if not cache_plan.can_read:
         return await from_backend(arrival, Filling(principal, cache_plan), decision, call, encoder, deadline)
     async with arrival.resources.cache.flight(cache_plan, deadline.remaining()) as flight:  # every way out settles it
-        found = await look_up(arrival, flight, cache_plan, decision, call)
+        if arrival.resources.tracing.is_on:
+            with arrival.resources.tracing.child("cache lookup") as span:
+                found = await look_up(arrival, flight, cache_plan, decision, call)
+                span.set({"turnout.cache": "hit" if found.entry is not None else arrival.outcome.cache})
+        else:
+            found = await look_up(arrival, flight, cache_plan, decision, call)
         if found.entry is not None:
             return await replayed(arrival, found.entry, found.similarity, decision, call, encoder)
         filling = Filling(principal, cache_plan, flight, found.probe)
@@ -102,12 +107,30 @@ async def route(arrival: Arrival, principal: Principal, call: Call) -> RouteDeci
     router; 403 when the caller's key may not use it."""
     snapshot, resources, headers = arrival.snapshot, arrival.resources, arrival.request.headers
     context = RoutingContext(principal.tenant, headers)
-    decision = await snapshot.selector.select(call.chat.model, headers.get("x-turnout-route"), call.chat, context)
+    if resources.tracing.is_on:
+        with resources.tracing.child("route") as span:
+            decision = await snapshot.selector.select(
+                call.chat.model, headers.get("x-turnout-route"), call.chat, context
+            )
+            span.set(routing_attributes(decision))
+    else:
+        decision = await snapshot.selector.select(call.chat.model, headers.get("x-turnout-route"), call.chat, context)
     arrival.outcome.decision = decision
     resources.metrics.observe_decision(decision.route, decision.decided_by, decision.score)
     resources.samples.add(arrival.outcome.request_id, principal.tenant, call.chat, headers)
     principal.require_route(decision.route)
     return decision
+
+
+def routing_attributes(decision: RouteDecision) -> dict[str, object]:
+    rule = decision.decided_by.removeprefix("rule:") if decision.decided_by.startswith("rule:") else None
+    return {
+        "turnout.route": decision.route,
+        "turnout.decided_by": decision.decided_by.partition(":")[0],
+        "turnout.router_score": decision.score,
+        "turnout.rule": rule,
+        "turnout.variant": decision.variant,
+    }
 
 
 def plan(arrival: Arrival, decision: RouteDecision, call: Call, tenant: str) -> CachePlan:

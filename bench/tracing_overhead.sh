@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What tracing costs the pinned path, in one run: the same working tree served twice against the
+# fixed-answer nginx upstream, tracing off (A) and on at 100 % sampling (B, spans exported over
+# OTLP/HTTP to an nginx trace sink, bench/trace-sink-nginx.conf, which answers every export 200). Rounds alternate; each row is
+# the median of its rounds.
+#   bash bench/tracing_overhead.sh
+# Figures go to bench/results/tracing-overhead.txt (OUT=... to change). Needs nginx-light, wrk, and
+# the otel extra (deploy/setup.sh dev installs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/common.sh
+find_shared
+OUT=${OUT:-bench/results/tracing-overhead.txt}
+DUR=${DUR:-6s} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-"1 32"}
+command -v nginx >/dev/null && command -v wrk >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
+[ -x .venv/bin/turnout ] || bash deploy/setup.sh dev
+work=$(mktemp -d)
+pids=""
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
+  nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
+fi
+nginx -c "$PWD/bench/trace-sink-nginx.conf" & pids="$pids $!"; sleep 0.5
+export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
+start() { # port, then any environment for that gateway
+  local port=$1; shift
+  env "$@" .venv/bin/turnout serve --config bench/rules.overhead.yaml --port "$port" >"/tmp/bench-tracing-$port.log" 2>&1 &
+  pids="$pids $!"
+  for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && return; sleep 0.5; done
+  echo "the gateway on $port did not start" >&2; exit 1
+}
+start 8098 TURNOUT_OTEL_ENDPOINT=
+start 8099 TURNOUT_OTEL_ENDPOINT=http://127.0.0.1:18200
+SIDES="off:8098 on:8099"
+run_all() {
+  local c side name port out
+  echo "# $(date -u +%FT%TZ) $(nproc) cores; working tree on $(git rev-parse --short HEAD); pinned (model=upstream-model), auth on, cache bypassed"
+  echo "# off: no tracing; on: every request traced (SERVER, route, CLIENT spans), exported over OTLP/HTTP"
+  echo "# $ROUNDS rounds of $DUR per side and connection count, alternating; median of the rounds"
+  for c in $CONNS; do
+    for side in $SIDES; do : >"$work/${side%%:*}-$c"; done
+    for _ in $(seq 1 "$ROUNDS"); do
+      for side in $SIDES; do
+        IFS=: read -r name port <<<"$side"
+        out=$(KEY=$BENCH_API_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$port" 2>&1)
+        grep -q 'Non-2xx' <<<"$out" && { echo "$name answered non-2xx" >&2; return 1; }
+        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$work/$name-$c"
+      done
+    done
+    for side in $SIDES; do
+      name=${side%%:*}
+      sort -n "$work/$name-$c" | awk -v s="tracing $name" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
+        END { m=int((n+1)/2); printf "%-12s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
+    done
+  done
+  if grep -q "trace export failed" /tmp/bench-tracing-8099.log; then echo "# trace export failed during the run"; fi
+}
+write_results "$OUT" run_all
