@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from gateway.golden.warmup import keep_warm
 from gateway.live.bootstrap import bootstrap, start_from_store
 from gateway.live.checks import build_failure, check_rules
 from gateway.live.drift import DriftChecks
-from gateway.live.gate import GoldenFailed, run_gate
+from gateway.live.gate import GoldenFailed, run_gate, set_hashes
 from gateway.live.redis_store import RedisRulesStore
 from gateway.live.rules_file import RulesFile
 from gateway.live.store import RulesStore, VersionMoved, latest, open_rules_store
@@ -75,6 +76,12 @@ class LiveRules:
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
         self.drift = DriftChecks(state)
+        self._newest_seen = 0
+        """The newest stored version the last sameness check read: what an append builds on."""
+        self._golden_seen: dict[str, str] | None = None
+        """The golden sets' hashes of the rules this replica serves, as last read; ``None`` until read."""
+        self._golden_refused: dict[str, str] | None = None
+        """Changed sets whose gate refused them: not run again until the files change again."""
         self._keeping_warm = Periodic(self._keep_warm, KEEP_WARM_TICK_S)
         """Set on close: the announcement loop ends at its next wake-up (a Redis pub/sub read can
         swallow a cancellation, so it is not cancelled unless it overstays)."""
@@ -94,14 +101,21 @@ class LiveRules:
             return unchanged
         try:
             rules = await check_rules(proposal.yaml, self.state)
-            gate = await self._gate(rules, proposal)
+            hashes = await asyncio.to_thread(set_hashes, rules)
+            changed_sets = frozenset(r for r, sha in hashes.items() if (self._golden_seen or {}).get(r, sha) != sha)
+            proposal = dataclasses.replace(proposal, golden=hashes)
+            gate = await self._gate(rules, proposal, changed_sets)
             async with self._writing:
                 await self.restore_if_lost()  # an apply to an emptied store continues from what serves
-                if (unchanged := await self._newest_if_same(proposal, expected)) is not None:
-                    return unchanged  # an identical write (a second SIGHUP) landed while this one was built
                 for attempt in range(RETRIES):
+                    # An identical write (a second SIGHUP, another replica seeing the same file) may
+                    # have landed while this one was built: checked against the newest each try,
+                    # and the append is a compare-and-set on that newest, so two never both land.
+                    if (unchanged := await self._newest_if_same(proposal, expected)) is not None:
+                        return unchanged
+                    base = expected if expected is not None else self._newest_seen
                     try:
-                        version = await self._store_and_install(rules, proposal, expected)
+                        version = await self._store_and_install(rules, proposal, base)
                         break
                     except VersionMoved:
                         if expected is not None or attempt == RETRIES - 1:
@@ -109,6 +123,7 @@ class LiveRules:
         except (RulesInvalid, VersionMoved, GoldenFailed) as exc:
             await self._audit_refused(proposal, str(exc))
             raise
+        self._golden_seen = dict(version.golden)
         await self._audit_applied(version)
         if gate is not None:
             await self._audit_forced(version, proposal, gate)
@@ -118,12 +133,12 @@ class LiveRules:
         )
         return version
 
-    async def _gate(self, rules: Rules, proposal: Proposal) -> GoldenFailed | None:
+    async def _gate(self, rules: Rules, proposal: Proposal, changed_sets: frozenset[str]) -> GoldenFailed | None:
         """Run the golden sets the change calls for (not for a rollback); raise :class:`GoldenFailed`
         below the bar, unless the proposal forces it: then the refusal is answered, to be audited."""
         if proposal.source == "rollback":
             return None
-        results = await run_gate(self.state, rules)
+        results = await run_gate(self.state, rules, changed_sets)
         for result in results:
             self.metrics.observe_golden_run(result.route, result.backend, "gate", result.passed, result.pass_ratio)
         if all(result.passed for result in results):
@@ -148,8 +163,11 @@ class LiveRules:
             newest = await latest(self.store)
         except (*REDIS_FAILURES, TimeoutError) as exc:
             raise StateStoreUnavailable(f"the rules store did not answer: {exc or 'timed out'}") from None
+        self._newest_seen = newest.version if newest is not None else 0
         if newest is None or newest.yaml != proposal.yaml or expected not in (None, newest.version):
             return None
+        if proposal.golden and newest.golden != proposal.golden:
+            return None  # the same document, but a golden set changed: that is a change
         log.info("rules from %s by %s: the same as version %d; nothing stored", proposal.source, proposal.author,
                  newest.version)  # fmt: skip
         return newest
@@ -227,6 +245,7 @@ class LiveRules:
         rules = await asyncio.to_thread(parse_rules, version.yaml, f"rules version {version.version}")
         await self.state.apply(rules, version.version)
         self.served = version
+        self._golden_seen = dict(version.golden) or await asyncio.to_thread(set_hashes, rules)
 
     async def restore_if_lost(self) -> int:
         """The store's newest version number. When it is older than the one this replica serves
@@ -260,6 +279,32 @@ class LiveRules:
             log.error("the rules file's change failed its golden sets; version %d keeps serving: %s",
                       self.state.snapshot.version, exc)  # fmt: skip
         self.file.unsaved = None
+
+    def golden_seen_at_start(self, hashes: dict[str, str]) -> None:
+        """The golden sets as this replica started: a later change of a file is a change."""
+        self._golden_seen = dict(self.served.golden) or hashes
+
+    async def golden_sets_changed(self) -> None:
+        """A golden set of the serving rules changed on disk: the same rules with the new set are a new
+        version, gated on the new set against the live primaries (a refusal is kept, not retried)."""
+        hashes = await asyncio.to_thread(set_hashes, self.state.snapshot.rules)
+        if self._golden_seen is None:
+            self._golden_seen = hashes  # what this replica started with: not a change
+            return
+        if hashes == self._golden_seen or hashes == self._golden_refused:
+            return
+        changed = sorted(r for r, sha in hashes.items() if self._golden_seen.get(r) != sha)
+        described = ", ".join(f"{route} (sha256 {hashes[route][:12]})" for route in changed)
+        proposal = Proposal(self.served.yaml, "file", f"golden set changed: {described}", "file", golden=hashes)
+        try:
+            await self.apply(proposal, None)
+        except GoldenFailed as exc:
+            self._golden_refused = hashes
+            log.error("a changed golden set fails the live primary; version %d keeps serving: %s",
+                      self.state.snapshot.version, exc)  # fmt: skip
+        except RulesInvalid as exc:
+            self._golden_refused = hashes
+            log.error("a changed golden set is invalid; version %d keeps serving\n%s", self.state.snapshot.version, exc)
 
     async def reload_file(self) -> None:
         """SIGHUP: read the rules file now, changed or not since the last look."""
@@ -312,6 +357,7 @@ class LiveRules:
                     text = await asyncio.to_thread(self.file.read) or self.file.unsaved
                     if text is not None:
                         await self.file_changed(text)
+                await self.golden_sets_changed()
             except Exception as exc:  # the store is down: the next round tries again
                 log.warning("rules: checking the store failed: %s", exc)
 
@@ -394,5 +440,6 @@ async def open_live_rules(
     state = await open_state(resources, chosen, serving.version)
     resources.metrics.observe_rules_version(serving.version)
     live = LiveRules(state, store, started_with, rules_file, settings.rules_poll_s, serving)
+    live.golden_seen_at_start(await asyncio.to_thread(set_hashes, chosen))
     live.start()
     return live

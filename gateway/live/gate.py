@@ -7,6 +7,7 @@ return to rules that served before."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from gateway.golden.runner import SetResult, run_set
 from gateway.golden.sets import GoldenInvalid, load_set
@@ -30,13 +31,14 @@ def primaries(route: RouteSpec | None) -> set[str]:
     return {chain[0] for chain in route.chains().values() if chain} if route is not None else set()
 
 
-def gated(serving: Rules, proposed: Rules) -> list[tuple[str, str]]:
-    """``(route, backend)``: each changed primary of each route with a golden set, in rules order."""
+def gated(serving: Rules, proposed: Rules, changed_sets: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """``(route, backend)``: each changed primary of each route with a golden set, and every primary
+    of a route whose set itself changed, in rules order."""
     found: list[tuple[str, str]] = []
     for name, route in proposed.routes.items():
         if route.golden is None:
             continue
-        before = primaries(serving.routes.get(name))
+        before = set() if name in changed_sets else primaries(serving.routes.get(name))
         for backend in sorted(primaries(route)):
             old = serving.backends.get(backend)
             if (
@@ -65,11 +67,23 @@ async def check_golden_sets(rules: Rules) -> None:
         raise RulesInvalid("<proposed rules>", problems)
 
 
-async def run_gate(state: GatewayState, proposed: Rules) -> list[SetResult]:
+def set_hashes(rules: Rules) -> dict[str, str]:
+    """Each route's golden set file's sha256 (a file that cannot be read has none)."""
+    found: dict[str, str] = {}
+    for name, route in rules.routes.items():
+        if route.golden is not None:
+            try:
+                found[name] = hashlib.sha256(route.golden.set.read_bytes()).hexdigest()
+            except OSError:
+                continue
+    return found
+
+
+async def run_gate(state: GatewayState, proposed: Rules, changed_sets: frozenset[str] = frozenset()) -> list[SetResult]:
     """The golden sets of every change :func:`gated` finds, run now (none found: nothing run)."""
     serving = state.snapshot
     results: list[SetResult] = []
-    for route, backend_name in gated(serving.rules, proposed):
+    for route, backend_name in gated(serving.rules, proposed, changed_sets):
         spec = proposed.routes[route].golden
         assert spec is not None
         golden = await asyncio.to_thread(load_set, spec.set)

@@ -6,7 +6,7 @@ import difflib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import yaml
@@ -27,6 +27,8 @@ class RulesVersion:
     created_at: float
     message: str
     source: Source
+    golden: dict[str, str] = field(default_factory=dict)
+    """Each route's golden set as it was (route to the file's sha256): a changed set is a new version."""
 
     def summary(self) -> dict[str, Any]:
         found = asdict(self)
@@ -56,6 +58,7 @@ class RulesVersion:
             created_at=float(data["created_at"]),
             message=str(data["message"]),
             source=data["source"],
+            golden={str(route): str(sha) for route, sha in (data.get("golden") or {}).items()},
         )
 
 
@@ -69,9 +72,11 @@ class Proposal:
     source: Source
     force_golden: bool = False
     """Store it even if the golden gate refuses (an editor's call, with the message as the reason)."""
+    golden: dict[str, str] = field(default_factory=dict)
+    """The golden sets' sha256 by route, as checked: stored with the version."""
 
     def stored_as(self, version: int) -> RulesVersion:
-        return RulesVersion(version, self.yaml, self.author, time.time(), self.message, self.source)
+        return RulesVersion(version, self.yaml, self.author, time.time(), self.message, self.source, self.golden)
 
 
 @dataclass(frozen=True)

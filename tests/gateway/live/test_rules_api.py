@@ -33,7 +33,7 @@ async def test_get_returns_the_served_version_with_its_etag() -> None:
     assert found.status_code == 200
     assert found.headers["etag"] == '"1"'
     body = found.json()
-    assert set(body) == {"version", "author", "created_at", "message", "source", "yaml"}
+    assert set(body) == {"version", "author", "created_at", "message", "source", "yaml", "golden"}
     assert (body["version"], body["source"], body["author"]) == (1, "bootstrap", "bootstrap")
     assert "olga" in body["yaml"]
 
@@ -134,7 +134,7 @@ async def test_history_versions_diff_and_rollback() -> None:
         served = await client.post("/v1/chat/completions", json=chat_body("code"), headers=AUTH)
         audit = (await client.get("/admin/rules/audit", headers=VIEWER)).json()
     assert [(v["version"], v["source"]) for v in history] == [(2, "api"), (1, "bootstrap")]
-    assert set(history[0]) == {"version", "author", "created_at", "message", "source"}
+    assert set(history[0]) == {"version", "author", "created_at", "message", "source", "golden"}
     assert first.headers["etag"] == '"1"'
     assert missing.status_code == 404
     assert {"path": "routes.code.latency_budget_ms", "before": None, "after": 5000} in diff["changes"]
