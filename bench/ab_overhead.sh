@@ -33,24 +33,9 @@ start() { # tree port: that tree's code first on the path, the shared venv for e
 start "$trees/a" 8095
 start "$b_tree" 8096
 run_all() {
-  local c side port out
   echo "# $(date -u +%FT%TZ) $(nproc) cores; pinned backend (model=upstream-model), auth on, cache bypassed"
   echo "# A = $(git rev-parse --short "$BEFORE")  B = ${AFTER:+$(git rev-parse --short "$AFTER")}${AFTER:-working tree on $(git rev-parse --short HEAD)}"
   echo "# $ROUNDS rounds of $DUR per side and connection count, alternating; median of the rounds"
-  for c in $CONNS; do
-    for side in A B; do : >"$trees/$side-$c"; done
-    for _ in $(seq 1 "$ROUNDS"); do
-      for side in A B; do
-        port=$([ $side = A ] && echo 8095 || echo 8096)
-        out=$(KEY=$BENCH_API_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$port" 2>&1)
-        grep -q 'Non-2xx' <<<"$out" && { echo "side $side answered non-2xx" >&2; return 1; }
-        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$trees/$side-$c"
-      done
-    done
-    for side in A B; do
-      sort -n "$trees/$side-$c" | awk -v s="$side" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
-        END { m=int((n+1)/2); printf "%s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
-    done
-  done
+  KEY=$BENCH_API_KEY alternate_rounds "A:8095:upstream-model:$SHARED/bench/chat.lua" "B:8096:upstream-model:$SHARED/bench/chat.lua"
 }
 write_results "$OUT" run_all

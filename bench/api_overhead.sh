@@ -3,7 +3,8 @@
 # completions on a commit from before the request path was reshaped (A), and chat completions, the
 # Responses API and Anthropic Messages on the working tree (B). Rounds alternate over the four so
 # drift hits each alike; each row is the median of its rounds.
-#   bash bench/api_overhead.sh [BEFORE]     (default: 0e4b2a8, the last commit before the reshape)
+#   bash bench/api_overhead.sh [BEFORE]     (default: 0e4b2a8, the last commit before the reshape;
+#   it still sends through httpx-aiohttp, dropped since: `.venv/bin/pip install httpx-aiohttp` first)
 # Figures go to bench/results/api-overhead.txt (OUT=... to change). Needs nginx-light and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,31 +30,16 @@ start() { # tree port: that tree's code first on the path, the shared venv for e
   (cd "$1" && PYTHONPATH="$1" exec "$OLDPWD/.venv/bin/python" -m gateway.cli serve --config bench/rules.overhead.yaml \
     --port "$2" >"/tmp/bench-api-$2.log" 2>&1) & pids="$pids $!"
   for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$2/healthz" && return; sleep 0.5; done
-  echo "the gateway of $1 on $2 did not start" >&2; exit 1
+  echo "the gateway of $1 on $2 did not start:" >&2; tail -3 "/tmp/bench-api-$2.log" >&2; exit 1
 }
 start "$trees/a" 8095
 start "$PWD" 8096
-SIDES="chat-before:8095:$SHARED/bench/chat.lua chat:8096:$SHARED/bench/chat.lua responses:8096:bench/responses.lua messages:8096:bench/messages.lua"
 run_all() {
-  local c side name port script out
   echo "# $(date -u +%FT%TZ) $(nproc) cores; pinned backend (model=upstream-model), auth on, cache bypassed, one worker each"
   echo "# chat-before = chat completions at $(git rev-parse --short "$BEFORE"); the rest: working tree on $(git rev-parse --short HEAD)"
   echo "# $ROUNDS rounds of $DUR per API and connection count, alternating; median of the rounds"
-  for c in $CONNS; do
-    for side in $SIDES; do : >"$trees/${side%%:*}-$c"; done
-    for _ in $(seq 1 "$ROUNDS"); do
-      for side in $SIDES; do
-        IFS=: read -r name port script <<<"$side"
-        out=$(KEY=$BENCH_API_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$script" --latency "http://127.0.0.1:$port" 2>&1)
-        grep -q 'Non-2xx' <<<"$out" && { echo "$name answered non-2xx" >&2; return 1; }
-        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$trees/$name-$c"
-      done
-    done
-    for side in $SIDES; do
-      name=${side%%:*}
-      sort -n "$trees/$name-$c" | awk -v s="$name" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
-        END { m=int((n+1)/2); printf "%-12s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
-    done
-  done
+  KEY=$BENCH_API_KEY alternate_rounds "chat-before:8095:upstream-model:$SHARED/bench/chat.lua" \
+    "chat:8096:upstream-model:$SHARED/bench/chat.lua" "responses:8096:upstream-model:bench/responses.lua" \
+    "messages:8096:upstream-model:bench/messages.lua"
 }
 write_results "$OUT" run_all

@@ -33,3 +33,30 @@ write_results() {
     return 1
   fi
 }
+
+# alternate_rounds SIDE...: for each connection count in $CONNS, $ROUNDS rounds of $DUR of wrk over
+#   the sides, alternating so that drift hits each alike, then one row per side: the median round's
+#   requests/s, p50 and p99. A side is LABEL:PORT:MODEL:SCRIPT (MODEL and $KEY go to the wrk script).
+#   A side that answers anything but 2xx stops the run.
+alternate_rounds() {
+  local rounds_dir c side label port model script out status=0
+  rounds_dir=$(mktemp -d)
+  for c in $CONNS; do
+    for side in "$@"; do : >"$rounds_dir/${side%%:*}-$c"; done
+    for _ in $(seq 1 "$ROUNDS"); do
+      for side in "$@"; do
+        IFS=: read -r label port model script <<<"$side"
+        out=$(KEY=$KEY MODEL=$model wrk -t1 -c"$c" -d"$DUR" -s "$script" --latency "http://127.0.0.1:$port" 2>&1)
+        if grep -q 'Non-2xx' <<<"$out"; then echo "$label answered non-2xx" >&2; status=1; break 3; fi
+        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$rounds_dir/$label-$c"
+      done
+    done
+    for side in "$@"; do
+      label=${side%%:*}
+      sort -n "$rounds_dir/$label-$c" | awk -v s="$label" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
+        END { m=int((n+1)/2); printf "%-12s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
+    done
+  done
+  rm -rf "$rounds_dir"
+  return $status
+}

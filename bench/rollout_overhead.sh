@@ -25,25 +25,12 @@ fi
 export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning TURNOUT_ADMIN_KEY=bench-admin-0123456789
 .venv/bin/turnout serve --config bench/rules.rollouts.yaml --port "$PORT" >"/tmp/bench-rollouts.log" 2>&1 & pids="$pids $!"
 for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.5; done
-ROUTES="plain split shadow-off shadow-5pct shadow-on"
 run_all() {
-  local c route out
   echo "# $(date -u +%FT%TZ) $(nproc) cores; working tree on $(git rev-parse --short HEAD); auth on, cache bypassed, one worker"
   echo "# $ROUNDS rounds of $DUR per route and connection count, alternating; median of the rounds"
-  for c in $CONNS; do
-    for route in $ROUTES; do : >"$work/$route-$c"; done
-    for _ in $(seq 1 "$ROUNDS"); do
-      for route in $ROUTES; do
-        out=$(KEY=$BENCH_API_KEY MODEL=$route wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$PORT" 2>&1)
-        grep -q 'Non-2xx' <<<"$out" && { echo "$route answered non-2xx" >&2; return 1; }
-        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$work/$route-$c"
-      done
-    done
-    for route in $ROUTES; do
-      sort -n "$work/$route-$c" | awk -v s="$route" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
-        END { m=int((n+1)/2); printf "%-11s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
-    done
-  done
+  local route sides=()
+  for route in plain split shadow-off shadow-5pct shadow-on; do sides+=("$route:$PORT:$route:$SHARED/bench/chat.lua"); done
+  KEY=$BENCH_API_KEY alternate_rounds "${sides[@]}"
   echo "# the shadows' own figures over the run (GET /admin/reports/variants):"
   curl -fs "http://127.0.0.1:$PORT/admin/reports/variants?since=1h" \
     -H "authorization: Bearer $TURNOUT_ADMIN_KEY" | .venv/bin/python -c '

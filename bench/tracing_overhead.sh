@@ -33,28 +33,12 @@ start() { # port, then any environment for that gateway
 }
 start 8098 TURNOUT_OTEL_ENDPOINT=
 start 8099 TURNOUT_OTEL_ENDPOINT=http://127.0.0.1:18200
-SIDES="off:8098 on:8099"
 run_all() {
-  local c side name port out
   echo "# $(date -u +%FT%TZ) $(nproc) cores; working tree on $(git rev-parse --short HEAD); pinned (model=upstream-model), auth on, cache bypassed"
   echo "# off: no tracing; on: every request traced (SERVER, route, CLIENT spans), exported over OTLP/HTTP"
   echo "# $ROUNDS rounds of $DUR per side and connection count, alternating; median of the rounds"
-  for c in $CONNS; do
-    for side in $SIDES; do : >"$work/${side%%:*}-$c"; done
-    for _ in $(seq 1 "$ROUNDS"); do
-      for side in $SIDES; do
-        IFS=: read -r name port <<<"$side"
-        out=$(KEY=$BENCH_API_KEY MODEL=upstream-model wrk -t1 -c"$c" -d"$DUR" -s "$SHARED/bench/chat.lua" --latency "http://127.0.0.1:$port" 2>&1)
-        grep -q 'Non-2xx' <<<"$out" && { echo "$name answered non-2xx" >&2; return 1; }
-        echo "$(awk '/Requests\/sec/{print $2}' <<<"$out") $(awk '$1=="50%"{print $2}' <<<"$out") $(awk '$1=="99%"{print $2}' <<<"$out")" >>"$work/$name-$c"
-      done
-    done
-    for side in $SIDES; do
-      name=${side%%:*}
-      sort -n "$work/$name-$c" | awk -v s="tracing $name" -v c="$c" -v n="$ROUNDS" '{r[NR]=$1; p50[NR]=$2; p99[NR]=$3; all=all " " $1}
-        END { m=int((n+1)/2); printf "%-12s c=%-3s rps=%-9s (rounds:%s)  p50=%-9s p99=%s\n", s, c, r[m], all, p50[m], p99[m] }'
-    done
-  done
+  KEY=$BENCH_API_KEY alternate_rounds "tracing-off:8098:upstream-model:$SHARED/bench/chat.lua" \
+    "tracing-on:8099:upstream-model:$SHARED/bench/chat.lua"
   if grep -q "trace export failed" /tmp/bench-tracing-8099.log; then echo "# trace export failed during the run"; fi
 }
 write_results "$OUT" run_all
