@@ -13,6 +13,7 @@ import httpx
 from backends.http_transport import HttpClients
 from gateway.cache.response_cache import ResponseCache
 from gateway.cache.store import open_store, warm_up
+from gateway.observe import traffic as traffic_view
 from gateway.observe.feedback import FeedbackBook
 from gateway.observe.metrics import Metrics
 from gateway.observe.reports import ReportBook
@@ -40,6 +41,8 @@ class Resources:
     cache: ResponseCache
     limits: RateLimiter
     reports: ReportBook
+    traffic: ReportBook
+    """Per-minute tallies for the console's traffic view (two days)."""
     feedback: FeedbackBook
     """What served each recent request, for scores sent back through ``POST /v1/feedback``."""
     samples: RoutingSamples
@@ -66,6 +69,8 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
     cache = ResponseCache(store, metrics, timeout_s)
     reports = ReportBook(redis)
     reports.start()
+    traffic = ReportBook(redis, period_s=traffic_view.PERIOD_S, prefix="tn:t", keep_s=traffic_view.KEEP_S)
+    traffic.start()
     agreement = Agreement(settings.router_threads)
     feedback = FeedbackBook(redis, reports, settings.feedback_ttl_s, settings.feedback_max_ids)
     feedback.start()
@@ -78,6 +83,7 @@ async def open_resources(settings: Settings, http_client: httpx.AsyncClient | No
         cache=cache,
         limits=open_rate_limiter(redis, metrics, timeout_s),
         reports=reports,
+        traffic=traffic,
         feedback=feedback,
         samples=RoutingSamples(
             settings.dry_run_samples, settings.dry_run_ttl_s, frozenset(settings.dry_run_exclude_tenants)
@@ -100,6 +106,7 @@ async def close_resources(resources: Resources) -> None:
     )  # flushes what is queued, off the event loop  # cancels what runs: before the reports it books into
     await resources.feedback.aclose()
     await resources.reports.aclose()
+    await resources.traffic.aclose()
     if resources.cache_redis is not None and resources.cache_redis is not resources.redis:
         await close_redis(resources.cache_redis)
     if resources.redis is not None:

@@ -16,7 +16,9 @@ from gateway.admin.explain import explain
 from gateway.admin.headers import console_policy
 from gateway.admin.report_format import parse_by, parse_since, to_csv
 from gateway.apis.decoding import internal_request
+from gateway.observe import traffic as traffic_view
 from gateway.observe.reports import Key, group
+from gateway.observe.traffic import traffic_series
 from gateway.observe.variant_report import ARM_COLUMNS, flat, variant_report
 from gateway.request_body import parse_json, read_body
 from gateway.resilience.latency_window import MIN_SAMPLES
@@ -134,6 +136,21 @@ def _report_json(found: dict[Key, dict[str, float]], since: str, dimensions: lis
     totals = group(found, [])
     body = {"since": since, "by": dimensions, "rows": group(found, dimensions), "totals": totals[0] if totals else {}}
     return orjson.dumps(body)
+
+
+@router.get("/reports/traffic")
+async def traffic_report(request: Request, since: str = "6h", by: str = "route") -> Response:
+    """Per minute and route (or backend), from every replica, over ``since`` (at most two days):
+    requests, errors, p50/p95 latency and first chunk, hit ratio, who decided and the router's mean
+    confidence, dollars spent and saved (:mod:`gateway.observe.traffic`)."""
+    state = gateway_state(request)
+    require_admin(request)
+    if by not in ("route", "backend"):
+        raise InvalidRequest(f"by={by!r}: choose route or backend", param="by")
+    found = await state.resources.traffic.totals(parse_since(since, traffic_view.KEEP_S))
+    points = await asyncio.to_thread(traffic_series, found, by)
+    body = {"since": since, "by": by, "minimum_latency_samples": traffic_view.MIN_LATENCY_SAMPLES, "points": points}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/reports/variants")

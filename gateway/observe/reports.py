@@ -79,13 +79,14 @@ class Outcome:
     """A stream's time to its first chunk from the backend."""
 
 
-@functools.lru_cache(maxsize=64)
-def _hour_label(hour: int) -> str:
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(hour * 3600))
+@functools.lru_cache(maxsize=256)
+def _period_label(index: int, period_s: int) -> str:
+    """Hours read ``2026-12-03T15``, minutes ``2026-12-03T15:04``: labels sort as their times do."""
+    return time.strftime("%Y-%m-%dT%H" if period_s >= 3600 else "%Y-%m-%dT%H:%M", time.gmtime(index * period_s))
 
 
-def hour_of(timestamp: float) -> str:
-    return _hour_label(int(timestamp // 3600))
+def period_of(timestamp: float, period_s: int = 3600) -> str:
+    return _period_label(int(timestamp // period_s), period_s)
 
 
 def deltas_of(outcome: Outcome) -> dict[str, float]:
@@ -111,9 +112,20 @@ def deltas_of(outcome: Outcome) -> dict[str, float]:
 
 class ReportBook:
     def __init__(
-        self, redis: Any | None, flush_interval_s: float = 1.0, call_timeout_s: float = 1.0, owns_client: bool = False
+        self,
+        redis: Any | None,
+        flush_interval_s: float = 1.0,
+        call_timeout_s: float = 1.0,
+        owns_client: bool = False,
+        period_s: int = 3600,
+        prefix: str = "tn:r",
+        keep_s: int = KEEP_S,
     ) -> None:
-        """``redis``: the process's shared client (``None``: the tally stays in this process)."""
+        """``redis``: the process's shared client (``None``: the tally stays in this process, its
+        rows older than ``keep_s`` dropped). Rows are tallied per ``period_s`` (an hour for the cost
+        report, a minute for the traffic view) into one hash per period under ``prefix``."""
+        self._period_s, self._prefix, self._keep_s = period_s, prefix, keep_s
+        self._current = ""
         self._pending: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._local: defaultdict[Key, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._redis = redis
@@ -129,11 +141,20 @@ class ReportBook:
         self.add(labels, deltas_of(outcome), now)
 
     def add(self, labels: tuple[str, str, str, str, str], deltas: dict[str, float], now: float | None = None) -> None:
-        """Add ``deltas`` to the row of ``labels`` (route, backend, tenant, endpoint, variant) this hour."""
-        key = (hour_of(now or time.time()), *labels)
-        row = (self._pending if self._redis else self._local)[key]
+        """Add ``deltas`` to the row of ``labels`` (route, backend, tenant, endpoint, variant) this period."""
+        now = now or time.time()
+        period = period_of(now, self._period_s)
+        if period != self._current:
+            self._current = period
+            if self._redis is None:
+                self._forget_older_than(period_of(now - self._keep_s, self._period_s))
+        row = (self._pending if self._redis else self._local)[(period, *labels)]
         for name, value in deltas.items():
             row[name] += value
+
+    def _forget_older_than(self, oldest: str) -> None:
+        for key in [key for key in self._local if key[0] < oldest]:
+            del self._local[key]
 
     @classmethod
     def from_url(cls, url: str, flush_interval_s: float = 1.0) -> ReportBook:
@@ -175,20 +196,21 @@ class ReportBook:
             for name, value in values.items():
                 by_hour[hour] += [SEPARATOR.join((*labels, name)), value]
         for hour, increments in by_hour.items():
-            report, mark = f"tn:r:{{{hour}}}", f"tn:r:{{{hour}}}:flushed:{flush_id}"  # one Cluster slot
-            await self._redis.eval(FLUSH_SCRIPT, 2, report, mark, KEEP_S, FLUSH_MARK_S, *increments)
+            report = f"{self._prefix}:{{{hour}}}"
+            mark = f"{report}:flushed:{flush_id}"  # one Cluster slot
+            await self._redis.eval(FLUSH_SCRIPT, 2, report, mark, self._keep_s, FLUSH_MARK_S, *increments)
 
     async def totals(self, since_s: float, now: float | None = None) -> dict[Key, dict[str, float]]:
-        """Every (hour, route, backend, tenant, endpoint, variant) row since ``since_s`` seconds ago."""
+        """Every (period, route, backend, tenant, endpoint, variant) row since ``since_s`` seconds ago."""
         now = now or time.time()
-        hours = sorted({hour_of(t) for t in _hour_starts(now - since_s, now)})
+        hours = sorted({period_of(t, self._period_s) for t in _period_starts(now - since_s, now, self._period_s)})
         if self._redis is None:
             return {key: dict(values) for key, values in self._local.items() if key[0] in hours}
         await self.flush()
         pipe = self._redis.pipeline(transaction=False)
         for hour in hours:
-            pipe.hgetall(f"tn:r:{{{hour}}}")
-            pipe.hgetall(f"tn:r:{hour}")  # written before flushes were made idempotent
+            pipe.hgetall(f"{self._prefix}:{{{hour}}}")
+            pipe.hgetall(f"{self._prefix}:{hour}")  # written before flushes were made idempotent
         try:
             async with asyncio.timeout(self._timeout_s):
                 answers = await pipe.execute()
@@ -213,9 +235,9 @@ def _with_older_labels(labels: list[str]) -> tuple[str, str, str, str, str]:
     return route, backend, tenant, endpoint, variant
 
 
-def _hour_starts(start: float, end: float) -> list[float]:
-    first = start - start % 3600
-    return [first + 3600 * i for i in range(int((end - first) // 3600) + 1)]
+def _period_starts(start: float, end: float, period_s: int) -> list[float]:
+    first = start - start % period_s
+    return [first + period_s * i for i in range(int((end - first) // period_s) + 1)]
 
 
 def group(rows: dict[Key, dict[str, float]], by: list[str]) -> list[dict[str, object]]:

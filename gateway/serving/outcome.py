@@ -14,6 +14,7 @@ from gateway.auth import Principal
 from gateway.observe.access_log import log_access
 from gateway.observe.feedback import Served
 from gateway.observe.reports import Outcome
+from gateway.observe.traffic import traffic_deltas
 from gateway.resources import Resources
 from gateway.rollouts.shadow import ShadowCase
 from gateway.snapshot import RulesSnapshot
@@ -116,6 +117,9 @@ class RequestOutcome:
             first_chunk_ms=None if self.first_chunk_s is None else self.first_chunk_s * 1000,
         )
         resources.reports.record(outcome)
+        decision = self.decision
+        decided_by, score = (decision.decided_by, decision.score) if decision is not None else (None, None)
+        resources.traffic.add((self.route, self.backend, "-", "-", "-"), traffic_deltas(outcome, decided_by, score))
         if status == 200 and self.principal is not None:
             resources.feedback.remember(
                 self.tenant, self.request_id, Served(self.route, variant, self.backend, self.endpoint)
