@@ -114,6 +114,40 @@ def test_the_floor_check_sees_an_upward_import() -> None:
     assert upward_imports("gateway.app", tree) == []
 
 
+OBSERVE_INTERNALS = {
+    f"gateway.observe.{name}" for name in ("reports", "samples", "feedback", "traffic", "variant_report")
+}
+MAY_READ_REPORTS = ("gateway/observe/", "gateway/admin/", "gateway/resources.py")
+"""Where the reports' and samples' own modules may be imported: the package itself, the admin API
+that reads the reports, and the wiring. Everything else uses ``gateway.observe``'s names."""
+
+
+def reaching_into_observe(tree: ast.AST) -> list[str]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in OBSERVE_INTERNALS:
+            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module == "gateway.observe":
+            found |= {f"gateway.observe.{a.name}" for a in node.names} & OBSERVE_INTERNALS
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names} & OBSERVE_INTERNALS
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in GATEWAY_MODULES if not str(p.relative_to(ROOT)).startswith(MAY_READ_REPORTS)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_only_observe_admin_and_the_wiring_import_the_reports_and_samples_modules(path: Path) -> None:
+    assert reaching_into_observe(ast.parse(path.read_text())) == []
+
+
+def test_the_observe_boundary_check_sees_a_reach_inside() -> None:
+    tree = ast.parse("from gateway.observe.reports import deltas_of\nfrom gateway.observe import traffic, Outcome\n")
+    assert reaching_into_observe(tree) == ["gateway.observe.reports", "gateway.observe.traffic"]
+
+
 def test_serving_imports_no_training_library() -> None:
     """The gateway with the shipped classifier, started and asked once, in a fresh interpreter:
     neither scikit-learn nor skl2onnx may load (they are the ``train`` extra, not a serving need)."""

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 from contracts.errors import InvalidRequest, RequestError
 from gateway.observe.reports import DIMENSIONS, FIELDS, KEEP_S
+from gateway.observe.variant_report import ARM_COLUMNS, flat
+
+__all__ = ["ARM_COLUMNS", "columns", "flat", "parse_by", "parse_since", "to_csv", "to_table"]
 
 DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

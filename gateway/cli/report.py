@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 
-from gateway.admin.report_format import to_table
-from gateway.observe.variant_report import ARM_COLUMNS, flat
+from gateway.admin.report_format import ARM_COLUMNS, flat, to_table
 
 
 def add_commands(commands: Any) -> None:

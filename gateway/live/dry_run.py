@@ -10,7 +10,7 @@ from typing import Any
 
 from backends.http_transport import HttpClients
 from contracts.errors import GatewayError, InvalidRequest
-from gateway.observe.samples import RoutingSample
+from gateway.observe import RoutingSample
 from gateway.rules import Rules
 from gateway.settings import Settings
 from gateway.snapshot import RulesSnapshot, routing_only

@@ -1,3 +1,26 @@
-"""What the gateway observes of its traffic: metrics, the access log, cost-report tallies and the
-dry run's routing samples. Each is fed from a request's outcome; nothing here imports the request
-path, the admin API or the live rules above it."""
+"""What the gateway observes of its traffic: metrics, the access log, traces, the cost, variant and
+traffic reports' tallies, feedback, and the dry run's routing samples. Each is fed from a request's
+outcome; nothing here imports the request path, the admin API or the live rules above it.
+
+Outside this package (and the admin API that reads the reports, and the wiring in
+``gateway/resources.py``), modules use the names below, never the reports' or samples' modules
+themselves (``tests/test_source_rules.py`` holds them to it).
+"""
+
+from gateway.observe.feedback import FeedbackBook, Served
+from gateway.observe.reports import Outcome, ReportBook
+from gateway.observe.samples import RoutingSample, RoutingSamples
+from gateway.observe.traffic import traffic_deltas
+from gateway.observe.variant_report import shadow_labels, similarity_field
+
+__all__ = [
+    "FeedbackBook",
+    "Outcome",
+    "ReportBook",
+    "RoutingSample",
+    "RoutingSamples",
+    "Served",
+    "shadow_labels",
+    "similarity_field",
+    "traffic_deltas",
+]

@@ -32,6 +32,17 @@ ARM_COLUMNS = (
 Report = dict[str, dict[str, list[dict[str, object]]]]
 
 
+def shadow_labels(route: str, shadow: str, tenant: str, endpoint: str, primary: str) -> tuple[str, str, str, str, str]:
+    """The report row a shadow pair of ``primary`` books into: under the shadow backend, variant
+    :data:`SHADOW` and the primary, so its spend is shadow spend."""
+    return route, shadow, tenant, endpoint, f"{SHADOW}{primary}"
+
+
+def similarity_field(similarity: float) -> str:
+    """The count a pair's similarity adds to (its twentieth)."""
+    return f"{SIMILARITY}{max(min(int(similarity * SIMILARITY_STEPS), SIMILARITY_STEPS - 1), 0)}"
+
+
 def variant_report(rows: Mapping[Key, Mapping[str, float]], route: str | None = None) -> Report:
     """``{route: {"variants": [figures], "shadows": [figures]}}``: a variant's figures name it
     (``-`` on a route without variants), a shadow's name its backend and the primary it shadowed."""

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 from contracts.errors import BackendError
 from contracts.wire import ChatCompletion, ChatCompletionRequest
+from gateway.observe import ReportBook, shadow_labels, similarity_field
 from gateway.observe.metrics import Metrics
-from gateway.observe.reports import ReportBook
-from gateway.observe.variant_report import SHADOW, SIMILARITY, SIMILARITY_STEPS
 from gateway.resilience.upstreams import Upstream
 from gateway.rollouts.agreement import Agreement, answer_text
 from gateway.rules import ShadowSpec
@@ -123,11 +122,10 @@ class ShadowRunner:
         usage = completion.usage
         prompt, generated = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         cost = (prompt * case.input_per_mtok + generated * case.output_per_mtok) / 1e6
-        step = min(int(similarity * SIMILARITY_STEPS), SIMILARITY_STEPS - 1)
         return {
             "shadow_pairs": 1.0,
             "shadow_agreed": 1.0 if agreed else 0.0,
-            f"{SIMILARITY}{max(step, 0)}": 1.0,
+            similarity_field(similarity): 1.0,
             "shadow_ms": shadow_ms,
             "shadowed_ms": primary_ms,
             "shadow_usd": cost,
@@ -137,6 +135,6 @@ class ShadowRunner:
 
     def _book(self, case: ShadowCase, deltas: dict[str, float]) -> None:
         """Into the reports under the shadow backend, variant ``shadow``: its spend is shadow spend."""
-        labels = (case.route, case.spec.backend, case.tenant, case.endpoint, f"{SHADOW}{case.primary}")
+        labels = shadow_labels(case.route, case.spec.backend, case.tenant, case.endpoint, case.primary)
         with contextlib.suppress(Exception):  # a report that cannot take it loses a figure, nothing more
             self._reports.add(labels, deltas)

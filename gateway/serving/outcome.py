@@ -11,10 +11,8 @@ from starlette.requests import Request
 
 from contracts.errors import GatewayError
 from gateway.auth import Principal
+from gateway.observe import Outcome, Served, traffic_deltas
 from gateway.observe.access_log import log_access
-from gateway.observe.feedback import Served
-from gateway.observe.reports import Outcome
-from gateway.observe.traffic import traffic_deltas
 from gateway.resources import Resources
 from gateway.rollouts.shadow import ShadowCase
 from gateway.snapshot import RulesSnapshot
