@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,13 @@ import httpx
 from support.faults import FaultServer
 from tests.gateway.live.test_following import flush
 from tests.golden.scripted import EDITOR, ROWS, replica, rules
+
+
+def replace(path: Path, rows: list[dict[str, object]]) -> None:
+    """Swap the file whole, as a ConfigMap update does (a reader never sees half a file)."""
+    staged = path.with_suffix(".new")
+    staged.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    os.replace(staged, path)
 
 
 async def history(client: httpx.AsyncClient) -> list[dict[str, object]]:
@@ -36,7 +44,7 @@ async def test_a_changed_set_is_a_new_version_once_and_a_failing_one_is_refused(
     async with replica(text, **settings) as one, replica(text, **settings) as two:
         await asyncio.sleep(0.5)  # each replica reads the sets it starts with
         extra = {"name": "sum-again", "prompt": "2+2?", "expect": {"contains": "4"}}
-        golden.write_text("\n".join(json.dumps(row) for row in [*ROWS, extra]) + "\n")  # noqa: ASYNC240
+        replace(golden, [*ROWS, extra])
 
         async def stored_once() -> bool:
             return len(await history(one)) == 2
@@ -50,7 +58,7 @@ async def test_a_changed_set_is_a_new_version_once_and_a_failing_one_is_refused(
             "expect": {"contains": "Berlin"},
             "critical": True,
         }
-        golden.write_text("\n".join(json.dumps(row) for row in [*ROWS, wrong]) + "\n")  # noqa: ASYNC240
+        replace(golden, [*ROWS, wrong])
         await asyncio.sleep(1.0)
         after = await history(one)
         audit = (await one.get("/admin/rules/audit", headers=EDITOR)).json()

@@ -99,6 +99,7 @@ async def test_a_request_with_a_fallback_is_one_trace_continued_from_the_caller_
     logged = [r for r in caplog.records if r.name == "turnout.access"]
     assert logged[-1].fields["trace_id"] == CALLER_TRACE  # type: ignore[attr-defined]
     assert all(str(v) != "hi" for s in spans for v in s.attributes.values())  # no prompt text by default
+    assert not [name for s in spans for name, _ in s.events if name == "gen_ai.content"]
 
 
 async def test_a_streams_span_ends_when_the_stream_does_with_its_first_chunk_event(faults: FaultServer) -> None:
