@@ -93,9 +93,14 @@ class RulesSnapshot:
             return 0.0
         return (prompt_tokens * spec.price.input_per_mtok + completion_tokens * spec.price.output_per_mtok) / 1e6
 
+    @functools.cached_property
+    def _dearest_prices(self) -> list[tuple[float, float]]:
+        """Each distinct (input, output) price per million tokens: the reference is the dearest for the tokens."""
+        return list({(s.price.input_per_mtok, s.price.output_per_mtok) for s in self.rules.backends.values()})
+
     def reference_price(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The same tokens on the dearest backend of the rules: what routing elsewhere saved."""
-        return max(self.price(name, prompt_tokens, completion_tokens) for name in self.rules.backends)
+        return max(prompt_tokens * i + completion_tokens * o for i, o in self._dearest_prices) / 1e6
 
     def deadline(self, route: str, budget_header: str | None, received: float) -> Deadline:
         """The request's deadline: its route's budgets (a pinned backend's timeout for an alias),

@@ -8,9 +8,9 @@ themselves (``tests/test_source_rules.py`` holds them to it).
 """
 
 from gateway.observe.feedback import FeedbackBook, Served
-from gateway.observe.reports import Outcome, ReportBook
+from gateway.observe.reports import Outcome, ReportBook, deltas_of
 from gateway.observe.samples import RoutingSample, RoutingSamples
-from gateway.observe.traffic import traffic_deltas
+from gateway.observe.traffic import with_decision
 from gateway.observe.variant_report import shadow_labels, similarity_field
 
 __all__ = [
@@ -20,7 +20,8 @@ __all__ = [
     "RoutingSample",
     "RoutingSamples",
     "Served",
+    "deltas_of",
     "shadow_labels",
     "similarity_field",
-    "traffic_deltas",
+    "with_decision",
 ]

@@ -56,6 +56,11 @@ def request_id_of(scope: Scope) -> str:
     return REQUEST_IDS.next()
 
 
+def access_logging() -> bool:
+    """Whether access lines are written: when not, a request need not even assemble its fields."""
+    return access_log.isEnabledFor(logging.INFO)
+
+
 def log_access(fields: dict[str, object]) -> None:
     """One line: ``key=value`` pairs in text, the fields themselves in JSON."""
     if access_log.isEnabledFor(logging.INFO):

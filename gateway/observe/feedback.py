@@ -35,7 +35,7 @@ MAX_PENDING = 100_000
 """Records waiting for the next flush; beyond it (Redis unreachable for long) the oldest are dropped."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Served:
     """What answered one request: where its feedback is added up."""
 
@@ -53,7 +53,7 @@ class Served:
         return cls(route, variant, backend, endpoint)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Remembered:
     served: Served
     expires: float
@@ -80,7 +80,6 @@ class FeedbackBook:
         if not self.is_on or request_id == "-":
             return
         key = (tenant, request_id)  # hashed into a store key only when flushed, off the request path
-        self._local.pop(key, None)
         self._local[key] = _Remembered(served, time.monotonic() + self.ttl_s)
         bound = self._max_ids if self._redis is None else MAX_PENDING
         while len(self._local) > bound:

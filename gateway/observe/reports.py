@@ -59,7 +59,7 @@ LATENCY, FIRST_CHUNK = "ms:", "ttft_ms:"
 """Prefixes of the latency bucket counts: the whole request, and a stream's first chunk."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     route: str
     backend: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from gateway.observe.reports import DIMENSIONS, FIRST_CHUNK, LATENCY, Key, Outcome, deltas_of
+from gateway.observe.reports import DIMENSIONS, FIRST_CHUNK, LATENCY, Key
 from gateway.observe.spread import percentile
 
 PERIOD_S = 60
@@ -21,13 +21,12 @@ MIN_LATENCY_SAMPLES = 5
 """Fewer answers than this in a minute: the percentiles are shown as too few to say."""
 
 
-def traffic_deltas(outcome: Outcome, decided_by: str | None, score: float | None) -> dict[str, float]:
-    deltas = deltas_of(outcome)
-    if decided_by is not None:
-        deltas[f"{DECIDED}{decided_by.partition(':')[0]}"] = 1.0
+def with_decision(deltas: dict[str, float], decided_by: str, score: float | None) -> None:
+    """Add to a request's ``deltas`` (:func:`~gateway.observe.reports.deltas_of`) who decided its
+    route, and the router's confidence when a model did."""
+    deltas[f"{DECIDED}{decided_by.partition(':')[0]}"] = 1.0
     if score is not None:
-        deltas |= {"confidence_sum": score, "confidences": 1.0}
-    return deltas
+        deltas["confidence_sum"], deltas["confidences"] = score, 1.0
 
 
 def traffic_series(rows: Mapping[Key, Mapping[str, float]], by: str) -> list[dict[str, object]]:

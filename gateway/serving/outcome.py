@@ -11,8 +11,8 @@ from starlette.requests import Request
 
 from contracts.errors import GatewayError
 from gateway.auth import Principal
-from gateway.observe import Outcome, Served, traffic_deltas
-from gateway.observe.access_log import log_access
+from gateway.observe import Outcome, Served, deltas_of, with_decision
+from gateway.observe.access_log import access_logging, log_access
 from gateway.resources import Resources
 from gateway.rollouts.shadow import ShadowCase
 from gateway.snapshot import RulesSnapshot
@@ -114,16 +114,20 @@ class RequestOutcome:
             latency_ms=elapsed * 1000,
             first_chunk_ms=None if self.first_chunk_s is None else self.first_chunk_s * 1000,
         )
-        resources.reports.record(outcome)
+        deltas = deltas_of(outcome)
+        resources.reports.add((self.route, self.backend, outcome.tenant, self.endpoint, variant), deltas)
         decision = self.decision
-        decided_by, score = (decision.decided_by, decision.score) if decision is not None else (None, None)
-        resources.traffic.add((self.route, self.backend, "-", "-", "-"), traffic_deltas(outcome, decided_by, score))
+        if decision is not None:
+            with_decision(deltas, decision.decided_by, decision.score)
+        resources.traffic.add((self.route, self.backend, "-", "-", "-"), deltas)
         if status == 200 and self.principal is not None:
             resources.feedback.remember(
                 self.tenant, self.request_id, Served(self.route, variant, self.backend, self.endpoint)
             )
         if status == 200 and self.shadow is not None:
             resources.shadows.offer(self.shadow, elapsed * 1000)
+        if not access_logging():
+            return
         log_access(
             {
                 "request_id": self.request_id,
