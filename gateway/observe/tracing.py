@@ -194,7 +194,7 @@ def open_tracing(turnout_endpoint: str | None, captures_content: bool) -> Tracin
         from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
     except ImportError:
         log.warning(
-            "tracing is off: %s is set but the otel extra is not installed (pip install 'turnout[otel]')", endpoint
+            "tracing is off: %s is set but the otel extra is not installed (pip install -e '.[otel]')", endpoint
         )
         return OFF
     from gateway.observe.span_export import QuietExporter
