@@ -138,7 +138,7 @@ async def build_snapshot(
                 opened[name] = await open_backend(name, spec, resources.clients)
                 log.info("backend %s (%s) ready", name, spec.kind)
         upstreams = {name: kept.get(name) or open_upstream(opened[name], spec) for name, spec in rules.backends.items()}
-        await warm_up(rules, opened, resources.metrics)  # before it is installed: never met cold
+        await warm_up(rules, opened, resources.metrics, resources.reports)  # before it serves: never met cold
         warmed = time.monotonic()
         for name in opened:
             upstreams[name].last_warm = warmed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,21 +82,38 @@ class SetResult:
         }
 
 
+Book = Callable[[ChatCompletion], None]
+"""Where each answer's tokens and cost go (the cost report, as synthetic traffic)."""
+
+
 async def run_set(
-    golden: GoldenSet, backend: Answerer, spec: GoldenSpec, similarity: Similarity, route: str
+    golden: GoldenSet,
+    backend: Answerer,
+    spec: GoldenSpec,
+    similarity: Similarity,
+    route: str,
+    book: Book | None = None,
 ) -> SetResult:
     deadline = time.monotonic() + spec.timeout_s
     gate = asyncio.Semaphore(spec.concurrency)
     token = SYNTHETIC.set("golden")
     try:
-        rows = await asyncio.gather(*(_run_row(row, backend, deadline, gate, similarity, route) for row in golden.rows))
+        rows = await asyncio.gather(
+            *(_run_row(row, backend, deadline, gate, similarity, route, book) for row in golden.rows)
+        )
     finally:
         SYNTHETIC.reset(token)
     return SetResult(route, backend.name, spec.min_pass_ratio, list(rows), golden.sha256)
 
 
 async def _run_row(
-    row: GoldenRow, backend: Answerer, deadline: float, gate: asyncio.Semaphore, similarity: Similarity, route: str
+    row: GoldenRow,
+    backend: Answerer,
+    deadline: float,
+    gate: asyncio.Semaphore,
+    similarity: Similarity,
+    route: str,
+    book: Book | None,
 ) -> RowResult:
     async with gate:
         left_s = deadline - time.monotonic()
@@ -113,6 +131,8 @@ async def _run_row(
         except BackendError as exc:
             return RowResult(row.name, row.critical, [f"error: {exc.message}"], "", 0.0)
         latency_ms = (time.monotonic() - started) * 1000
+        if book is not None:
+            book(completion)
         text = answer_text(completion)
         tokens = completion.usage.completion_tokens if completion.usage is not None else None
         failed = await failures(row.expect, Answered(text, latency_ms, tokens), similarity)

@@ -344,7 +344,7 @@ class LiveRules:
     async def _keep_warm(self) -> None:
         snapshot = self.state.snapshot
         try:
-            await keep_warm(snapshot.rules, snapshot.upstreams, self.metrics)
+            await keep_warm(snapshot.rules, snapshot.upstreams, self.metrics, self.state.resources.reports)
         except Exception:
             log.exception("keeping backends warm failed")
 

@@ -7,6 +7,7 @@ without Redis the process runs it alone. A run below the bar logs one WARNING na
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -16,6 +17,7 @@ import orjson
 
 from gateway.golden.runner import SetResult, run_set
 from gateway.golden.sets import GoldenInvalid, load_set
+from gateway.golden.synthetic import book_synthetic
 from gateway.live.gate import primaries
 from gateway.redis_client import REDIS_FAILURES
 from gateway.state import GatewayState
@@ -100,13 +102,10 @@ class DriftChecks:
             return
         results: dict[str, Any] = {}
         for backend in sorted(primaries(spec)):
-            result = await run_set(
-                golden,
-                snapshot.upstreams[backend].backend,
-                spec.golden,
-                self._state.resources.agreement.similarity,
-                route,
-            )
+            resources = self._state.resources
+            book = functools.partial(book_synthetic, resources.reports, snapshot.rules, route, backend, kind="golden")
+            upstream = snapshot.upstreams[backend].backend
+            result = await run_set(golden, upstream, spec.golden, resources.agreement.similarity, route, book)
             self._state.resources.metrics.observe_golden_run(route, backend, "drift", result.passed, result.pass_ratio)
             _warn_if_failed(result)
             results[backend] = result.summary() | {"at": time.time()}

@@ -7,10 +7,12 @@ return to rules that served before."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 
 from gateway.golden.runner import SetResult, run_set
 from gateway.golden.sets import GoldenInvalid, load_set
+from gateway.golden.synthetic import book_synthetic
 from gateway.rules import RouteSpec, RuleProblem, Rules, RulesInvalid, backend_identity
 from gateway.snapshot import backend_of
 from gateway.state import GatewayState
@@ -88,5 +90,8 @@ async def run_gate(state: GatewayState, proposed: Rules, changed_sets: frozenset
         assert spec is not None
         golden = await asyncio.to_thread(load_set, spec.set)
         async with backend_of(proposed, backend_name, state.resources.clients, serving) as backend:
-            results.append(await run_set(golden, backend, spec, state.resources.agreement.similarity, route))
+            book = functools.partial(
+                book_synthetic, state.resources.reports, proposed, route, backend_name, kind="golden"
+            )
+            results.append(await run_set(golden, backend, spec, state.resources.agreement.similarity, route, book))
     return results

@@ -3,6 +3,7 @@ rows right or wrong, behind two replicas sharing one Redis."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,8 @@ async def test_a_wrong_backend_is_refused_a_right_one_applied_and_force_is_audit
             **{"x-turnout-force-golden": "true", "x-turnout-change-message": "the set is stale; fixing it next"},
         )
         forced_audit = (await one.get("/admin/rules/audit", headers=EDITOR)).json()
+        await asyncio.sleep(1.2)  # the replicas flush their report tallies
+        costs = (await one.get("/admin/reports/cache", params={"by": "tenant,endpoint"}, headers=EDITOR)).json()
         exposed = (await one.get("/metrics")).text
     assert refused.status_code == 422
     body = refused.json()
@@ -73,6 +76,8 @@ async def test_a_wrong_backend_is_refused_a_right_one_applied_and_force_is_audit
     assert [a["action"] for a in forced_audit[:2]] == ["golden_forced", "applied"]
     assert "forced by env: the set is stale" in forced_audit[0]["detail"]
     assert 'turnout_golden_runs_total{kind="gate",result="fail",route="general"} 2.0' in exposed  # refused, forced
+    golden_rows = [r for r in costs["rows"] if (r["tenant"], r["endpoint"]) == ("~synthetic", "golden")]
+    assert golden_rows[0]["requests"] == 4 * 4  # four gated runs of four rows, no tenant's
     assert 'turnout_golden_runs_total{kind="gate",result="pass",route="general"} 2.0' in exposed
 
 

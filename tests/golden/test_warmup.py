@@ -46,7 +46,7 @@ async def test_the_first_real_request_after_idle_is_warm_only_with_warm_up(fault
             headers={"authorization": f"Bearer {KEY}"},
         )
         exposed = (await client.get("/metrics")).text
-        report = (await client.get("/admin/reports/cache", params={"by": "backend"}, headers=EDITOR)).json()
+        report = (await client.get("/admin/reports/cache", params={"by": "tenant,endpoint"}, headers=EDITOR)).json()
     assert answer.status_code == 200  # the one request the tenant may make this minute: warm-ups took none
     buckets = cold_buckets(exposed, name)
     if is_on:
@@ -58,5 +58,8 @@ async def test_the_first_real_request_after_idle_is_warm_only_with_warm_up(fault
         assert buckets["0.5"] == 0.0
         assert buckets["1.0"] == 1.0  # 0.8 s: the model loading
         assert faults.count(name) == 1
-    (row,) = report["rows"]
-    assert row["requests"] == 1
+    rows = {(row["tenant"], row["endpoint"]): row["requests"] for row in report["rows"]}
+    assert rows.pop(("t1", "chat")) == 1  # the tenant's own request, and nothing else of its
+    if is_on:  # the warm-ups, booked apart as the gateway's own
+        assert rows.pop(("~synthetic", "warmup")) >= 2
+    assert rows == {}
