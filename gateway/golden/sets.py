@@ -61,6 +61,7 @@ class Expect(Strict):
                 jsonschema.validators.validator_for(schema).check_schema(schema)
             except jsonschema.SchemaError as exc:
                 raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+            _check_patterns(schema)
         return schema
 
     @model_validator(mode="after")
@@ -70,6 +71,25 @@ class Expect(Strict):
         if not any(getattr(self, kind) is not None for kind in kinds):
             raise ValueError(f"expects nothing: give one or more of {', '.join(kinds)}")
         return self
+
+
+def _check_patterns(node: object) -> None:
+    """Every ``pattern`` in a schema compiles under RE2, which answers checks in linear time (the
+    jsonschema library would run Python's backtracking ``re``); ``patternProperties`` is refused."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            raise ValueError("json_schema: patternProperties is not supported (use properties)")
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                compile_pattern(pattern)
+            except PatternInvalid as exc:
+                raise ValueError(f"json_schema pattern {pattern!r} is not one RE2 can run: {exc}") from None
+        for value in node.values():
+            _check_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            _check_patterns(value)
 
 
 class GoldenRow(Strict):

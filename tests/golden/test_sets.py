@@ -91,6 +91,18 @@ def test_an_invalid_file_is_refused_with_each_problem_at_its_line() -> None:
     assert "golden.jsonl:2: not JSON" in str(caught.value)
 
 
+async def test_json_schema_patterns_run_under_re2() -> None:
+    nested = {"type": "object", "properties": {"code": {"type": "string", "pattern": "(a+)+$"}}}
+    passing = '{"code": "' + "a" * 30 + '"}'
+    failing = '{"code": "' + "a" * 30 + '!"}'  # exponential under a backtracking engine; linear here
+    assert await check({"json_schema": nested}, passing) == []
+    assert (await check({"json_schema": nested}, failing))[0].startswith("json_schema: ")
+    for schema in ({"type": "string", "pattern": "(?=a)a"}, {"type": "object", "patternProperties": {"x": {}}}):
+        row = json.dumps({"name": "r", "prompt": "hi", "expect": {"json_schema": schema}})
+        with pytest.raises(GoldenInvalid, match=r"RE2|patternProperties"):
+            parse_set(row.encode(), Path("g.jsonl"))
+
+
 def test_names_are_unique_and_an_empty_file_is_refused() -> None:
     row = json.dumps({"name": "a", "prompt": "hi", "expect": {"contains": "x"}})
     with pytest.raises(GoldenInvalid, match="also on line 1"):
