@@ -12,6 +12,7 @@ refused with every problem at its line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,12 +129,40 @@ class GoldenInvalid(Exception):
 
 
 def load_set(path: Path) -> GoldenSet:
-    """The set in ``path``, or :class:`GoldenInvalid` with every problem at its line."""
+    """The set in ``path``, or :class:`GoldenInvalid` with every problem at its line. A file is read
+    and parsed again only when its size or modification time changed (validation, the gate, drift
+    checks, warm-ups and the watch for changed sets all ask for it)."""
+    try:
+        found = path.stat()
+    except OSError as exc:
+        raise GoldenInvalid(path, [(None, f"cannot read: {exc.strerror}")]) from None
+    return _read_set(path, found.st_mtime_ns, found.st_size)
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of the file at ``path`` (valid set or not), or ``None`` when it cannot be read."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return _read_sha256(path, found.st_mtime_ns, found.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_set(path: Path, mtime_ns: int, size: int) -> GoldenSet:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise GoldenInvalid(path, [(None, f"cannot read: {exc.strerror}")]) from None
     return parse_set(data, path)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_sha256(path: Path, mtime_ns: int, size: int) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def parse_set(data: bytes, path: Path) -> GoldenSet:

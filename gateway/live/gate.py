@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 
 from gateway.golden.runner import SetResult, run_set
-from gateway.golden.sets import GoldenInvalid, load_set
+from gateway.golden.sets import GoldenInvalid, file_sha256, load_set
 from gateway.golden.synthetic import book_synthetic
 from gateway.rules import RouteSpec, RuleProblem, Rules, RulesInvalid, backend_identity
 from gateway.snapshot import backend_of
@@ -73,11 +72,8 @@ def set_hashes(rules: Rules) -> dict[str, str]:
     """Each route's golden set file's sha256 (a file that cannot be read has none)."""
     found: dict[str, str] = {}
     for name, route in rules.routes.items():
-        if route.golden is not None:
-            try:
-                found[name] = hashlib.sha256(route.golden.set.read_bytes()).hexdigest()
-            except OSError:
-                continue
+        if route.golden is not None and (sha := file_sha256(route.golden.set)) is not None:
+            found[name] = sha
     return found
 
 
