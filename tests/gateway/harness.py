@@ -75,6 +75,17 @@ async def gateway(
     await upstream_client.aclose()
 
 
+@asynccontextmanager
+async def networked(rules: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway reaching its backends over the network (no injected client): real upstreams,
+    the fault server, a collector. Leaving it ends the lifespan (spans flushed, tallies written)."""
+    app = create_app(Settings(**settings), parse_rules(rules))  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
+            yield client
+
+
 def _checks_answered(upstream: Upstream) -> Upstream:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path.endswith("/models"):

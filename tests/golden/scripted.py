@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
 
-from gateway.app import create_app
-from gateway.rules import parse_rules
-from gateway.settings import Settings
 from support.faults import FaultServer
+from tests.gateway.harness import networked
 
 ADMIN_KEY = "adm-key-0123456789"
 EDITOR = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -58,11 +55,6 @@ api_keys:
 """
 
 
-@asynccontextmanager
-async def replica(text: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway reaching its backends over the network (no injected client)."""
-    app = create_app(Settings(admin_key=ADMIN_KEY, **settings), parse_rules(text))  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=60) as client:
-            yield client
+def replica(text: str, **settings: object) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    """A gateway reaching its backends over the network, with the editor key."""
+    return networked(text, admin_key=ADMIN_KEY, **settings)

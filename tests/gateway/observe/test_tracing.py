@@ -7,16 +7,12 @@ import hashlib
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.rules import parse_rules
-from gateway.settings import Settings
 from support.faults import FaultServer
+from tests.gateway.harness import networked
 from tests.gateway.observe.otlp_receiver import ReceivedSpan, otlp_receiver
 
 KEY = "sk-trace-client"
@@ -42,15 +38,6 @@ api_keys:
 """
 
 
-@asynccontextmanager
-async def traced(text: str, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(**settings), parse_rules(text))  # type: ignore[arg-type]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
-            yield client  # leaving the lifespan flushes the spans
-
-
 def ask(client: httpx.AsyncClient, content: str = "hi", **body: object) -> object:
     return client.post(
         "/v1/chat/completions",
@@ -69,7 +56,7 @@ async def test_a_request_with_a_fallback_is_one_trace_continued_from_the_caller_
 ) -> None:
     caplog.set_level(logging.INFO)
     with otlp_receiver() as receiver:
-        async with traced(rules(faults, "status-500", "ok"), otel_endpoint=receiver.url) as client:
+        async with networked(rules(faults, "status-500", "ok"), otel_endpoint=receiver.url) as client:
             answer = await ask(client)  # type: ignore[misc]
         spans = receiver.wait_for(5)
     assert answer.status_code == 200
@@ -104,7 +91,7 @@ async def test_a_request_with_a_fallback_is_one_trace_continued_from_the_caller_
 
 async def test_a_streams_span_ends_when_the_stream_does_with_its_first_chunk_event(faults: FaultServer) -> None:
     with otlp_receiver() as receiver:
-        async with traced(rules(faults, "slowstream-60", "ok"), otel_endpoint=receiver.url) as client:
+        async with networked(rules(faults, "slowstream-60", "ok"), otel_endpoint=receiver.url) as client:
             answer = await ask(client, stream=True)  # type: ignore[misc]
         spans = receiver.wait_for(4)
     assert answer.status_code == 200
@@ -122,7 +109,7 @@ async def test_content_is_captured_only_when_asked_and_then_with_provider_keys_r
     monkeypatch.setenv("TRACE_TEST_KEY", "sk-provider-secret-0123456789")
     text = rules(faults, "ok", "ok", key_env="TRACE_TEST_KEY")
     with otlp_receiver() as receiver:
-        async with traced(text, otel_endpoint=receiver.url, otel_capture_content=True) as client:
+        async with networked(text, otel_endpoint=receiver.url, otel_capture_content=True) as client:
             await ask(client, "my key is sk-provider-secret-0123456789, summarise")  # type: ignore[misc]
         spans = receiver.wait_for(4)
     (content,) = [attrs for s in spans for name, attrs in s.events if name == "gen_ai.content"]
@@ -136,7 +123,7 @@ async def test_a_collector_that_is_down_costs_requests_nothing_and_is_logged_onc
     caplog.set_level(logging.WARNING)
     with otlp_receiver() as receiver:
         down = receiver.url  # closed when the block ends
-    async with traced(rules(faults, "ok", "ok"), otel_endpoint=down) as client:
+    async with networked(rules(faults, "ok", "ok"), otel_endpoint=down) as client:
         statuses = [(await ask(client, f"q{n}")).status_code for n in range(20)]  # type: ignore[misc]
     assert statuses == [200] * 20
     failures = [r.getMessage() for r in caplog.records if "trace export failed" in r.getMessage()]
