@@ -77,6 +77,12 @@ class InvalidRequest(RequestError):
     default_code = "invalid_value"
 
 
+class ContentBlocked(RequestError):
+    """An input guardrail whose action is ``block`` fired on the request."""
+
+    default_code = "content_blocked"
+
+
 class UnknownModel(RequestError):
     status = 404
     default_code = "model_not_found"
@@ -155,6 +161,27 @@ class BackendsBusy(BackendError):
     status = 429
     error_type = "rate_limit_error"
     default_code = "backends_busy"
+
+
+class AnswerRejected(BackendError):
+    """A backend's answer failed an output guardrail whose action is ``fallback``: the route's next
+    backend is tried, whatever the route's fallback policy; nothing is held against the backend."""
+
+    default_code = "guardrail_fallback"
+
+    def __init__(self, message: str, *, guardrail: str, backend: str, answer: object) -> None:
+        super().__init__(message)
+        self.guardrail = guardrail
+        self.backend = backend
+        self.answer = answer
+        """The rejected answer (a ``ChatCompletion``): what the withheld answer is made from."""
+
+
+class ExternalRedactionFailed(BackendError):
+    """An ``applies_to: external`` check could not redact the request (its ``on_error: block``):
+    it is not sent to the external backend; the route's next backend is tried."""
+
+    default_code = "external_redaction_failed"
 
 
 class BackendRejected(BackendError):

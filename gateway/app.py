@@ -17,7 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from gateway import probes
 from gateway.admin import api as admin
-from gateway.admin import rules_api
+from gateway.admin import guardrails_api, rules_api
 from gateway.admin.headers import AdminHeaders
 from gateway.apis import routes as api
 from gateway.error_handlers import install_error_handlers
@@ -97,6 +97,7 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(rules_api.router)
     app.include_router(admin.router)
+    app.include_router(guardrails_api.router)
     return app
 
 

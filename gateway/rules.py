@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from backends.specs import LiteLLMEndpoint, LocalServer, OpenAIEndpoint
 from contracts.strict import NAME, SecretEnvName, Strict
+from gateway.guardrails.specs import GUARDRAIL_KINDS, AttachedGuardrails, Guardrails, check_guardrails
 from gateway.resilience.specs import BreakerSpec, FallbackSpec, HealthCheckSpec, HedgeSpec, RateLimitSpec
 from gateway.yaml_source import DocumentRefused, LineIndex, load_yaml
 from routers.patterns import MAX_PATTERNS, PatternInvalid, compile_pattern
@@ -59,6 +60,9 @@ class BackendPolicy(Strict):
     warmup: WarmupSpec | None = None
     cold_after_s: int = Field(300, ge=1, le=7 * 24 * 3600)
     """A request after this long without one is counted cold (``turnout_backend_cold_seconds``)."""
+    external: bool = False
+    """A third party's API: input guardrails with ``applies_to: external`` rewrite what it is sent.
+    Every ``kind: litellm`` backend is external whatever this says."""
 
 
 class OpenAIBackend(OpenAIEndpoint, BackendPolicy):
@@ -168,6 +172,9 @@ class RouteSpec(Strict):
     fallback: FallbackSpec = FallbackSpec()
     hedge: HedgeSpec | None = None
     """Unset: no hedging; fallbacks start only when the backend before them has failed."""
+    guardrails: AttachedGuardrails | None = None
+    """Checks on the request and the answer, by name from the rules' ``guardrails`` (after the
+    ``default_guardrails``)."""
 
     @property
     def chain(self) -> list[str]:
@@ -224,6 +231,13 @@ class Rules(Strict):
     """What decides ``auto`` requests after the rules; the shipped classifier unless set."""
     rules: list[RuleSpec] = Field([], max_length=MAX_ENTRIES)
     """Evaluated in order before any model; the first match wins."""
+    guardrails: Guardrails = Field({}, max_length=MAX_ENTRIES)
+    """Checks defined once by name (:mod:`gateway.guardrails`), attached per route."""
+    default_guardrails: AttachedGuardrails | None = None
+    """Run on every route (and every pinned backend) before the route's own."""
+
+    def external_backends(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.backends.items() if spec.external or spec.kind == "litellm")
 
     def environment_names(self) -> list[tuple[str, str]]:
         """``(path, variable)`` for every environment variable the rules name: backends' provider keys,
@@ -339,6 +353,9 @@ def cross_check(rules: Rules) -> list[tuple[str, str]]:
         problems.append((f"routes.{name}" if name in rules.routes else f"aliases.{name}", f"{name!r} is reserved"))
     problems += _check_api_keys(rules)
     problems += _check_routing(rules)
+    attached = {f"routes.{route}.guardrails": spec.guardrails for route, spec in rules.routes.items()}
+    attached["default_guardrails"] = rules.default_guardrails
+    problems += check_guardrails(rules.guardrails, attached, set(rules.backends))
     return problems
 
 
@@ -452,7 +469,7 @@ def _problem_from_pydantic(err: object, lines: LineIndex) -> RuleProblem:
     return RuleProblem(path=path, message=message, line=lines.line_of(path))
 
 
-_UNION_TAGS = {"openai", "litellm", "local", "classifier", "llm", "default"}
+_UNION_TAGS = {"openai", "litellm", "local", "classifier", "llm", "default", *GUARDRAIL_KINDS}
 
 
 def _join_path(loc: list[object]) -> str:

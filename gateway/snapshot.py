@@ -25,6 +25,8 @@ from gateway.admin_keys import AdminKeys
 from gateway.auth import KeyRing
 from gateway.cache.semantic import SemanticCache, open_semantic
 from gateway.golden.warmup import warm_up
+from gateway.guardrails.engine import Guardrails, build_guardrails
+from gateway.guardrails.specs import LlmGuardrail
 from gateway.redaction import Redactor
 from gateway.resilience.deadline import Deadline, requested_budget_ms
 from gateway.resilience.dispatch import Dispatcher
@@ -76,6 +78,9 @@ class RulesSnapshot:
     redactor: Redactor
     health: HealthChecker
     semantic: Semantic | None
+    guardrails: Guardrails
+    externals: frozenset[str]
+    """Backends that are a third party's API (``applies_to: external`` guardrails rewrite what they get)."""
     leases: Leases = field(default_factory=Leases)
 
     @functools.cached_property
@@ -121,6 +126,9 @@ class RulesSnapshot:
         found |= {id(model): _in_thread(model.close) for model in self.router.models.values()}
         if self.semantic is not None:
             found[id(self.semantic)] = _in_thread(self.semantic.close)
+        found |= {id(model): _in_thread(model.close) for model in self.guardrails.models.values()}
+        if self.guardrails.client is not None:
+            found[id(self.guardrails.client)] = self.guardrails.client.aclose
         return found
 
 
@@ -174,9 +182,20 @@ def _assemble(
     kept_models = previous.router.models if previous else {}
     router = build_router(rules, backends, settings.router_threads, settings.router_max_batch, kept_models)
     semantic: Semantic | None = None
+    guardrails: Guardrails | None = None
+    kept_guard_models = previous.guardrails.models if previous else {}
     try:
         keyring = KeyRing.from_config(rules, settings)
         semantic = _semantic(rules, resources, previous)
+        guardrails = build_guardrails(
+            rules.guardrails,
+            {route: spec.guardrails for route, spec in rules.routes.items()},
+            rules.default_guardrails,
+            backends,
+            kept_guard_models,
+            settings.router_threads,
+            resources.clients.shared,
+        )
         return RulesSnapshot(
             version=version,
             rules=rules,
@@ -190,6 +209,8 @@ def _assemble(
             redactor=Redactor.for_rules(rules),
             health=HealthChecker(upstreams, {name: spec.health_check for name, spec in rules.backends.items()}),
             semantic=semantic,
+            guardrails=guardrails,
+            externals=rules.external_backends(),
         )
     except BaseException:
         for key, model in router.models.items():
@@ -197,6 +218,9 @@ def _assemble(
                 model.close()
         if semantic is not None and (previous is None or previous.semantic is not semantic):
             semantic.close()
+        for model_dir, guard_model in (guardrails.models if guardrails is not None else {}).items():
+            if kept_guard_models.get(model_dir) is not guard_model:
+                guard_model.close()
         raise
 
 
@@ -231,6 +255,30 @@ async def routing_only(
             for key, model in router.models.items():
                 if kept_models.get(key) is not model:
                     await asyncio.to_thread(model.close)
+    finally:
+        await asyncio.gather(*(backend.aclose() for backend in opened.values()), return_exceptions=True)
+
+
+@asynccontextmanager
+async def guardrails_only(rules: Rules, clients: HttpClients) -> AsyncIterator[Guardrails]:
+    """The guardrails of ``rules`` without serving them (to explain a prompt offline): the backends
+    their judges ask are opened, and closed on exit with the models loaded and the webhook client."""
+    judges = {spec.backend for spec in rules.guardrails.values() if isinstance(spec, LlmGuardrail)}
+    opened: dict[str, Backend] = {}
+    try:
+        for name in sorted(judges):
+            opened[name] = await open_backend(name, rules.backends[name], clients)
+        per_route = {route: spec.guardrails for route, spec in rules.routes.items()}
+        guardrails = await asyncio.to_thread(
+            build_guardrails, rules.guardrails, per_route, rules.default_guardrails, opened, {}
+        )
+        try:
+            yield guardrails
+        finally:
+            for model in guardrails.models.values():
+                await asyncio.to_thread(model.close)
+            if guardrails.client is not None:
+                await guardrails.client.aclose()
     finally:
         await asyncio.gather(*(backend.aclose() for backend in opened.values()), return_exceptions=True)
 

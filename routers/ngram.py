@@ -66,7 +66,10 @@ class NgramScorer:
         model = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced")
         model.fit(matrix(texts), labels, sample_weight=weights)
         order = [list(model.classes_).index(c) for c in classes]  # the classifier's label order
-        return cls(model.coef_[order].T.astype(np.float32), model.intercept_[order].astype(np.float32))
+        coef, intercept = model.coef_, model.intercept_
+        if coef.shape[0] == 1:  # two labels: one logit, the second's; a softmax over [0, z] is its sigmoid
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        return cls(coef[order].T.astype(np.float32), intercept[order].astype(np.float32))
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, weights=self._weights.astype(np.float16), bias=self._bias)

@@ -9,6 +9,7 @@ memory too, so a pattern that would explode (``((a{100}){100}){100}``) is refuse
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 import re2
@@ -40,4 +41,39 @@ def compile_pattern(pattern: str) -> Pattern:
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise PatternInvalid(f"RE2 refuses it: {reason}") from None
+    return compiled
+
+
+class Match(Protocol):
+    def start(self) -> int: ...
+
+    def end(self) -> int: ...
+
+
+class FindingPattern(Protocol):
+    def search(self, text: str) -> object | None: ...
+
+    def finditer(self, text: str) -> Iterator[Match]: ...
+
+
+MAX_SET_PROGRAM_BYTES = 16 * 1024 * 1024
+
+
+def compile_any_of(patterns: list[str], words: list[str]) -> FindingPattern:
+    """One RE2 program matching any of ``patterns`` (each checked alone first, for its own error) or
+    any of ``words`` as a whole word, case-insensitively: one pass over a text, however many."""
+    for pattern in patterns:
+        compile_pattern(pattern)
+    alternatives = [f"(?:{p})" for p in patterns]
+    if words:
+        escaped = "|".join(re2.escape(w) for w in words)
+        alternatives.append(rf"(?i)\b(?:{escaped})\b")
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = MAX_SET_PROGRAM_BYTES
+    try:
+        compiled: FindingPattern = re2.compile("|".join(alternatives), options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise PatternInvalid(f"RE2 refuses them together: {reason}") from None
     return compiled

@@ -26,6 +26,24 @@ from fastapi import FastAPI
 from support.ports import free_port
 
 
+def fixed_answer_upstream(text: str) -> FastAPI:
+    """A model server that answers every chat completion with ``text`` (and lists no models)."""
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, object]:
+        return {"object": "list", "data": []}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, object]) -> dict[str, object]:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+        return {"id": "c1", "object": "chat.completion", "created": 1, "model": body["model"], "choices": [choice],
+                "usage": usage}  # fmt: skip
+
+    return app
+
+
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """Run ``app`` under uvicorn in a thread of its own; yield its base URL."""

@@ -20,6 +20,7 @@ ROOT = Path(__file__).parents[1]
         "bench/profile_spy.sh",
         "bench/rollout_overhead.sh",
         "bench/tracing_overhead.sh",
+        "bench/guardrail_overhead.sh",
     ],
 )
 def test_missing_shared_files_stop_the_script_at_once_saying_where_to_get_them(script: str, tmp_path: Path) -> None:

@@ -62,9 +62,11 @@ GATEWAY_FLOORS = {
     **dict.fromkeys(
         ("settings", "yaml_source", "store_guard", "redis_client", "disconnect", "request_body", "heap"), 0
     ),
-    # 1: the rules, what they configure (backends' resilience, keys, redaction, the error shape), and
-    # what observes the traffic (metrics name backends' breakers)
-    **dict.fromkeys(("rules", "resilience", "auth", "admin_keys", "redaction", "error_handlers", "observe"), 1),
+    # 1: the rules, what they configure (backends' resilience, keys, redaction, guardrails, the error
+    # shape), and what observes the traffic (metrics name backends' breakers)
+    **dict.fromkeys(
+        ("rules", "resilience", "auth", "admin_keys", "redaction", "guardrails", "error_handlers", "observe"), 1
+    ),
     # 2: what a request uses: the cache, limits, stored responses, the process and rules snapshot
     **dict.fromkeys(("cache", "rate_limits", "response_store", "rollouts", "golden", "resources", "snapshot"), 2),
     # 3: the request path, and the state that leases it a snapshot

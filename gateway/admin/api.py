@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.errors import InvalidRequest
-from gateway.admin.explain import explain
+from gateway.admin.explain import explain, explain_guardrails
 from gateway.admin.headers import console_policy
 from gateway.admin.report_format import parse_by, parse_since, to_csv
 from gateway.apis.decoding import internal_request
@@ -58,6 +58,7 @@ async def route_explain(request: Request, api: str | None = None) -> Response:
     context = RoutingContext(request.headers.get("x-turnout-tenant", "anonymous"), request.headers)
     snapshot = request_snapshot(request)
     answer = await explain(snapshot.selector, snapshot.router.description, chat, context)
+    answer["guardrails"] = await explain_guardrails(snapshot.guardrails, answer["route"], chat, context.tenant)
     return Response(orjson.dumps(answer), media_type="application/json")
 
 

@@ -32,6 +32,8 @@ class CacheEntry(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    guardrails: str | None = None
+    """The fingerprint of the output guardrails that checked it (``None``: none did)."""
 
     def answer(self) -> ChatCompletion:
         return ChatCompletion.model_validate_json(self.completion)

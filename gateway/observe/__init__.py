@@ -8,6 +8,7 @@ themselves (``tests/test_source_rules.py`` holds them to it).
 """
 
 from gateway.observe.feedback import FeedbackBook, Served
+from gateway.observe.guardrail_counts import with_guardrails
 from gateway.observe.reports import Outcome, ReportBook, deltas_of
 from gateway.observe.samples import RoutingSample, RoutingSamples
 from gateway.observe.traffic import with_decision
@@ -24,4 +25,5 @@ __all__ = [
     "shadow_labels",
     "similarity_field",
     "with_decision",
+    "with_guardrails",
 ]

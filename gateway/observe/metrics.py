@@ -56,6 +56,11 @@ COUNTERS = {
         "Shadow calls by route, shadow backend and outcome: agreed, disagreed, error, or dropped at the bound.",
         ("route", "backend", "outcome"),
     ),
+    "guardrails": Instrument(
+        "turnout_guardrail_results",
+        "Guardrail checks by guardrail, stage (input, output) and result (pass, block, redact, flag, fallback, error).",
+        ("guardrail", "stage", "result"),
+    ),
     "golden_runs": Instrument(
         "turnout_golden_runs",
         "Golden set runs by route, why they ran (gate, drift) and result (pass, fail).",
@@ -155,6 +160,9 @@ class Metrics:
 
     def observe_shadow(self, route: str, backend: str, outcome: str) -> None:
         self._child("shadow", route, backend, outcome).inc()
+
+    def observe_guardrail(self, guardrail: str, stage: str, result: str) -> None:
+        self._child("guardrails", guardrail, stage, result).inc()
 
     def observe_golden_run(self, route: str, backend: str, kind: str, passed: bool, pass_ratio: float) -> None:
         self._counters["golden_runs"].labels(route, kind, "pass" if passed else "fail").inc()

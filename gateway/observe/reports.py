@@ -30,7 +30,7 @@ log = logging.getLogger("turnout")
 FIELDS = (
     "requests", "hits", "misses", "bypasses", "offs", "errors",
     "prompt_tokens", "completion_tokens", "cost_usd", "saved_tokens", "saved_usd", "routing_saved_usd",
-    "shadow_usd",
+    "shadow_usd", "guardrail_blocked", "guardrail_redacted", "guardrail_flagged", "guardrail_fell_back",
 )  # fmt: skip
 COUNTS = frozenset(name for name in FIELDS if not name.endswith("_usd"))
 """Requests and tokens: whole numbers, summed as floats (HINCRBYFLOAT) and reported as integers."""
@@ -59,6 +59,14 @@ LATENCY, FIRST_CHUNK = "ms:", "ttft_ms:"
 """Prefixes of the latency bucket counts: the whole request, and a stream's first chunk."""
 
 
+GUARDRAIL_FIELDS = {
+    "blocked": "guardrail_blocked",
+    "redacted": "guardrail_redacted",
+    "flagged": "guardrail_flagged",
+    "fell_back": "guardrail_fell_back",
+}
+
+
 @dataclass(slots=True)
 class Outcome:
     route: str
@@ -77,6 +85,9 @@ class Outcome:
     latency_ms: float | None = None
     first_chunk_ms: float | None = None
     """A stream's time to its first chunk from the backend."""
+    guardrails: str = "none"
+    """The gravest guardrail result on the request: blocked, fell_back, redacted, flagged, errored,
+    passed, or none (no guardrail ran); the first four are counted."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -93,6 +104,8 @@ def deltas_of(outcome: Outcome) -> dict[str, float]:
     tokens = outcome.prompt_tokens + outcome.completion_tokens
     counted = {"hit": "hits", "miss": "misses", "bypass": "bypasses", "off": "offs", "error": "errors"}
     deltas = {"requests": 1.0, counted[outcome.cache]: 1.0}
+    if outcome.guardrails in GUARDRAIL_FIELDS:
+        deltas[GUARDRAIL_FIELDS[outcome.guardrails]] = 1.0
     if outcome.latency_ms is not None:
         deltas[f"{LATENCY}{bucket_of(outcome.latency_ms)}"] = 1.0
     if outcome.first_chunk_ms is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from contracts.errors import BackendError, BackendsBusy, BudgetExceeded, NoBackendAvailable
+from contracts.errors import AnswerRejected, BackendError, BackendsBusy, BudgetExceeded, NoBackendAvailable
 
 SKIPPED_BREAKER_OPEN = "skipped_breaker_open"
 SKIPPED_BUSY = "skipped_busy"
@@ -76,8 +76,9 @@ class Exhaustion:
             )
             error = NoBackendAvailable(f"{where}: no backend can take the request now ({tried})", headers=retry)
         else:
-            error = self.failures[-1]
-            if len(self.attempts) > 1 and not self.is_refused:
+            rejected = [f for f in self.failures if isinstance(f, AnswerRejected)]
+            error = rejected[-1] if rejected else self.failures[-1]  # an answer withheld, not a 502
+            if len(self.attempts) > 1 and not self.is_refused and not rejected:
                 error.message = f"{where}: every backend failed ({tried})"
         error.details = {
             "route": self.route,

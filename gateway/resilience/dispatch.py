@@ -14,6 +14,7 @@ from contracts.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.guardrails.engine import UNSCREENED, Screening
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import OFF, Tracing
 from gateway.resilience.deadline import Deadline
@@ -35,14 +36,27 @@ class Dispatcher:
         self._policies = {name: RoutePolicy.of(spec) for name, spec in rules.routes.items()}
 
     async def complete(
-        self, decision: RouteDecision, request: ChatCompletionRequest, deadline: Deadline
+        self,
+        decision: RouteDecision,
+        request: ChatCompletionRequest,
+        deadline: Deadline,
+        screening: Screening = UNSCREENED,
     ) -> tuple[str, ChatCompletion]:
         traced: Traced[ChatCompletion] | None = (
             self._traced("chat", request, _described) if self._tracing.is_on else None
         )
-        return await self._race(
-            decision, deadline, lambda backend, timeout: backend.complete(request, timeout), traced=traced
-        )
+        if screening is UNSCREENED:
+            return await self._race(
+                decision, deadline, lambda backend, timeout: backend.complete(request, timeout), traced=traced
+            )
+        vet = screening.vet
+
+        async def screened(backend: Backend, timeout_s: float) -> ChatCompletion:
+            sent = await screening.request_for(backend.name, request)
+            answer = await backend.complete(sent, timeout_s)
+            return answer if vet is None else await vet(backend.name, answer)
+
+        return await self._race(decision, deadline, screened, traced=traced)
 
     async def embed(
         self, decision: RouteDecision, request: EmbeddingRequest, deadline: Deadline
@@ -55,14 +69,19 @@ class Dispatcher:
         )
 
     async def open_stream(
-        self, decision: RouteDecision, request: ChatCompletionRequest, deadline: Deadline
+        self,
+        decision: RouteDecision,
+        request: ChatCompletionRequest,
+        deadline: Deadline,
+        screening: Screening = UNSCREENED,
     ) -> tuple[str, FirstChunk]:
         """Start a stream and wait for its first chunk, so that a failure before it can still fall back."""
 
         async def first_chunk(backend: Backend, timeout_s: float) -> FirstChunk:
             # The attempt's time bounds the first chunk only; the gaps after it may be as long as the
             # backend's own timeout, within what is left of the whole budget (the caller sees to that).
-            chunks = backend.stream(request, self.upstreams[backend.name].timeout_s)
+            sent = await screening.request_for(backend.name, request)
+            chunks = backend.stream(sent, self.upstreams[backend.name].timeout_s)
             try:
                 async with asyncio.timeout(timeout_s):
                     return await anext(chunks), chunks

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from contracts.errors import (
+    AnswerRejected,
     BackendError,
     BackendRateLimited,
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    ExternalRedactionFailed,
 )
 from gateway.resilience.specs import FailureKind, FallbackSpec
 
@@ -15,7 +17,7 @@ from gateway.resilience.specs import FailureKind, FallbackSpec
 def failure_kind(error: BackendError) -> FailureKind | None:
     """The kind of failure, or ``None`` for a request the upstream refused as the caller's fault."""
     status = error.upstream_status
-    if isinstance(error, BackendRejected):
+    if isinstance(error, BackendRejected | AnswerRejected | ExternalRedactionFailed):
         return None
     if isinstance(error, BackendTimeout):
         return "timeout"
@@ -34,6 +36,8 @@ class FallbackPolicy:
         self._statuses = frozenset(spec.statuses)
 
     def moves_on(self, error: BackendError) -> bool:
+        if isinstance(error, AnswerRejected | ExternalRedactionFailed):
+            return True  # the guardrail asked for the next backend, whatever the route's failures list
         if error.upstream_status in self._statuses:
             return True
         kind = failure_kind(error)

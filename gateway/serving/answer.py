@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contracts.errors import BudgetExceeded
+from contracts.errors import AnswerRejected, BudgetExceeded
 from contracts.wire import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.auth import Principal
 from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import Probe
 from gateway.cache.single_flight import Flight
+from gateway.guardrails.engine import UNSCREENED, Screening, check_answer, withheld
+from gateway.guardrails.stream import guarded
 from gateway.observe.tracing import Tracing, captured
 from gateway.resilience.deadline import Deadline
 from gateway.resources import Resources
@@ -26,12 +28,14 @@ from gateway.rollouts.agreement import answer_text
 from gateway.rollouts.shadow import ShadowCase
 from gateway.serving.call import Call, Encoder
 from gateway.serving.outcome import RequestOutcome, Tokens
+from gateway.serving.screen import check_later
 from gateway.serving.sse import SseResponse
 from gateway.serving.stream_assembly import StreamAssembler, asking_for_usage, replay_chunks
 from gateway.snapshot import RulesSnapshot
 from routers.decision import RouteDecision
 
 JSON = "application/json"
+GUARDRAILS_HEADER = "x-turnout-guardrails"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class Filling:
     plan: CachePlan
     flight: Flight | None = None
     probe: Probe | None = None
+    screening: Screening = UNSCREENED
+    """The request's guardrails: a withheld answer is never cached; a cached one says what checked it."""
 
 
 async def from_backend(
@@ -62,10 +68,17 @@ async def from_backend(
     dispatcher = arrival.snapshot.dispatcher
     if call.stream:
         return await _streamed(arrival, filling, decision, call, encoder, deadline)
-    arrival.outcome.backend, completion = await dispatcher.complete(decision, call.chat, deadline)
+    screening = filling.screening
+    try:
+        arrival.outcome.backend, completion = await dispatcher.complete(decision, call.chat, deadline, screening)
+    except AnswerRejected as rejected:  # every backend's answer failed a fallback guardrail
+        assert screening.ledger is not None
+        screening.ledger.withheld_by = rejected.guardrail
+        arrival.outcome.backend, completion = rejected.backend, withheld(rejected.answer)  # type: ignore[arg-type]
     await settle(arrival, filling, completion, call.chat)
     response = Response(encoder.whole(completion), media_type=JSON, headers=answer_headers(arrival, decision))
     await encoder.keep(completion)
+    check_later(arrival.snapshot.guardrails.later, screening, call.chat.conversation_text(), answer_text(completion))
     return response
 
 
@@ -76,8 +89,10 @@ async def replayed(
     decision: RouteDecision,
     call: Call,
     encoder: Encoder,
+    screening: Screening = UNSCREENED,
 ) -> Response:
-    """A cached answer, in whichever API asked: JSON, or replayed as a stream."""
+    """A cached answer, in whichever API asked: JSON, or replayed as a stream. An answer checked by
+    other output guardrails than the route's now is checked again (a failure withholds it)."""
     outcome = arrival.outcome
     outcome.backend, outcome.cache = entry.backend, "hit"
     outcome.tokens = Tokens(entry.prompt_tokens, entry.completion_tokens, entry.cost_usd)
@@ -88,6 +103,9 @@ async def replayed(
     if similarity is not None:
         headers["x-turnout-cache-similarity"] = f"{similarity:.4f}"
     completion = entry.answer()
+    guards = screening.guards
+    if guards is not None and guards.output and entry.guardrails != guards.output_version:
+        completion = await rechecked(screening, entry.backend, completion)
     if not call.stream:
         response = Response(encoder.whole(completion), media_type=JSON, headers=headers)
         await encoder.keep(completion)
@@ -103,17 +121,38 @@ async def replayed(
     return SseResponse(chunks[0], _iterate(chunks[1:]), ended, redact, encoder.stream(), headers)
 
 
+async def rechecked(screening: Screening, backend: str, completion: ChatCompletion) -> ChatCompletion:
+    assert screening.vet is not None or screening.guards is not None
+    guards, asked, ledger, observe = screening.guards, screening.asked, screening.ledger, screening.observe
+    assert guards is not None
+    assert asked is not None
+    assert ledger is not None
+    assert observe is not None
+    try:
+        return await check_answer(guards, backend, completion, asked, ledger, observe)
+    except AnswerRejected as rejected:
+        ledger.withheld_by = rejected.guardrail
+        return withheld(completion)
+
+
 async def _streamed(
     arrival: Arrival, filling: Filling, decision: RouteDecision, call: Call, encoder: Encoder, deadline: Deadline
 ) -> Response:
     dispatcher = arrival.snapshot.dispatcher
+    screening = filling.screening
     arrival.outcome.backend, (first, rest) = await dispatcher.open_stream(
-        decision, asking_for_usage(call.chat), deadline
+        decision, asking_for_usage(call.chat), deadline, screening
     )
     arrival.outcome.first_chunk_s = time.monotonic() - arrival.outcome.started
     if arrival.resources.tracing.is_on:
         ms = round(arrival.outcome.first_chunk_s * 1000, 1)
         arrival.resources.tracing.current_event("gen_ai.first_chunk", {"turnout.first_chunk_ms": ms})
+    guards = screening.guards
+    if guards is not None and guards.output:
+        assert screening.asked is not None
+        assert screening.ledger is not None
+        assert screening.observe is not None
+        first, rest = guarded(first, rest, guards, screening.asked, screening.ledger, screening.observe)
     assembler = StreamAssembler()
     assembler.add(first)
 
@@ -136,6 +175,8 @@ async def _finish_stream(
         if completion is not None:
             await settle(arrival, filling, completion, call.chat)
             await encoder.keep(completion)
+            later = arrival.snapshot.guardrails.later
+            check_later(later, filling.screening, call.chat.conversation_text(), answer_text(completion))
     finally:
         if filling.flight is not None:
             await filling.flight.aclose()  # settles whatever happened above
@@ -153,6 +194,9 @@ async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion,
     if resources.tracing.captures_content:
         record_content(resources.tracing, asked, completion, arrival.snapshot.redactor.text)
     await resources.limits.spend_tokens(filling.principal, prompt + generated)
+    ledger, guards = filling.screening.ledger, filling.screening.guards
+    if ledger is not None and ledger.withheld_by is not None:
+        return  # a withheld answer is never cached; the flight's waiters ask for themselves
     if not plan.can_write and flight is None:
         return  # nothing to store and nobody waiting: skip serialising the answer
     entry = CacheEntry(
@@ -162,6 +206,7 @@ async def settle(arrival: Arrival, filling: Filling, completion: ChatCompletion,
         prompt_tokens=prompt,
         completion_tokens=generated,
         cost_usd=tokens.cost_usd,
+        guardrails=guards.output_version if guards is not None and guards.output else None,
     )
     tools = has_tool_calls(completion)
     landing = flight.land(entry, tools) if flight is not None else resources.cache.store_answer(plan, entry, tools)
@@ -208,7 +253,12 @@ def shadow_case(arrival: Arrival, asked: ChatCompletionRequest, completion: Chat
 
 
 def answer_headers(arrival: Arrival, decision: RouteDecision) -> dict[str, str]:
-    return {**route_headers(decision, arrival.outcome.backend), "x-turnout-cache": arrival.outcome.cache}
+    headers = {**route_headers(decision, arrival.outcome.backend), "x-turnout-cache": arrival.outcome.cache}
+    ledger = arrival.outcome.guardrails
+    fired = ledger.header() if ledger is not None else None
+    if fired is not None:
+        headers[GUARDRAILS_HEADER] = fired  # names and results, never what matched
+    return headers
 
 
 def route_headers(decision: RouteDecision, backend: str) -> dict[str, str]:

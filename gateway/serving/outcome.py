@@ -11,7 +11,8 @@ from starlette.requests import Request
 
 from contracts.errors import GatewayError
 from gateway.auth import Principal
-from gateway.observe import Outcome, Served, deltas_of, with_decision
+from gateway.guardrails.engine import Ledger
+from gateway.observe import Outcome, Served, deltas_of, with_decision, with_guardrails
 from gateway.observe.access_log import access_logging, log_access
 from gateway.resources import Resources
 from gateway.rollouts.shadow import ShadowCase
@@ -68,6 +69,13 @@ class RequestOutcome:
     """The request's trace, when tracing is on: the access log names it, so logs and traces join."""
     shadow: ShadowCase | None = None
     """Settlement drew this request for the route's shadow: asked once the answer is wholly sent."""
+    guardrails: Ledger | None = None
+    """The guardrails' results, when the route runs any."""
+
+    def guardrail_results(self) -> list[str]:
+        """``name:stage:result`` of each check that ran (never what it matched)."""
+        ledger = self.guardrails
+        return [f"{r.guardrail}:{r.stage}:{r.result}" for r in ledger.results] if ledger is not None else []
 
     def stream_ended(self, status: int, finishing: asyncio.Task[None]) -> None:
         self.ended_status, self.finishing = status, finishing
@@ -113,12 +121,15 @@ class RequestOutcome:
             variant=variant,
             latency_ms=elapsed * 1000,
             first_chunk_ms=None if self.first_chunk_s is None else self.first_chunk_s * 1000,
+            guardrails=self.guardrails.summary() if self.guardrails is not None else "none",
         )
         deltas = deltas_of(outcome)
         resources.reports.add((self.route, self.backend, outcome.tenant, self.endpoint, variant), deltas)
         decision = self.decision
         if decision is not None:
             with_decision(deltas, decision.decided_by, decision.score)
+        if self.guardrails is not None:
+            with_guardrails(deltas, ((r.guardrail, r.stage, r.result) for r in self.guardrails.results))
         resources.traffic.add((self.route, self.backend, "-", "-", "-"), deltas)
         if status == 200 and self.principal is not None:
             resources.feedback.remember(
@@ -144,6 +155,7 @@ class RequestOutcome:
                 "completion_tokens": tokens.completion,
             }
             | ({"trace_id": self.trace_id} if self.trace_id is not None else {})
+            | ({"guardrails": self.guardrail_results()} if self.guardrails is not None else {})
         )
 
 

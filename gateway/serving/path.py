@@ -27,12 +27,14 @@ from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.cache.single_flight import Flight
 from gateway.disconnect import unless_disconnected
+from gateway.guardrails.engine import UNSCREENED
 from gateway.request_body import read_body
 from gateway.resilience.deadline import BUDGET_HEADER
 from gateway.rules import CachePolicy
 from gateway.serving.answer import Arrival, Filling, from_backend, replayed
 from gateway.serving.call import Call, Encoder, Endpoint
 from gateway.serving.outcome import request_outcome
+from gateway.serving.screen import screen
 from gateway.state import gateway_state, request_snapshot
 from routers.decision import RouteDecision, RoutingContext
 
@@ -83,9 +85,14 @@ async def answer(arrival: Arrival, principal: Principal, call: Call, encoder: En
     decision = await route(arrival, principal, call)
     headers = arrival.request.headers
     deadline = arrival.snapshot.deadline(decision.route, headers.get(BUDGET_HEADER), arrival.outcome.started)
+    guards = arrival.snapshot.guardrails.for_route(decision.route)
+    screening = UNSCREENED
+    if guards is not None:
+        call, screening = await screen(arrival, guards, decision, call, deadline)
     cache_plan = plan(arrival, decision, call, principal.tenant)
     if not cache_plan.can_read:
-        return await from_backend(arrival, Filling(principal, cache_plan), decision, call, encoder, deadline)
+        filling = Filling(principal, cache_plan, screening=screening)
+        return await from_backend(arrival, filling, decision, call, encoder, deadline)
     async with arrival.resources.cache.flight(cache_plan, deadline.remaining()) as flight:  # every way out settles it
         if arrival.resources.tracing.is_on:
             with arrival.resources.tracing.child("cache lookup") as span:
@@ -94,8 +101,8 @@ async def answer(arrival: Arrival, principal: Principal, call: Call, encoder: En
         else:
             found = await look_up(arrival, flight, cache_plan, decision, call)
         if found.entry is not None:
-            return await replayed(arrival, found.entry, found.similarity, decision, call, encoder)
-        filling = Filling(principal, cache_plan, flight, found.probe)
+            return await replayed(arrival, found.entry, found.similarity, decision, call, encoder, screening)
+        filling = Filling(principal, cache_plan, flight, found.probe, screening)
         response = await from_backend(arrival, filling, decision, call, encoder, deadline)
         if call.stream:
             flight.outlive_scope()  # the stream's end settles it, as late as that comes

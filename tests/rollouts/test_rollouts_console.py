@@ -21,25 +21,15 @@ import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Page, expect
 
-from tests.gateway.harness import AUTH, KEY, chat_body, completion
+from tests.gateway.harness import AUTH, KEY, chat_body
 from tests.gateway.live.test_console import page, shot, shots  # noqa: F401 (fixtures)
-from tests.servers import gateway_process, serving
+from tests.servers import fixed_answer_upstream, gateway_process, serving
 
 ADMIN_KEY = "console-admin-0123456789"
 
 
 def upstream() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, object]:
-        return {"object": "list", "data": []}
-
-    @app.post("/v1/chat/completions")
-    async def chat(body: dict[str, object]) -> dict[str, object]:
-        return completion("The quarterly numbers went up by four percent, led by the north region.", str(body["model"]))
-
-    return app
+    return fixed_answer_upstream("The quarterly numbers went up by four percent, led by the north region.")
 
 
 def rules(base: str) -> str:

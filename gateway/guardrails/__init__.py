@@ -1,0 +1,4 @@
+"""Guardrails: checks on what goes in and what comes out, defined once in the rules and attached
+per route (:mod:`~gateway.guardrails.specs`); the kinds of check (:mod:`~gateway.guardrails.kinds`,
+:mod:`~gateway.guardrails.pii`); a snapshot's checks and the input and output stages
+(:mod:`~gateway.guardrails.engine`); streams held back until checked (:mod:`~gateway.guardrails.stream`)."""

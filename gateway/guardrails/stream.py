@@ -1,0 +1,213 @@
+"""Output guardrails on a stream: the text is checked as it grows, and the last ``holdback_chars``
+are kept from the client until the checks have passed over them, so a span that fails a check
+(up to that long) never reaches the client. On failure the stream ends with
+``finish_reason: content_filter`` (each API writes that its own way). Redactions are made on the
+held text before it is released, and a redacted span is never cut in two.
+
+Patterns, PII and classifiers check the held text every :data:`STEP_CHARS` new characters; a judge
+or a webhook reads a whole answer, so with one of them the whole stream is held until it ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable
+
+from contracts.wire import ChatCompletionChunk
+from gateway.guardrails.engine import Ledger, Observe, Result, RouteGuards, judged, verdicts
+from gateway.guardrails.kinds import (
+    PATTERN_MASK,
+    Asked,
+    Check,
+    JudgeCheck,
+    PatternCheck,
+    PiiCheck,
+    WebhookCheck,
+)
+from gateway.guardrails.pii import PLACEHOLDERS, replaced
+
+STEP_CHARS = 64
+"""New text between two checks of what is held."""
+
+
+def _delta(chunk: ChatCompletionChunk) -> dict[str, object]:
+    if not chunk.choices:
+        return {}
+    delta = (chunk.choices[0].model_extra or {}).get("delta")
+    return delta if isinstance(delta, dict) else {}
+
+
+def _text(chunk: ChatCompletionChunk) -> str:
+    content = _delta(chunk).get("content")
+    return content if isinstance(content, str) else ""
+
+
+class Holdback:
+    """One stream's held text and the checks it has passed."""
+
+    def __init__(self, guards: RouteGuards, asked: Asked, ledger: Ledger, observe: Observe) -> None:
+        self._guards, self._asked, self._ledger, self._observe = guards, asked, ledger, observe
+        self._held = ""
+        self._released: list[str] = []
+        self._unchecked = 0
+        self._template: ChatCompletionChunk | None = None
+        self._reported: dict[str, Result] = {}
+        self.stopped = False
+        self._holdback = math.inf if guards.holds_whole_stream else guards.holdback_chars
+        self._growing = [c for c in guards.output if not isinstance(c, JudgeCheck | WebhookCheck)]
+
+    def opening(self, first: ChatCompletionChunk) -> ChatCompletionChunk:
+        """The first chunk as the client may see it at once: its role, none of its text."""
+        self._template = first
+        if not first.choices:
+            return first
+        delta = {k: v for k, v in _delta(first).items() if k != "content"}
+        choice = first.choices[0].model_copy(update={"delta": delta, "finish_reason": None})
+        return first.model_copy(update={"choices": [choice, *first.choices[1:]]})
+
+    async def take(self, chunk: ChatCompletionChunk, is_first: bool = False) -> list[ChatCompletionChunk]:
+        """What may go to the client now that ``chunk`` came."""
+        text = _text(chunk)
+        self._held += text
+        self._unchecked += len(text)
+        finished = any(c.finish_reason for c in chunk.choices)
+        other = {k for k in _delta(chunk) if k not in ("content", "role")}
+        if finished or other:
+            out = await self._check(final=finished, flush=True)
+            if self.stopped:
+                return out
+            rest = self._without_text(chunk)
+            return out if is_first and not finished and not other else [*out, rest]
+        if text and self._unchecked >= STEP_CHARS and len(self._held) > self._holdback:
+            return await self._check()
+        return [] if is_first or text else [chunk]
+
+    async def end(self) -> list[ChatCompletionChunk]:
+        """The stream ended without a finish reason: check and release what is held."""
+        if self.stopped or (not self._held and self._reported_all()):
+            return []
+        return await self._check(final=True, flush=True)
+
+    def _reported_all(self) -> bool:
+        return all(c.name in self._reported for c in self._guards.output)
+
+    async def _check(self, final: bool = False, flush: bool = False) -> list[ChatCompletionChunk]:
+        checks = self._guards.output if final else self._growing
+        whole = "".join(self._released) + self._held
+        results: list[Result] = []
+        rewritten: str | None = None
+        growing = [c for c in checks if c in self._growing]
+        reading_whole = [c for c in checks if c not in self._growing]
+        for group, text in ((growing, self._held), (reading_whole, whole)):
+            if not group or not text:
+                continue
+            for check, outcome in zip(group, await verdicts(group, text, self._asked), strict=True):
+                result = judged(check, outcome, "output")
+                results.append(result)
+                if result.result == "redact" and isinstance(check, WebhookCheck) and not isinstance(outcome, Exception):
+                    rewritten = outcome.text  # a whole-stream check: nothing of the answer is released yet
+        for result in results:
+            if result.result != "pass":
+                self._report(result)
+        stop = next((r for r in results if r.result in ("block", "fallback")), None)
+        if stop is not None:
+            self.stopped = True
+            self._ledger.withheld_by = stop.guardrail
+            return [self._chunk(None, "content_filter")]
+        if final:
+            for check in self._guards.output:  # a check that never saw text passed
+                if check.name not in self._reported:
+                    self._report(Result(check.name, "output", "pass"))
+        if rewritten is not None and not self._released:
+            self._held = rewritten
+        return self._release(flush)
+
+    def _report(self, result: Result) -> None:
+        """Each check's result once per stream: its first firing, else its pass at the end."""
+        if result.guardrail in self._reported:
+            return
+        self._reported[result.guardrail] = result
+        self._ledger.results.append(result)
+        self._observe(result)
+
+    def _release(self, flush: bool) -> list[ChatCompletionChunk]:
+        held = self._held
+        cut = len(held) if flush else max(0, len(held) - int(min(self._holdback, len(held))))
+        spans = _redactions(self._guards.output, held)
+        for start, end, _ in spans:
+            if start < cut < end:
+                cut = start
+        released = replaced(held[:cut], [s for s in spans if s[1] <= cut])
+        self._held, self._unchecked = held[cut:], 0
+        if not released:
+            return []
+        self._released.append(released)
+        return [self._chunk(released, None)]
+
+    def _chunk(self, text: str | None, finish_reason: str | None) -> ChatCompletionChunk:
+        template = self._template
+        assert template is not None
+        delta = {"content": text} if text is not None else {}
+        return ChatCompletionChunk.model_validate(
+            {
+                "id": template.id,
+                "object": template.object,
+                "created": template.created,
+                "model": template.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+        )
+
+    def _without_text(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        if not chunk.choices or not _text(chunk):
+            return chunk
+        delta = {k: v for k, v in _delta(chunk).items() if k != "content"}
+        return chunk.model_copy(
+            update={"choices": [chunk.choices[0].model_copy(update={"delta": delta}), *chunk.choices[1:]]}
+        )
+
+
+def _redactions(checks: Iterable[Check], text: str) -> list[tuple[int, int, str]]:
+    """Where the redacting pattern and PII checks would rewrite ``text``: non-overlapping, in order."""
+    spans: list[tuple[int, int, str]] = []
+    for check in checks:
+        if check.spec.action != "redact":
+            continue
+        if isinstance(check, PatternCheck):
+            spans += [(s, e, PATTERN_MASK) for s, e in check.spans(text)]
+        elif isinstance(check, PiiCheck):
+            spans += [(s.start, s.end, PLACEHOLDERS[s.entity]) for s in check.spans(text)]
+    kept: list[tuple[int, int, str]] = []
+    for span in sorted(spans):
+        if not kept or span[0] >= kept[-1][1]:
+            kept.append(span)
+    return kept
+
+
+def guarded(
+    first: ChatCompletionChunk,
+    rest: AsyncIterator[ChatCompletionChunk],
+    guards: RouteGuards,
+    asked: Asked,
+    ledger: Ledger,
+    observe: Observe,
+) -> tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]:
+    """The stream as the client may see it: the opening chunk at once, the rest as checks allow."""
+    holdback = Holdback(guards, asked, ledger, observe)
+    opening = holdback.opening(first)
+
+    async def released() -> AsyncIterator[ChatCompletionChunk]:
+        try:
+            for chunk in await holdback.take(first, is_first=True):
+                yield chunk
+            async for chunk in rest:
+                if holdback.stopped:
+                    return
+                for out in await holdback.take(chunk):
+                    yield out
+            for out in await holdback.end():
+                yield out
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+
+    return opening, released()
