@@ -43,7 +43,10 @@ routes:
   moderation-256: {{backends: [model], guardrails: {{output: [moderation]}}}}
 default_route: plain
 router: {{kind: default}}
+api_keys:
+  - {{tenant: bench, key_env: BENCH_API_KEY}}
 """
+KEY = "sk-bench-turnout-0123456789"
 ROUTES = ("plain", "holdback-256", "holdback-64", "moderation-256")
 
 
@@ -73,7 +76,7 @@ async def one_stream(client: httpx.AsyncClient, url: str, route: str) -> tuple[f
     body = {"model": route, "stream": True, "messages": [{"role": "user", "content": "write"}]}
     started = time.perf_counter()
     first = None
-    async with client.stream("POST", url, json=body) as response:
+    async with client.stream("POST", url, json=body, headers={"authorization": f"Bearer {KEY}"}) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if first is None and line.startswith("data: {"):
@@ -142,7 +145,7 @@ def main() -> None:
         rules = Path(work) / "rules.yaml"
         rules.write_text(RULES.format(model_port=model_port))
         command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(rules), "--port", str(port)]
-        env = {**os.environ, "TURNOUT_LOG_LEVEL": "warning"}
+        env = {**os.environ, "TURNOUT_LOG_LEVEL": "warning", "BENCH_API_KEY": KEY}
         gateway = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             figures = asyncio.run(measure(model_port, port, args.streams))

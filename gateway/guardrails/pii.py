@@ -33,6 +33,9 @@ CARD = re2.compile(r"(?:\d[ \-]?){12,18}\d", _OPTIONS)
 IBAN = re2.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", _OPTIONS)
 IPV4 = re2.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", _OPTIONS)
 IPV6 = re2.compile(r"(?i)\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b", _OPTIONS)
+PHONE_RUN = re2.compile(r"\+?\(?\d(?:[\d \t().\-/]{0,30}\d)?", _OPTIONS)
+MIN_PHONE_DIGITS = 7
+"""The shortest subscriber number libphonenumber finds valid is longer: shorter runs are not read."""
 SECRETS = re2.compile(
     "|".join(
         (
@@ -75,11 +78,8 @@ def find(text: str, entities: Iterable[str], phone_region: str = "US") -> list[S
     if "ip" in wanted:
         found += [Span(m.start(), m.end(), "ip") for m in IPV4.finditer(text) if _is_ip(m.group())]
         found += [Span(m.start(), m.end(), "ip") for m in IPV6.finditer(text) if ":" in m.group() and _is_ip(m.group())]
-    if "phone" in wanted and any(c.isdigit() for c in text):
-        found += [
-            Span(m.start, m.end, "phone")
-            for m in phonenumbers.PhoneNumberMatcher(text, phone_region, leniency=phonenumbers.Leniency.VALID)
-        ]
+    if "phone" in wanted:
+        found += _phones(text, phone_region)
     return _without_overlaps(found)
 
 
@@ -96,6 +96,18 @@ def replaced(text: str, spans: list[tuple[int, int, str]]) -> str:
         last = end
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def _phones(text: str, region: str) -> list[Span]:
+    """Valid phone numbers: libphonenumber reads each run of digits long enough to be one (RE2 finds
+    them), not the whole text, which its own Python patterns would scan."""
+    spans = []
+    for run in PHONE_RUN.finditer(text):
+        if sum(c.isdigit() for c in run.group()) < MIN_PHONE_DIGITS:
+            continue
+        for match in phonenumbers.PhoneNumberMatcher(run.group(), region, leniency=phonenumbers.Leniency.VALID):
+            spans.append(Span(run.start() + match.start, run.start() + match.end, "phone"))
+    return spans
 
 
 def _is_card(candidate: str) -> bool:
