@@ -1,8 +1,10 @@
 """Output guardrails on a stream: the text is checked as it grows, and the last ``holdback_chars``
 are kept from the client until the checks have passed over them, so a span that fails a check
 (up to that long) never reaches the client. On failure the stream ends with
-``finish_reason: content_filter`` (each API writes that its own way). Redactions are made on the
-held text before it is released, and a redacted span is never cut in two.
+``finish_reason: content_filter`` (each API writes that its own way); a ``fallback`` that fails
+before any text was sent asks the route's next backends instead, and their stream continues the
+client's. Redactions are made on the held text before it is released, and a redacted span is never
+cut in two.
 
 Patterns, PII and classifiers check the held text every :data:`STEP_CHARS` new characters; a judge
 or a webhook reads a whole answer, so with one of them the whole stream is held until it ends.
@@ -11,8 +13,10 @@ or a webhook reads a whole answer, so with one of them the whole stream is held 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
+from contracts.errors import BackendError
 from contracts.wire import ChatCompletionChunk
 from gateway.guardrails.engine import Ledger, Observe, Result, RouteGuards, judged, verdicts
 from gateway.guardrails.kinds import (
@@ -52,7 +56,8 @@ class Holdback:
         self._unchecked = 0
         self._template: ChatCompletionChunk | None = None
         self._reported: dict[str, Result] = {}
-        self.stopped = False
+        self.stopped: Result | None = None
+        """The check that stopped the stream (block or fallback): what is held is never sent."""
         self._holdback = math.inf if guards.holds_whole_stream else guards.holdback_chars
         self._growing = [c for c in guards.output if not isinstance(c, JudgeCheck | WebhookCheck)]
 
@@ -81,6 +86,21 @@ class Holdback:
         if text and self._unchecked >= STEP_CHARS and len(self._held) > self._holdback:
             return await self._check()
         return [] if is_first or text else [chunk]
+
+    @property
+    def may_fall_back(self) -> bool:
+        """A ``fallback`` stopped the stream before any of its text was sent: another backend may answer."""
+        return self.stopped is not None and self.stopped.result == "fallback" and not self._released
+
+    def restart(self) -> None:
+        """Forget the stopped answer, to check the next backend's from its start."""
+        self._held, self._released, self._unchecked, self._reported, self.stopped = "", [], 0, {}, None
+
+    def filtered(self) -> ChatCompletionChunk:
+        """The end of a withheld answer: ``finish_reason: content_filter``."""
+        assert self.stopped is not None
+        self._ledger.withheld_by = self.stopped.guardrail
+        return self._chunk(None, "content_filter")
 
     async def end(self) -> list[ChatCompletionChunk]:
         """The stream ended without a finish reason: check and release what is held."""
@@ -111,9 +131,8 @@ class Holdback:
                 self._report(result)
         stop = next((r for r in results if r.result in ("block", "fallback")), None)
         if stop is not None:
-            self.stopped = True
-            self._ledger.withheld_by = stop.guardrail
-            return [self._chunk(None, "content_filter")]
+            self.stopped = stop
+            return []
         if final:
             for check in self._guards.output:  # a check that never saw text passed
                 if check.name not in self._reported:
@@ -184,6 +203,10 @@ def _redactions(checks: Iterable[Check], text: str) -> list[tuple[int, int, str]
     return kept
 
 
+Reopen = Callable[[], Awaitable[tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]] | None]]
+"""The route's next backends asked for the same stream (``None``: none is left)."""
+
+
 def guarded(
     first: ChatCompletionChunk,
     rest: AsyncIterator[ChatCompletionChunk],
@@ -191,23 +214,63 @@ def guarded(
     asked: Asked,
     ledger: Ledger,
     observe: Observe,
+    reopen: Reopen | None = None,
 ) -> tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]]:
-    """The stream as the client may see it: the opening chunk at once, the rest as checks allow."""
+    """The stream as the client may see it: the opening chunk at once, the rest as checks allow.
+    When a ``fallback`` check stops it before any text was sent, ``reopen`` asks the next backends
+    and their stream continues it; otherwise, or when none answers, it ends withheld."""
     holdback = Holdback(guards, asked, ledger, observe)
     opening = holdback.opening(first)
+    source = _Source(first, rest)
+
+    async def one_stream() -> AsyncIterator[ChatCompletionChunk]:
+        for chunk in await holdback.take(source.first, is_first=True):
+            yield chunk
+        async for chunk in source.rest:
+            if holdback.stopped:
+                return
+            for out in await holdback.take(chunk):
+                yield out
+        for out in await holdback.end():
+            yield out
 
     async def released() -> AsyncIterator[ChatCompletionChunk]:
         try:
-            for chunk in await holdback.take(first, is_first=True):
-                yield chunk
-            async for chunk in rest:
-                if holdback.stopped:
+            while True:
+                async for chunk in one_stream():
+                    yield chunk
+                if holdback.stopped is None:
                     return
-                for out in await holdback.take(chunk):
-                    yield out
-            for out in await holdback.end():
-                yield out
+                reopened = await _next_backend(holdback, reopen, source)
+                if reopened is None:
+                    yield holdback.filtered()
+                    return
         finally:
-            await rest.aclose()  # type: ignore[attr-defined]
+            await source.rest.aclose()  # type: ignore[attr-defined]
 
     return opening, released()
+
+
+@dataclass
+class _Source:
+    """The stream being read: the first backend's, or the one a fallback moved to."""
+
+    first: ChatCompletionChunk
+    rest: AsyncIterator[ChatCompletionChunk]
+
+
+async def _next_backend(
+    holdback: Holdback, reopen: Reopen | None, source: _Source
+) -> tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]] | None:
+    """The next backend's stream in place of the stopped one, when a fallback may and one answers."""
+    if reopen is None or not holdback.may_fall_back:
+        return None
+    await source.rest.aclose()  # type: ignore[attr-defined]
+    try:
+        reopened = await reopen()
+    except BackendError:
+        return None
+    if reopened is not None:
+        holdback.restart()
+        source.first, source.rest = reopened
+    return reopened

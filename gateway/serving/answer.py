@@ -5,6 +5,7 @@ the caller's limits, cached, kept by the API), for a stream when its last chunk 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,7 @@ from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import Probe
 from gateway.cache.single_flight import Flight
 from gateway.guardrails.engine import UNSCREENED, Screening, check_answer, withheld
-from gateway.guardrails.stream import guarded
+from gateway.guardrails.stream import Reopen, guarded
 from gateway.observe.tracing import Tracing, captured
 from gateway.resilience.deadline import Deadline
 from gateway.resources import Resources
@@ -152,7 +153,8 @@ async def _streamed(
         assert screening.asked is not None
         assert screening.ledger is not None
         assert screening.observe is not None
-        first, rest = guarded(first, rest, guards, screening.asked, screening.ledger, screening.observe)
+        reopen = _reopener(arrival, decision, call, deadline, screening)
+        first, rest = guarded(first, rest, guards, screening.asked, screening.ledger, screening.observe, reopen)
     assembler = StreamAssembler()
     assembler.add(first)
 
@@ -165,6 +167,26 @@ async def _streamed(
     teed = _teed(rest, assembler, deadline)
     redact = arrival.snapshot.redactor.bytes
     return SseResponse(first, teed, finished, redact, encoder.stream(), answer_headers(arrival, decision))
+
+
+def _reopener(
+    arrival: Arrival, decision: RouteDecision, call: Call, deadline: Deadline, screening: Screening
+) -> Reopen:
+    """How a stream whose answer failed a ``fallback`` check asks the route's backends after the one
+    that gave it, within the same deadline."""
+
+    async def reopen() -> tuple[ChatCompletionChunk, AsyncIterator[ChatCompletionChunk]] | None:
+        after = decision.backends[decision.backends.index(arrival.outcome.backend) + 1 :]
+        if not after:
+            return None
+        later = dataclasses.replace(decision, backends=after)
+        request = asking_for_usage(call.chat)
+        arrival.outcome.backend, opened = await arrival.snapshot.dispatcher.open_stream(
+            later, request, deadline, screening
+        )
+        return opened
+
+    return reopen
 
 
 async def _finish_stream(

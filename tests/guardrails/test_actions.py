@@ -163,14 +163,38 @@ async def test_an_output_fallback_answers_from_the_next_backend(api: str) -> Non
 
 
 @pytest.mark.parametrize("api", APIS)
-async def test_when_every_backend_fails_a_fallback_guardrail_the_answer_is_withheld(api: str) -> None:
+async def test_a_stream_falls_back_when_its_failing_answer_was_still_held_back(api: str) -> None:
+    clean = "Here is the help you asked for, step by step. " * 8
+    recorder = Recorder(answers={"local": "As an AI language model, I cannot help.", "second": clean})
+    async with gateway(recorder, RULES) as client:
+        response = await send(client, api, "help me", stream=True)
+    assert response.status_code == 200
+    assert answer_text(api, response, True) == clean
+    assert "AI language model" not in response.text
+    assert not filtered(api, response, True)
+    assert [host for host in ("local", "second", "vendor") if host in recorder.received] == ["local", "second"]
+
+
+async def test_a_stream_whose_failing_span_comes_after_text_was_sent_ends_withheld() -> None:
+    late = "Sure, here is a long and careful answer to your question. " * 8 + "As an AI language model, no."
+    recorder = Recorder(answers={"local": late, "second": "unused"})
+    async with gateway(recorder, RULES) as client:
+        response = await send(client, "chat", "help me", stream=True)
+    assert filtered("chat", response, True)
+    assert "AI language model" not in response.text
+    assert "second" not in recorder.received  # text had reached the client: no other backend may continue it
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_when_every_backend_fails_a_fallback_guardrail_the_answer_is_withheld(api: str, stream: bool) -> None:
     boiler = "As an AI language model I will not."
     recorder = Recorder(answers={"local": boiler, "second": boiler, "vendor": boiler})
     async with gateway(recorder, RULES) as client:
-        response = await send(client, api, "help me")
+        response = await send(client, api, "help me", stream)
     assert response.status_code == 200
-    assert answer_text(api, response, False) == ""
-    assert filtered(api, response, False)
+    assert answer_text(api, response, stream) == ""
+    assert filtered(api, response, stream)
     assert len(recorder.received) == 3
 
 
