@@ -60,3 +60,19 @@ alternate_rounds() {
   rm -rf "$rounds_dir"
   return $status
 }
+
+# fixed_upstream_bench [SETUP_PROFILE]: what the wrk benches in front of the fixed-answer nginx
+#   upstream share: nginx and wrk installed, .venv set up (deploy/setup.sh SETUP_PROFILE), $work a
+#   temporary folder and $pids the processes to stop (both cleaned up on exit), and the upstream
+#   answering on 127.0.0.1:18000 (started unless one already does).
+fixed_upstream_bench() {
+  command -v nginx >/dev/null && command -v wrk >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
+  [ -x .venv/bin/turnout ] || bash deploy/setup.sh ${1:-}
+  work=$(mktemp -d)
+  pids=""
+  trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+  if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
+    nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
+  fi
+}

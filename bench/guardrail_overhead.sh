@@ -12,16 +12,7 @@ source bench/common.sh
 find_shared
 OUT=${OUT:-bench/results/guardrail-overhead.txt}
 DUR=${DUR:-6s} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-"1 32"} PORT=${PORT:-8098}
-command -v nginx >/dev/null && command -v wrk >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; }
-[ -x .venv/bin/turnout ] || bash deploy/setup.sh
-work=$(mktemp -d)
-pids=""
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-if ! curl -fs -o /dev/null -X POST http://127.0.0.1:18000/v1/chat/completions; then
-  nginx -c "$SHARED/bench/upstream-nginx.conf" & pids="$pids $!"; sleep 1
-fi
+fixed_upstream_bench
 export BENCH_API_KEY=sk-bench-turnout-0123456789 TURNOUT_LOG_LEVEL=warning
 .venv/bin/turnout serve --config bench/rules.guardrails.yaml --port "$PORT" >"/tmp/bench-guardrails.log" 2>&1 & pids="$pids $!"
 for _ in $(seq 1 60); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.5; done
