@@ -7,8 +7,9 @@ from typing import Any
 from backends.http_transport import HttpClients
 from contracts.errors import ContentBlocked
 from contracts.wire import ChatCompletionRequest
-from gateway.guardrails.engine import Guardrails, Ledger, Result, check_request, external_request
+from gateway.guardrails.engine import Guardrails, Ledger, Result
 from gateway.guardrails.kinds import Asked
+from gateway.guardrails.stages import check_request, external_request
 from gateway.rules import Rules
 from gateway.settings import Settings
 from gateway.snapshot import guardrails_only, routing_only

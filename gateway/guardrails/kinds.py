@@ -9,6 +9,7 @@ service. A check that cannot answer raises :class:`CheckFailed`, and its ``on_er
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -47,6 +48,9 @@ class Verdict:
     Never the matched text."""
     text: str | None = None
     """The text redacted, when the check rewrites it and fired."""
+    masks: tuple[tuple[int, int, str], ...] = ()
+    """Where ``text`` came from: each ``(start, end, mask)`` replaced (patterns and PII), so that a
+    stream can release a prefix of the held text redacted without finding them again."""
 
 
 class CheckFailed(Exception):
@@ -93,10 +97,11 @@ class PatternCheck:
         spans = self.spans(text)
         if not spans:
             return Verdict(False)
-        redacted = (
-            pii.replaced(text, [(s, e, PATTERN_MASK) for s, e in spans]) if self.spec.action == "redact" else None
-        )
-        return Verdict(True, f"{len(spans)} match{'es' if len(spans) > 1 else ''}", redacted)
+        detail = f"{len(spans)} match{'es' if len(spans) > 1 else ''}"
+        if self.spec.action != "redact":
+            return Verdict(True, detail)
+        masks = tuple((s, e, PATTERN_MASK) for s, e in spans)
+        return Verdict(True, detail, pii.replaced(text, list(masks)), masks)
 
 
 class PiiCheck:
@@ -113,7 +118,10 @@ class PiiCheck:
         if not spans:
             return Verdict(False)
         kinds = ",".join(sorted({s.entity for s in spans}))
-        return Verdict(True, kinds, pii.redact(text, spans) if self.spec.action == "redact" else None)
+        if self.spec.action != "redact":
+            return Verdict(True, kinds)
+        masks = tuple((s.start, s.end, pii.PLACEHOLDERS[s.entity]) for s in spans)
+        return Verdict(True, kinds, pii.replaced(text, list(masks)), masks)
 
 
 class ClassifierCheck:
@@ -187,15 +195,13 @@ class WebhookCheck:
         timeout_s = self.spec.timeout_ms / 1000
         try:
             async with asyncio.timeout(timeout_s):
-                response = await self.client.post(self.spec.url, json=body, headers=self._headers, timeout=timeout_s)
+                raw = await self._answer(body, timeout_s)
         except TimeoutError:
             raise CheckFailed(f"the webhook did not answer within {self.spec.timeout_ms} ms") from None
         except httpx.HTTPError as exc:
             raise CheckFailed(f"the webhook failed: {type(exc).__name__}") from None
-        if response.status_code != 200 or len(response.content) > MAX_WEBHOOK_ANSWER:
-            raise CheckFailed(f"the webhook answered {response.status_code}")
         try:
-            answer = response.json()
+            answer = json.loads(raw)
             action = answer["action"]
         except (ValueError, KeyError, TypeError):
             raise CheckFailed("the webhook's answer is not {action, text?}") from None
@@ -206,6 +212,22 @@ class WebhookCheck:
         if action == "redact" and isinstance(answer.get("text"), str):
             return Verdict(True, "redact", answer["text"])
         raise CheckFailed(f"the webhook's action {str(action)[:20]!r} is not allow, block or redact")
+
+    async def _answer(self, body: dict[str, str], timeout_s: float) -> bytes:
+        """The answer's body, read no further than :data:`MAX_WEBHOOK_ANSWER` (a 200 only)."""
+        request = self.client.build_request("POST", self.spec.url, json=body, headers=self._headers, timeout=timeout_s)
+        response = await self.client.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                raise CheckFailed(f"the webhook answered {response.status_code}")
+            raw = bytearray()
+            async for piece in response.aiter_bytes():
+                raw += piece
+                if len(raw) > MAX_WEBHOOK_ANSWER:
+                    raise CheckFailed(f"the webhook's answer is over {MAX_WEBHOOK_ANSWER} bytes")
+            return bytes(raw)
+        finally:
+            await response.aclose()
 
 
 def build_check(

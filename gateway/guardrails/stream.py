@@ -13,22 +13,19 @@ or a webhook reads a whole answer, so with one of them the whole stream is held 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from contracts.errors import BackendError
 from contracts.wire import ChatCompletionChunk
 from gateway.guardrails.engine import Ledger, Observe, Result, RouteGuards, judged, verdicts
 from gateway.guardrails.kinds import (
-    PATTERN_MASK,
     Asked,
-    Check,
     JudgeCheck,
-    PatternCheck,
-    PiiCheck,
+    Verdict,
     WebhookCheck,
 )
-from gateway.guardrails.pii import PLACEHOLDERS, replaced
+from gateway.guardrails.pii import replaced
 
 STEP_CHARS = 64
 """New text between two checks of what is held."""
@@ -115,6 +112,7 @@ class Holdback:
         checks = self._guards.output if final else self._growing
         whole = "".join(self._released) + self._held
         results: list[Result] = []
+        masks: list[tuple[int, int, str]] = []
         rewritten: str | None = None
         growing = [c for c in checks if c in self._growing]
         reading_whole = [c for c in checks if c not in self._growing]
@@ -124,8 +122,10 @@ class Holdback:
             for check, outcome in zip(group, await verdicts(group, text, self._asked), strict=True):
                 result = judged(check, outcome, "output")
                 results.append(result)
-                if result.result == "redact" and isinstance(check, WebhookCheck) and not isinstance(outcome, Exception):
-                    rewritten = outcome.text  # a whole-stream check: nothing of the answer is released yet
+                if result.result == "redact" and isinstance(outcome, Verdict):
+                    masks += outcome.masks  # patterns and PII: where in the held text
+                    if isinstance(check, WebhookCheck):
+                        rewritten = outcome.text  # a whole-stream check: nothing of the answer is released yet
         for result in results:
             if result.result != "pass":
                 self._report(result)
@@ -138,8 +138,8 @@ class Holdback:
                 if check.name not in self._reported:
                     self._report(Result(check.name, "output", "pass"))
         if rewritten is not None and not self._released:
-            self._held = rewritten
-        return self._release(flush)
+            self._held, masks = rewritten, []  # the webhook's text replaces what the masks were found in
+        return self._release(flush, _merged(masks))
 
     def _report(self, result: Result) -> None:
         """Each check's result once per stream: its first firing, else its pass at the end."""
@@ -149,10 +149,11 @@ class Holdback:
         self._ledger.results.append(result)
         self._observe(result)
 
-    def _release(self, flush: bool) -> list[ChatCompletionChunk]:
+    def _release(self, flush: bool, spans: list[tuple[int, int, str]]) -> list[ChatCompletionChunk]:
+        """Send what is held but the last ``holdback_chars`` (all of it with ``flush``), with the
+        redactions ``spans`` found in it made, never cutting one in two."""
         held = self._held
         cut = len(held) if flush else max(0, len(held) - int(min(self._holdback, len(held))))
-        spans = _redactions(self._guards.output, held)
         for start, end, _ in spans:
             if start < cut < end:
                 cut = start
@@ -186,16 +187,8 @@ class Holdback:
         )
 
 
-def _redactions(checks: Iterable[Check], text: str) -> list[tuple[int, int, str]]:
-    """Where the redacting pattern and PII checks would rewrite ``text``: non-overlapping, in order."""
-    spans: list[tuple[int, int, str]] = []
-    for check in checks:
-        if check.spec.action != "redact":
-            continue
-        if isinstance(check, PatternCheck):
-            spans += [(s, e, PATTERN_MASK) for s, e in check.spans(text)]
-        elif isinstance(check, PiiCheck):
-            spans += [(s.start, s.end, PLACEHOLDERS[s.entity]) for s in check.spans(text)]
+def _merged(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Redactions of several checks in order, a span overlapping an earlier one dropped."""
     kept: list[tuple[int, int, str]] = []
     for span in sorted(spans):
         if not kept or span[0] >= kept[-1][1]:

@@ -14,7 +14,7 @@ from contracts.wire import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from gateway.guardrails.engine import UNSCREENED, Screening
+from gateway.guardrails.stages import UNSCREENED, Screening
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import OFF, Tracing
 from gateway.resilience.deadline import Deadline

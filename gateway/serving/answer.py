@@ -20,7 +20,7 @@ from gateway.auth import Principal
 from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import Probe
 from gateway.cache.single_flight import Flight
-from gateway.guardrails.engine import UNSCREENED, Screening, check_answer, withheld
+from gateway.guardrails.stages import UNSCREENED, Screening, check_answer, withheld
 from gateway.guardrails.stream import Reopen, guarded
 from gateway.observe.tracing import Tracing, captured
 from gateway.resilience.deadline import Deadline
@@ -79,7 +79,7 @@ async def from_backend(
     await settle(arrival, filling, completion, call.chat)
     response = Response(encoder.whole(completion), media_type=JSON, headers=answer_headers(arrival, decision))
     await encoder.keep(completion)
-    check_later(arrival.snapshot.guardrails.later, screening, call.chat.conversation_text(), answer_text(completion))
+    check_later(arrival.snapshot.guardrails.later, screening, call.chat, completion)
     return response
 
 
@@ -197,8 +197,7 @@ async def _finish_stream(
         if completion is not None:
             await settle(arrival, filling, completion, call.chat)
             await encoder.keep(completion)
-            later = arrival.snapshot.guardrails.later
-            check_later(later, filling.screening, call.chat.conversation_text(), answer_text(completion))
+            check_later(arrival.snapshot.guardrails.later, filling.screening, call.chat, completion)
     finally:
         if filling.flight is not None:
             await filling.flight.aclose()  # settles whatever happened above

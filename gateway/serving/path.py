@@ -27,7 +27,7 @@ from gateway.cache.response_cache import CacheEntry, CachePlan
 from gateway.cache.semantic import MAX_TEXT_CHARS, Probe, semantic_space
 from gateway.cache.single_flight import Flight
 from gateway.disconnect import unless_disconnected
-from gateway.guardrails.engine import UNSCREENED
+from gateway.guardrails.stages import UNSCREENED
 from gateway.request_body import read_body
 from gateway.resilience.deadline import BUDGET_HEADER
 from gateway.rules import CachePolicy

@@ -8,21 +8,19 @@ import logging
 from typing import TYPE_CHECKING
 
 from contracts.errors import BudgetExceeded, InvalidRequest
-from contracts.wire import ChatCompletion
-from gateway.guardrails.engine import (
+from contracts.wire import ChatCompletion, ChatCompletionRequest
+from gateway.guardrails.engine import Ledger, Result, RouteGuards
+from gateway.guardrails.kinds import Asked
+from gateway.guardrails.stages import (
     ExternalCopy,
-    Ledger,
-    Observe,
-    Result,
-    RouteGuards,
     Screening,
     check_answer,
     check_request,
     external_request,
     run_later,
 )
-from gateway.guardrails.kinds import Asked
 from gateway.resilience.deadline import Deadline
+from gateway.rollouts.agreement import answer_text
 from gateway.serving.call import Call
 from routers.decision import RouteDecision
 
@@ -76,16 +74,15 @@ async def screen(
 
 
 def check_later(
-    running: set[asyncio.Task[None]], screening: Screening, asked_text: str, answer_text: str | None
+    running: set[asyncio.Task[None]], screening: Screening, request: ChatCompletionRequest, completion: ChatCompletion
 ) -> None:
     """Start the ``mode: async`` checks, if the route has any, once the answer is sent; ``running``
-    holds them until they finish (the snapshot's :attr:`~gateway.guardrails.engine.Guardrails.later`)."""
+    holds them until they finish (the snapshot's :attr:`~gateway.guardrails.engine.Guardrails.later`).
+    Nothing is read of the request or the answer unless the route has such checks."""
     guards, asked, observe = screening.guards, screening.asked, screening.observe
     if guards is None or asked is None or observe is None or not (guards.later_input or guards.later_output):
         return
-    task = asyncio.get_running_loop().create_task(run_later(guards, asked_text, answer_text, asked, observe))
+    texts = request.conversation_text(), answer_text(completion)
+    task = asyncio.get_running_loop().create_task(run_later(guards, *texts, asked, observe))
     running.add(task)
     task.add_done_callback(running.discard)
-
-
-__all__ = ["Observe", "check_later", "screen"]

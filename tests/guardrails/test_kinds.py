@@ -187,6 +187,8 @@ def webhook() -> Iterator[str]:
         assert set(body) == {"stage", "text", "route", "tenant"}
         if "slow" in body["text"]:
             await asyncio.sleep(2)
+        if "huge" in body["text"]:
+            return {"action": "allow", "padding": "x" * (5 << 20)}
         if "broken" in body["text"]:
             return {"verdict": "?"}
         if "block" in body["text"]:
@@ -199,7 +201,7 @@ def webhook() -> Iterator[str]:
         yield url + "/check"
 
 
-async def test_a_webhook_allows_blocks_redacts_and_times_out(webhook: str) -> None:
+async def test_a_webhook_allows_blocks_redacts_times_out_and_is_read_no_further_than_its_bound(webhook: str) -> None:
     import httpx
 
     spec = WebhookGuardrail(kind="webhook", url=webhook, timeout_ms=300, action="redact")
@@ -212,3 +214,5 @@ async def test_a_webhook_allows_blocks_redacts_and_times_out(webhook: str) -> No
             await check.inspect("slow one", ASKED)
         with pytest.raises(CheckFailed, match="not"):
             await check.inspect("broken answer", ASKED)
+        with pytest.raises(CheckFailed, match="over 4194304 bytes"):
+            await check.inspect("a huge answer", ASKED)

@@ -76,17 +76,24 @@ async def raw_exchange(base: str, body: dict[str, object]) -> bytes:
     await writer.drain()
     received = await asyncio.wait_for(reader.read(-1), 60)
     writer.close()
+    await writer.wait_closed()
     return received
 
 
-def test_a_span_that_fails_a_check_never_reaches_the_clients_socket(upstream: str) -> None:
+def streamed_over_a_socket(upstream: str, pattern: str, attached: str) -> bytes:
+    """Every byte a client's socket received for one stream through a gateway (uvicorn on a real
+    port) whose route checks the answer against ``pattern`` with ``attached`` options."""
     text = rules(
-        '  vault: {kind: pattern, patterns: ["TOP-SECRET-[0-9]+"], action: block}',
-        "  general: {backends: [local], guardrails: {output: [vault], holdback_chars: 64}}",
+        f'  vault: {{kind: pattern, patterns: ["{pattern}"], action: block}}',
+        f"  general: {{backends: [local], guardrails: {{output: [vault]{attached}}}}}",
     ).replace('"http://local/v1"', f'"{upstream}"')
+    body = {"model": "general", "stream": True, "messages": [{"role": "user", "content": "tell"}]}
     with serving(create_app(Settings(), parse_rules(text))) as base:
-        received = asyncio.run(raw_exchange(base, {"model": "general", "stream": True,
-                                                   "messages": [{"role": "user", "content": "tell"}]}))  # fmt: skip
+        return asyncio.run(raw_exchange(base, body))
+
+
+def test_a_span_that_fails_a_check_never_reaches_the_clients_socket(upstream: str) -> None:
+    received = streamed_over_a_socket(upstream, "TOP-SECRET-[0-9]+", ", holdback_chars: 64")
     assert b"TOP-SECRET" not in received
     assert b"TOP-" not in received
     assert b"SECRET" not in received
@@ -98,13 +105,7 @@ def test_a_span_that_fails_a_check_never_reaches_the_clients_socket(upstream: st
 
 
 def test_a_clean_stream_reaches_the_client_whole_and_in_order(upstream: str) -> None:
-    text = rules(
-        '  vault: {kind: pattern, patterns: ["NEVER-THERE"], action: block}',
-        "  general: {backends: [local], guardrails: {output: [vault]}}",
-    ).replace('"http://local/v1"', f'"{upstream}"')
-    with serving(create_app(Settings(), parse_rules(text))) as base:
-        received = asyncio.run(raw_exchange(base, {"model": "general", "stream": True,
-                                                   "messages": [{"role": "user", "content": "tell"}]}))  # fmt: skip
+    received = streamed_over_a_socket(upstream, "NEVER-THERE", "")
     assert streamed_text(received) == ANSWER
     assert b'"finish_reason":"stop"' in received
 
