@@ -38,6 +38,8 @@ from routers.patterns import PatternInvalid, compile_any_of, compile_pattern
 Stage = Literal["input", "output"]
 PATTERN_MASK = "[REDACTED]"
 MAX_WEBHOOK_ANSWER = 4 << 20
+IN_PLACE_CHARS = 16_384
+"""Text a pattern or PII check reads on the event loop; longer (in all, for one request) goes to a thread."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ class PatternCheck:
         return [(m.start(), m.end()) for m in self._pattern.finditer(text) if m.end() > m.start()]
 
     async def inspect(self, text: str, asked: Asked) -> Verdict:
+        return self.verdict(text)
+
+    def verdict(self, text: str) -> Verdict:
+        """:meth:`inspect` without the event loop (RE2 is linear: in place unless the text is long)."""
         spans = self.spans(text)
         if not spans:
             return Verdict(False)
@@ -114,7 +120,10 @@ class PiiCheck:
         return pii.find(text, self.spec.entities, self.spec.phone_region)
 
     async def inspect(self, text: str, asked: Asked) -> Verdict:
-        spans = self.spans(text) if len(text) < 16_384 else await asyncio.to_thread(self.spans, text)
+        return self.verdict(text) if len(text) < IN_PLACE_CHARS else await asyncio.to_thread(self.verdict, text)
+
+    def verdict(self, text: str) -> Verdict:
+        spans = self.spans(text)
         if not spans:
             return Verdict(False)
         kinds = ",".join(sorted({s.entity for s in spans}))

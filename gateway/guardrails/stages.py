@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from contracts.errors import AnswerRejected, ContentBlocked, ExternalRedactionFailed
 from contracts.wire import ChatCompletion, ChatCompletionRequest, ChatMessage, text_of
 from gateway.guardrails.engine import Ledger, Observe, Result, RouteGuards, judged, verdicts
-from gateway.guardrails.kinds import Asked, Check, CheckFailed, Verdict, WebhookCheck
+from gateway.guardrails.kinds import (
+    IN_PLACE_CHARS,
+    Asked,
+    Check,
+    CheckFailed,
+    PatternCheck,
+    PiiCheck,
+    Verdict,
+    WebhookCheck,
+)
 
 Vet = Callable[[str, ChatCompletion], Awaitable[ChatCompletion]]
 
@@ -108,7 +117,12 @@ async def _rewritten(
     if isinstance(check, WebhookCheck):
         indices = [i for i in indices if request.messages[i].role == "user"][-1:]
     texts = [text_of(request.messages[i].content) for i in indices]
-    outcomes = [await verdicts([check], t, asked) for t in texts]  # patterns and PII run in place: no task each
+    outcomes: list[list[Verdict | CheckFailed]]
+    if isinstance(check, PatternCheck | PiiCheck) and sum(map(len, texts)) >= IN_PLACE_CHARS:
+        # many messages, or long ones: all read in one worker thread, so no body stalls the loop
+        outcomes = [[v] for v in await asyncio.to_thread(lambda: [check.verdict(t) for t in texts])]
+    else:
+        outcomes = [await verdicts([check], t, asked) for t in texts]  # in place: no task each
     rewritten: dict[int, str] = {}
     details: list[str] = []
     failure: CheckFailed | None = None

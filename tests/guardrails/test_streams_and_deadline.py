@@ -154,3 +154,18 @@ async def test_a_judge_that_errors_follows_on_error() -> None:
         assert response.status_code == status
         if status == 200:
             assert response.headers["x-turnout-guardrails"] == "lenient=error"
+
+
+async def test_healthz_answers_while_thousands_of_messages_are_redacted() -> None:
+    from tests.gateway.test_loop_stalls import HEALTHZ_LIMIT_S, slowest_healthz_while
+
+    text = rules("  pii: {kind: pii, action: redact}", "  general: {backends: [local], guardrails: {input: [pii]}}")
+    messages = [{"role": "user", "content": f"call +1 415 555 {2000 + i % 7000:04d} now"} for i in range(3000)]
+    async with gateway(lambda request: httpx.Response(200, json=completion("ok")), text) as client:
+        body = {"model": "general", "messages": messages}
+        redacting = asyncio.create_task(client.post("/v1/chat/completions", json=body, headers=AUTH))
+        slowest = await slowest_healthz_while(client, redacting)
+        response = await redacting
+    assert response.status_code == 200
+    assert response.headers["x-turnout-guardrails"] == "pii=redact"
+    assert slowest < HEALTHZ_LIMIT_S, f"/healthz took {slowest * 1000:.0f} ms while the messages were redacted"
