@@ -431,14 +431,29 @@ def _check_routing(rules: Rules) -> list[tuple[str, str]]:
             problems.append(("router.backend", f"unknown backend {rules.router.backend!r}"))
         classifier, prefix = rules.router.fallback, "router.fallback"
     if isinstance(classifier, ClassifierRouterSpec):
-        for label, route in classifier.labels.items():
-            if route not in rules.routes:
-                problems.append((f"{prefix}.labels.{label}", f"unknown route {route!r}"))
+        problems += _check_classifier(classifier, prefix, rules)
+    return problems
+
+
+def _check_classifier(classifier: ClassifierRouterSpec, prefix: str, rules: Rules) -> list[tuple[str, str]]:
+    """Labels, thresholds and examples name routes that exist; the inline examples are within bound."""
+    problems = [
+        (f"{prefix}.labels.{label}", f"unknown route {route!r}")
+        for label, route in classifier.labels.items()
+        if route not in rules.routes
+    ]
+    for field, table in (("thresholds", classifier.thresholds), ("example_thresholds", classifier.example_thresholds)):
         problems += [
-            (f"{prefix}.thresholds.{route}", f"unknown route {route!r}")
-            for route in classifier.thresholds
-            if route not in rules.routes
+            (f"{prefix}.{field}.{route}", f"unknown route {route!r}") for route in table if route not in rules.routes
         ]
+    problems += [
+        (f"{prefix}.examples[{i}].route", f"unknown route {example.route!r}")
+        for i, example in enumerate(classifier.examples)
+        if example.route not in rules.routes
+    ]
+    bound = classifier.max_examples
+    if len(classifier.examples) > bound:
+        problems.append((f"{prefix}.examples[{bound}]", f"one example too many: max_examples is {bound}"))
     return problems
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +45,11 @@ class Manifest:
         return (model_dir / self.encoder).resolve()
 
 
+class Reading(NamedTuple):
+    probabilities: NDArray[np.float32]
+    embedding: NDArray[np.float32]
+
+
 def blend(head: NDArray[np.float32], ngram: NDArray[np.float32], ngram_weight: float) -> NDArray[np.float32]:
     """A weighted geometric mean of two models' probabilities, renormalised: rows still sum to 1."""
     log = (1 - ngram_weight) * np.log(np.clip(head, 1e-9, None)) + ngram_weight * np.log(np.clip(ngram, 1e-9, None))
@@ -65,7 +71,15 @@ class TaskClassifier:
 
     def scores(self, texts: list[str]) -> NDArray[np.float32]:
         """One row of label probabilities per text, in ``self.labels`` order; each row sums to 1."""
-        (probabilities,) = self._head.run(["probabilities"], {self._head_input: self.encoder.encode(texts)})
+        return self.scores_of(texts, self.encoder.encode(texts))
+
+    def read(self, texts: list[str]) -> list[Reading]:
+        """Each text's label probabilities and the embedding they came from (what examples are matched on)."""
+        embeddings = self.encoder.encode(texts)
+        return [Reading(p, e) for p, e in zip(self.scores_of(texts, embeddings), embeddings, strict=True)]
+
+    def scores_of(self, texts: list[str], embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
+        (probabilities,) = self._head.run(["probabilities"], {self._head_input: embeddings})
         head = np.asarray(probabilities, dtype=np.float32)
         if self._ngram is None:
             return head

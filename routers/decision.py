@@ -10,12 +10,24 @@ from contracts.wire import ChatCompletionRequest
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """An example near a request: its route, how similar it is, and the start of its prompt."""
+
+    route: str
+    similarity: float
+    prompt: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"route": self.route, "similarity": self.similarity, "prompt": self.prompt}
+
+
+@dataclass(frozen=True)
 class RouteDecision:
     route: str
     backends: tuple[str, ...]
     """Primary first, fallbacks after."""
     decided_by: str
-    """``header``, ``model``, ``alias``, ``rule:<name>``, ``classifier``, ``llm`` or ``default``."""
+    """``header``, ``model``, ``alias``, ``rule:<name>``, ``example``, ``classifier``, ``llm`` or ``default``."""
     reason: str
     score: float | None = None
     """Confidence in the chosen label, when a model chose."""
@@ -23,6 +35,8 @@ class RouteDecision:
     """Every label's score, when a model scored."""
     variant: str | None = None
     """The route's variant this request was given (:mod:`routers.variants`), when it has variants."""
+    nearest: tuple[Neighbour, ...] = ()
+    """The examples nearest the request, when the router has examples (:mod:`routers.examples`)."""
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from routers.batcher import MicroBatcher
 from routers.classifier import TaskClassifier
+from routers.classifier_router import ClassifierRouter
 from routers.dataset import OUT_OF_SCOPE, Example
+from routers.decision import RouteDecision
+from routers.examples import ExampleIndex
+from routers.factory import LoadedClassifier, route_examples
+from routers.routing_text import bounded
+from routers.specs import ClassifierRouterSpec
 
 LATENCY_SAMPLE = 200
 
@@ -74,4 +83,60 @@ def evaluate(classifier: TaskClassifier, examples: list[Example]) -> dict[str, A
         report["in_scope_accuracy"] = round(sum(t == p for t, p in in_scope) / len(in_scope), 4)
         report["out_of_scope_recall"] = round(sum(p == OUT_OF_SCOPE for p in out_scope) / len(out_scope), 4)
         report["abstain_threshold"] = threshold
+    return report
+
+
+@dataclass(frozen=True)
+class _Route:
+    chain: tuple[str, ...] = ("evaluation",)
+    description: str = ""
+    variants: Mapping[str, Any] = field(default_factory=dict)
+    sticky: str = "none"
+
+
+@dataclass(frozen=True)
+class _Table:
+    """The routing a classifier router sees when each label is a route of its own and abstaining
+    means ``out_of_scope``: what ``router eval`` decides among."""
+
+    routes: Mapping[str, _Route]
+    router: ClassifierRouterSpec
+    default_route: str = OUT_OF_SCOPE
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    rules: Sequence[Any] = ()
+
+
+def decide_with_examples(
+    classifier: TaskClassifier, prompts: list[str], spec: ClassifierRouterSpec
+) -> list[RouteDecision]:
+    """Each prompt decided by the live router's own code (:class:`ClassifierRouter`), with the
+    examples, threshold and margin of ``spec``, scored one prompt at a time as the live router does."""
+    examples = route_examples(spec)
+    names = {*classifier.labels, *(e.route for e in examples), OUT_OF_SCOPE}
+    table = _Table({name: _Route() for name in names}, spec)
+    loaded = LoadedClassifier(classifier, MicroBatcher(classifier.read, 1))
+    try:
+        embeddings = loaded.embeddings_of([e.prompt for e in examples])
+        index = ExampleIndex(examples, embeddings, spec.example_threshold, spec.example_margin, spec.example_thresholds)
+        abstain = classifier.manifest.abstain_threshold
+        router = ClassifierRouter(spec, table, classifier.labels, loaded.batcher, abstain, index)
+        return [router.decision_of(classifier.read([bounded(prompt)])[0]) for prompt in prompts]
+    finally:
+        loaded.close()
+
+
+def evaluate_with_examples(
+    classifier: TaskClassifier, rows: list[Example], spec: ClassifierRouterSpec, per_row: bool = False
+) -> dict[str, Any]:
+    """The usual figures for decisions made with examples, and how many each way decided."""
+    decisions = decide_with_examples(classifier, [e.prompt for e in rows], spec)
+    truth = [e.label for e in rows]
+    predicted = [d.route for d in decisions]
+    report: dict[str, Any] = {"rows": len(rows), **quality(truth, predicted)}
+    report["decided_by"] = dict(Counter(d.decided_by for d in decisions))
+    report["examples"] = len(route_examples(spec))
+    report["example_threshold"] = spec.example_threshold
+    report["example_margin"] = spec.example_margin
+    if per_row:
+        report["decisions"] = [{"route": d.route, "decided_by": d.decided_by} for d in decisions]
     return report

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from contracts.strict import NAME, Strict
 
@@ -35,6 +35,24 @@ class RuleSpec(Strict):
     route: str
 
 
+DEFAULT_EXAMPLE_THRESHOLD = 0.9
+DEFAULT_EXAMPLE_MARGIN = 0.05
+MAX_EXAMPLES = 10_000
+"""The default bound on examples, inline and from the file together."""
+
+
+class RouteExample(Strict):
+    route: str
+    prompt: str = Field(min_length=1, max_length=32_768)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("an example's prompt is empty")
+        return prompt
+
+
 class ClassifierRouterSpec(Strict):
     kind: Literal["classifier"]
     model: Path | None = None
@@ -47,6 +65,18 @@ class ClassifierRouterSpec(Strict):
     """Per-route thresholds, overriding ``threshold``."""
     reuse: int = Field(4096, ge=0, le=1_000_000)
     """Decisions kept for repeated routing texts, per rules version (least recently used go first); 0: none."""
+    examples: list[RouteExample] = []
+    """Prompts that must take a route: requests close to one follow it (:mod:`routers.examples`)."""
+    examples_file: Path | None = None
+    """More examples, one JSON object ``{"route", "prompt"}`` a line; its sha256 is part of the version."""
+    example_threshold: float = Field(DEFAULT_EXAMPLE_THRESHOLD, ge=0, le=1)
+    """The cosine similarity at or over which the nearest example decides."""
+    example_thresholds: dict[str, float] = {}
+    """Per-route thresholds for examples of that route, overriding ``example_threshold``."""
+    example_margin: float = Field(DEFAULT_EXAMPLE_MARGIN, ge=0, le=2)
+    """How much closer the nearest example must be than any example of another route."""
+    max_examples: int = Field(MAX_EXAMPLES, ge=0, le=100_000)
+    """The most examples, inline and from the file together."""
 
 
 class LLMRouterSpec(Strict):

@@ -31,6 +31,7 @@ async def explain(
         "reason": decision.reason,
         "score": decision.score,
         "scores": decision.scores,
+        "examples": [neighbour.to_dict() for neighbour in decision.nearest],
         "rules": [{"rule": name, "matched": failed is None, "failed": failed} for name, failed in rules],
         "router": router,
     }

@@ -19,6 +19,7 @@ from contracts.errors import GatewayError, InvalidRequest, PermissionDenied, Req
 from gateway.admin_keys import Admin
 from gateway.live.coordinator import LiveRules, VersionNotFound
 from gateway.live.dry_run import dry_run
+from gateway.live.example_edit import with_example
 from gateway.live.gate import GoldenFailed, run_gate
 from gateway.live.versions import Proposal, RulesVersion, changes, unified_diff
 from gateway.live.weights import with_weights
@@ -161,6 +162,37 @@ async def propose_weights(request: Request) -> Response:
     serving = await stored(live, await live.restore_if_lost())
     text = await asyncio.to_thread(with_weights, serving.yaml, payload["route"], weights)
     return json_response({"yaml": text, "base_version": serving.version})
+
+
+@router.post("/examples")
+async def propose_example(request: Request) -> Response:
+    """Body ``{"route", "prompt" | "request_id", "yaml"?}``: the rules' text (``yaml``, else the serving
+    version's) with the prompt, or a sampled request's routing text, added to the router's examples,
+    to validate, dry-run and apply as any edit; nothing is stored."""
+    await editor(request)
+    payload = parse_json(await read_body(request, MAX_DOCUMENT_BYTES * 2))
+    if not isinstance(payload, dict) or not isinstance(payload.get("route"), str):
+        raise InvalidRequest(
+            'want {"route": "...", "prompt": "..."} or {"route": "...", "request_id": "..."}', param="route"
+        )
+    prompt = payload.get("prompt")
+    if isinstance(payload.get("request_id"), str):
+        prompt = sampled_text(gateway_state(request).resources.samples.recent(), payload["request_id"])
+    if not isinstance(prompt, str):
+        raise InvalidRequest("want the example's prompt, or the request_id of a sampled request", param="prompt")
+    live = live_rules(request)
+    serving = await stored(live, await live.restore_if_lost())
+    edited = payload.get("yaml")
+    base = edited if isinstance(edited, str) else serving.yaml
+    text = await asyncio.to_thread(with_example, base, payload["route"], prompt)
+    return json_response({"yaml": text, "base_version": serving.version, "prompt": prompt})
+
+
+def sampled_text(samples: list[RoutingSample], request_id: str) -> str:
+    for sample in samples:
+        if sample.request_id == request_id:
+            return sample.text
+    raise InvalidRequest(f"request {request_id!r} is not among this replica's recent samples", param="request_id")
 
 
 @router.post("/dry-run")

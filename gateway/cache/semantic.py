@@ -99,5 +99,7 @@ def open_semantic(
     from routers.encoder import Encoder
 
     encoder = Encoder(MODELS_DIR / "minilm-l6", threads, SEMANTIC_HEAD_TOKENS, SEMANTIC_TAIL_TOKENS)
-    batcher = MicroBatcher(encoder.encode, max_batch=16 if encoder.provider == "CUDAExecutionProvider" else 1)
+    batcher: MicroBatcher[NDArray[np.float32]] = MicroBatcher(
+        encoder.encode, max_batch=16 if encoder.provider == "CUDAExecutionProvider" else 1
+    )
     return SemanticCache(store, guard, batcher.score), batcher.close

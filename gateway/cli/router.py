@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.rules import RulesInvalid, load_rules
+from routers.specs import DEFAULT_EXAMPLE_MARGIN, DEFAULT_EXAMPLE_THRESHOLD
 
 
 def add_commands(commands: Any) -> None:
@@ -38,6 +39,17 @@ def add_commands(commands: Any) -> None:
     evaluate.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped one)")
     evaluate.add_argument("--data", type=Path, required=True, action="append", help="JSONL file (repeatable)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--examples",
+        type=Path,
+        default=None,
+        help="decide with these examples (JSONL {route, prompt}), as the live router would",
+    )
+    evaluate.add_argument("--example-threshold", type=fraction, default=DEFAULT_EXAMPLE_THRESHOLD)
+    evaluate.add_argument("--example-margin", type=fraction, default=DEFAULT_EXAMPLE_MARGIN)
+    evaluate.add_argument(
+        "--rows", action="store_true", help="with --json and --examples: each row's route and decider"
+    )
     evaluate.set_defaults(handler=eval_command)
 
     route = commands.add_parser("route", help="ask where a prompt would go").add_subparsers(
@@ -148,12 +160,44 @@ def eval_command(args: argparse.Namespace) -> int:
     examples = load_all(args.data)
     if examples is None:
         return 1
-    report = evaluate(TaskClassifier(args.model or SHIPPED_MODEL, threads=1), examples)
+    classifier = TaskClassifier(args.model or SHIPPED_MODEL, threads=1)
+    if args.examples is not None:
+        return _eval_with_examples(args, classifier, examples)
+    report = evaluate(classifier, examples)
     if args.json:
         print(json.dumps(report))
         return 0
     print(f"rows {report['rows']}  accuracy {report['accuracy']}  macro_f1 {report['macro_f1']}")
     print(f"latency p50 {report['p50_ms']} ms  p99 {report['p99_ms']} ms (one prompt at a time)")
+    for label, row in report["per_label"].items():
+        figures = f"precision {row['precision']:.3f}  recall {row['recall']:.3f}  f1 {row['f1']:.3f}"
+        print(f"  {label:<24} {figures}  n={row['support']}")
+    return 0
+
+
+def _eval_with_examples(args: argparse.Namespace, classifier: Any, rows: list[Any]) -> int:
+    from routers.evaluation import evaluate_with_examples
+    from routers.examples import ExamplesInvalid
+    from routers.specs import ClassifierRouterSpec
+
+    spec = ClassifierRouterSpec(
+        kind="classifier",
+        examples_file=args.examples,
+        example_threshold=args.example_threshold,
+        example_margin=args.example_margin,
+    )
+    try:
+        report = evaluate_with_examples(classifier, rows, spec, per_row=args.rows)
+    except (ExamplesInvalid, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"rows {report['rows']}  accuracy {report['accuracy']}  macro_f1 {report['macro_f1']}")
+    decided = ", ".join(f"{who} {count}" for who, count in sorted(report["decided_by"].items()))
+    setting = f"threshold {spec.example_threshold}, margin {spec.example_margin}"
+    print(f"{report['examples']} examples ({setting}); decided by: {decided}")
     for label, row in report["per_label"].items():
         figures = f"precision {row['precision']:.3f}  recall {row['recall']:.3f}  f1 {row['f1']:.3f}"
         print(f"  {label:<24} {figures}  n={row['support']}")

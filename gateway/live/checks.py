@@ -16,6 +16,8 @@ from gateway.settings import MIN_ADMIN_KEY_CHARS, is_long_enough_for_admin
 from gateway.snapshot import RulesSnapshot, routing_only
 from gateway.state import GatewayState
 from gateway.yaml_source import load_yaml
+from routers.examples import ExamplesInvalid, example_lines
+from routers.factory import route_examples
 from routers.specs import ClassifierRouterSpec, LLMRouterSpec
 
 SOURCE = "<proposed rules>"
@@ -40,16 +42,38 @@ def environment_problems(rules: Rules) -> list[tuple[str, str]]:
             problems.append((f"backends.{name}.gguf", f"no such file: {gguf}"))
     router = rules.router.fallback if isinstance(rules.router, LLMRouterSpec) else rules.router
     prefix = "router.fallback" if isinstance(rules.router, LLMRouterSpec) else "router"
-    if isinstance(router, ClassifierRouterSpec) and router.model is not None and not router.model.is_dir():
-        problems.append((f"{prefix}.model", f"no such model directory: {router.model}"))
+    if isinstance(router, ClassifierRouterSpec):
+        if router.model is not None and not router.model.is_dir():
+            problems.append((f"{prefix}.model", f"no such model directory: {router.model}"))
+        problems += examples_file_problems(router, rules, prefix)
     return problems
+
+
+def examples_file_problems(router: ClassifierRouterSpec, rules: Rules, prefix: str) -> list[tuple[str, str]]:
+    """The examples file read as the router will read it: each bad row, an unknown route, or one
+    example too many, at the file's line."""
+    if router.examples_file is None:
+        return []
+    path = f"{prefix}.examples_file"
+    try:
+        examples = route_examples(router)
+    except ExamplesInvalid as exc:
+        return [(path, str(exc))]
+    except ValueError as exc:
+        return [(path, str(exc))]
+    first_of_file = len(router.examples)
+    return [
+        (path, f"{router.examples_file} line {line}: unknown route {example.route!r}")
+        for example, line in zip(examples[first_of_file:], example_lines(router.examples_file), strict=False)
+        if example.route not in rules.routes
+    ][:20]
 
 
 async def check_rules(text: str, state: GatewayState) -> Rules:
     """The rules in ``text`` if this replica could serve them; else :class:`RulesInvalid` with every
     problem found. The router is built (its model loaded, or borrowed from the serving snapshot)."""
     rules = await asyncio.to_thread(parse_rules, text, SOURCE)
-    if found := environment_problems(rules):
+    if found := await asyncio.to_thread(environment_problems, rules):
         _, lines, _ = load_yaml(text)  # parsed again only to place these problems at their lines
         raise RulesInvalid(SOURCE, [RuleProblem(path=p, message=m, line=lines.line_of(p)) for p, m in found])
     await check_golden_sets(rules)

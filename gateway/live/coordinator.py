@@ -26,7 +26,7 @@ from gateway.golden.warmup import keep_warm
 from gateway.live.bootstrap import bootstrap, start_from_store
 from gateway.live.checks import build_failure, check_rules
 from gateway.live.drift import DriftChecks
-from gateway.live.gate import GoldenFailed, run_gate, set_hashes
+from gateway.live.gate import GoldenFailed, described_change, file_hashes, run_gate
 from gateway.live.redis_store import RedisRulesStore
 from gateway.live.rules_file import RulesFile
 from gateway.live.store import RulesStore, VersionMoved, latest, open_rules_store
@@ -101,7 +101,7 @@ class LiveRules:
             return unchanged
         try:
             rules = await check_rules(proposal.yaml, self.state)
-            hashes = await asyncio.to_thread(set_hashes, rules)
+            hashes = await asyncio.to_thread(file_hashes, rules)
             changed_sets = frozenset(r for r, sha in hashes.items() if (self._golden_seen or {}).get(r, sha) != sha)
             proposal = dataclasses.replace(proposal, golden=hashes)
             gate = await self._gate(rules, proposal, changed_sets)
@@ -167,7 +167,7 @@ class LiveRules:
         if newest is None or newest.yaml != proposal.yaml or expected not in (None, newest.version):
             return None
         if proposal.golden and newest.golden != proposal.golden:
-            return None  # the same document, but a golden set changed: that is a change
+            return None  # the same document, but a golden set or the examples file changed: a change
         log.info("rules from %s by %s: the same as version %d; nothing stored", proposal.source, proposal.author,
                  newest.version)  # fmt: skip
         return newest
@@ -245,7 +245,7 @@ class LiveRules:
         rules = await asyncio.to_thread(parse_rules, version.yaml, f"rules version {version.version}")
         await self.state.apply(rules, version.version)
         self.served = version
-        self._golden_seen = dict(version.golden) or await asyncio.to_thread(set_hashes, rules)
+        self._golden_seen = dict(version.golden) or await asyncio.to_thread(file_hashes, rules)
 
     async def restore_if_lost(self) -> int:
         """The store's newest version number. When it is older than the one this replica serves
@@ -285,17 +285,18 @@ class LiveRules:
         self._golden_seen = dict(self.served.golden) or hashes
 
     async def golden_sets_changed(self) -> None:
-        """A golden set of the serving rules changed on disk: the same rules with the new set are a new
-        version, gated on the new set against the live primaries (a refusal is kept, not retried)."""
-        hashes = await asyncio.to_thread(set_hashes, self.state.snapshot.rules)
+        """A golden set or the examples file of the serving rules changed on disk: the same rules with
+        the new file are a new version, a changed set gated against the live primaries (a refusal is
+        kept, not retried)."""
+        hashes = await asyncio.to_thread(file_hashes, self.state.snapshot.rules)
         if self._golden_seen is None:
             self._golden_seen = hashes  # what this replica started with: not a change
             return
         if hashes == self._golden_seen or hashes == self._golden_refused:
             return
         changed = sorted(r for r, sha in hashes.items() if self._golden_seen.get(r) != sha)
-        described = ", ".join(f"{route} (sha256 {hashes[route][:12]})" for route in changed)
-        proposal = Proposal(self.served.yaml, "file", f"golden set changed: {described}", "file", golden=hashes)
+        described = described_change(self.state.snapshot.rules, hashes, changed)
+        proposal = Proposal(self.served.yaml, "file", described, "file", golden=hashes)
         try:
             await self.apply(proposal, None)
         except GoldenFailed as exc:
@@ -431,7 +432,7 @@ async def open_live_rules(
     ``initial``, when none is) and follows the store and the file. On failure the resources are closed."""
     store = open_rules_store(resources.redis, settings.state_dir)
     try:
-        serving = await start_from_store(store, started_with)
+        serving = await start_from_store(store, started_with, await asyncio.to_thread(file_hashes, initial))
         is_initial = serving.yaml == started_with
         chosen = initial if is_initial else parse_rules(serving.yaml, f"rules version {serving.version}")
     except BaseException:
@@ -440,6 +441,6 @@ async def open_live_rules(
     state = await open_state(resources, chosen, serving.version)
     resources.metrics.observe_rules_version(serving.version)
     live = LiveRules(state, store, started_with, rules_file, settings.rules_poll_s, serving)
-    live.golden_seen_at_start(await asyncio.to_thread(set_hashes, chosen))
+    live.golden_seen_at_start(await asyncio.to_thread(file_hashes, chosen))
     live.start()
     return live

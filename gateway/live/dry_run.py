@@ -34,7 +34,7 @@ async def dry_run(
         for sample in samples:
             before = await decide(serving.selector, serving.rules, sample)
             after = await decide(routing.selector, proposed, sample)
-            if before != after:
+            if where(before) != where(after):
                 changes.append(
                     {
                         "request_id": sample.request_id,
@@ -58,9 +58,13 @@ async def decide(selector: RouteSelector, rules: Rules, sample: RoutingSample) -
         return {"route": None, "backend": None, "error": exc.code or type(exc).__name__}
     if not may_use(rules, sample.tenant, decision.route):
         return {"route": decision.route, "backend": None, "error": "permission_denied"}
-    if decision.variant is not None:
-        return {"route": decision.route, "variant": decision.variant, "backend": decision.backends[0]}
-    return {"route": decision.route, "backend": decision.backends[0]}
+    found = {"route": decision.route, "backend": decision.backends[0], "decided_by": decision.decided_by}
+    return found if decision.variant is None else found | {"variant": decision.variant}
+
+
+def where(decision: Decision) -> Decision:
+    """What a change of routing is: the route, variant, backend or error, not what decided it."""
+    return {key: value for key, value in decision.items() if key != "decided_by"}
 
 
 def may_use(rules: Rules, tenant: str, route: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from pathlib import Path
 
 from gateway.golden.runner import SetResult, run_set
 from gateway.golden.sets import GoldenInvalid, file_sha256, load_set
@@ -15,6 +16,7 @@ from gateway.golden.synthetic import book_synthetic
 from gateway.rules import RouteSpec, RuleProblem, Rules, RulesInvalid, backend_identity
 from gateway.snapshot import backend_of
 from gateway.state import GatewayState
+from routers.specs import ClassifierRouterSpec, LLMRouterSpec
 
 
 class GoldenFailed(Exception):
@@ -68,13 +70,35 @@ async def check_golden_sets(rules: Rules) -> None:
         raise RulesInvalid("<proposed rules>", problems)
 
 
-def set_hashes(rules: Rules) -> dict[str, str]:
-    """Each route's golden set file's sha256 (a file that cannot be read has none)."""
+EXAMPLES_FILE = "@examples"
+"""The key of the router's examples file among :func:`file_hashes` (a route name cannot start with @)."""
+
+
+def file_hashes(rules: Rules) -> dict[str, str]:
+    """The sha256 of each file the rules read whose change is a new version (a file that cannot be
+    read has none): each route's golden set by route name, and the router's examples file."""
     found: dict[str, str] = {}
     for name, route in rules.routes.items():
         if route.golden is not None and (sha := file_sha256(route.golden.set)) is not None:
             found[name] = sha
+    examples = examples_file_of(rules)
+    if examples is not None and (sha := file_sha256(examples)) is not None:
+        found[EXAMPLES_FILE] = sha
     return found
+
+
+def examples_file_of(rules: Rules) -> Path | None:
+    router = rules.router.fallback if isinstance(rules.router, LLMRouterSpec) else rules.router
+    return router.examples_file if isinstance(router, ClassifierRouterSpec) else None
+
+
+def described_change(rules: Rules, hashes: dict[str, str], changed: list[str]) -> str:
+    """What changed on disk, for the new version's message."""
+    sets = [f"{key} (sha256 {hashes[key][:12]})" for key in changed if key != EXAMPLES_FILE]
+    parts = [f"golden set changed: {', '.join(sets)}"] if sets else []
+    if EXAMPLES_FILE in changed:
+        parts.append(f"examples file changed: {examples_file_of(rules)} (sha256 {hashes[EXAMPLES_FILE][:12]})")
+    return "; ".join(parts)
 
 
 async def run_gate(state: GatewayState, proposed: Rules, changed_sets: frozenset[str] = frozenset()) -> list[SetResult]:

@@ -28,7 +28,8 @@ class RulesVersion:
     message: str
     source: Source
     golden: dict[str, str] = field(default_factory=dict)
-    """Each route's golden set as it was (route to the file's sha256): a changed set is a new version."""
+    """The files the rules read, as they were (sha256): each route's golden set by route name, and the
+    router's examples file as ``@examples``. A changed file is a new version."""
 
     def summary(self) -> dict[str, Any]:
         found = asdict(self)

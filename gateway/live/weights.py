@@ -18,12 +18,12 @@ def with_weights(text: str, route: str, weights: Mapping[str, int]) -> str:
     for name, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
             raise InvalidRequest(f"weight of {name!r}: want a whole number from 0 to {MAX_WEIGHT}", param="weights")
-    variants = _child(_child(_child(yaml.compose(text), "routes"), route), "variants")
+    variants = child(child(child(yaml.compose(text), "routes"), route), "variants")
     if variants is None:
         raise InvalidRequest(f"route {route!r} has no variants in the serving rules", param="route")
     spans: list[tuple[int, int, int]] = []
     for name, weight in weights.items():
-        node = _child(_child(variants, name), "weight")
+        node = child(child(variants, name), "weight")
         if not isinstance(node, yaml.ScalarNode):
             raise InvalidRequest(f"route {route!r} has no variant {name!r} with a weight", param="weights")
         spans.append((node.start_mark.index, node.end_mark.index, weight))
@@ -32,7 +32,7 @@ def with_weights(text: str, route: str, weights: Mapping[str, int]) -> str:
     return text
 
 
-def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+def child(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if not isinstance(node, yaml.MappingNode):
         return None
     for key_node, value in node.value:

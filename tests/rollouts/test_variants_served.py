@@ -125,8 +125,18 @@ async def test_explain_says_which_variant_a_user_gets_and_the_dry_run_shows_who_
     moved = [user for user, variant in explained.items() if variant == "current"]
     assert result["changed"] == len(moved)
     for change in result["changes"]:
-        assert change["from"] == {"route": "summarization", "variant": "current", "backend": "primary"}
-        assert change["to"] == {"route": "summarization", "variant": "candidate", "backend": "fallback"}
+        assert change["from"] == {
+            "route": "summarization",
+            "variant": "current",
+            "backend": "primary",
+            "decided_by": "model",
+        }
+        assert change["to"] == {
+            "route": "summarization",
+            "variant": "candidate",
+            "backend": "fallback",
+            "decided_by": "model",
+        }
 
 
 async def test_a_weight_change_on_one_replica_moves_the_split_on_the_other_within_2_s(redis_url: str) -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from routers.batcher import MicroBatcher
+from routers.classifier import Reading
 from routers.classifier_router import ClassifierRouter
 from routers.decision import RoutingContext
 from routers.selector import RouteSelector
@@ -11,9 +12,9 @@ from routers.specs import ClassifierRouterSpec
 from tests.routers.helpers import chat, rules
 
 
-def fixed_scores(labels: list[str], scores: dict[str, float]) -> MicroBatcher:
+def fixed_scores(labels: list[str], scores: dict[str, float]) -> MicroBatcher[Reading]:
     row = np.array([scores[label] for label in labels], dtype=np.float32)
-    return MicroBatcher(lambda texts: np.stack([row] * len(texts)))
+    return MicroBatcher(lambda texts: [Reading(row, np.ones(4, dtype=np.float32)) for _ in texts])
 
 
 def router_for(
@@ -74,9 +75,9 @@ class CountingScores:
         self.row = np.array([scores[label] for label in labels], dtype=np.float32)
         self.scored: list[str] = []
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str]) -> list[Reading]:
         self.scored.extend(texts)
-        return np.stack([self.row] * len(texts))
+        return [Reading(self.row, np.ones(4, dtype=np.float32)) for _ in texts]
 
 
 def counted_router(counter: CountingScores, **spec: object) -> ClassifierRouter:

@@ -181,8 +181,8 @@ async def test_dry_run_reports_exactly_the_recent_requests_whose_route_would_cha
     assert result["changed"] == 3
     assert [c["request_id"] for c in result["changes"]] == [rid for model, rid in sent if model == "auto"]
     change = result["changes"][0]
-    assert change["from"] == {"route": "general", "backend": "primary"}
-    assert change["to"] == {"route": "code", "backend": "primary"}
+    assert change["from"] == {"route": "general", "backend": "primary", "decided_by": "default"}
+    assert change["to"] == {"route": "code", "backend": "primary", "decided_by": "default"}
     assert change["tenant"] == "t1"
     assert change["preview"] == "question for auto"
     assert explicit.json()["changed"] == 1
