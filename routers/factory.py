@@ -6,6 +6,7 @@ model directory and settings, and only the cheap decision layer around it is mad
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +46,15 @@ class LoadedClassifier:
     classifier: TaskClassifier
     batcher: MicroBatcher[Reading]
     embedded: dict[str, NDArray[np.float32]] = field(default_factory=dict)
+    _embedding: threading.Lock = field(default_factory=threading.Lock)
+    """Held while ``embedded`` changes: a serving build and a dry run's may embed at once."""
 
     def embeddings_of(self, prompts: list[str]) -> NDArray[np.float32]:
         """One row per prompt, as a request with that routing text is embedded; call off the event loop."""
+        with self._embedding:
+            return self._embeddings_of(prompts)
+
+    def _embeddings_of(self, prompts: list[str]) -> NDArray[np.float32]:
         missing = list(dict.fromkeys(p for p in prompts if p not in self.embedded))
         for start in range(0, len(missing), 32):
             chunk = missing[start : start + 32]
