@@ -1,6 +1,6 @@
 """The task router judged on datasets it never saw: 5-fold leave-datasets-out, side by side.
 
-Every row of ``train.jsonl`` and ``extra_train.jsonl`` is scored once, by models trained on
+Every row of ``train.jsonl``, ``extra_train.jsonl`` and ``extra2_train.jsonl`` is scored once, by models trained on
 the other four folds (whole datasets held out, see ``routers.folds``), non-commercial sources
 never trained on. Models, each trained per fold on the same rows:
 - the majority label;
@@ -54,6 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = "fine-tuned MiniLM-L6 (this model)"
 PREVIOUS_MODEL_COMMIT = "d70cab7"
 """The last commit that shipped the frozen-encoder task router."""
+FIRST_FINE_TUNED_COMMIT = "1ff7c99"
+"""The last commit that shipped the fine-tuned router trained without ``extra2_train.jsonl``."""
+EXTRA2_SOURCES = ("spider/", "sede", "ehrsql/", "tatqa/", "mathqa", "stackexchange/", "liveqa-med", "tabfact",
+                  "fairytaleqa/", "hellaswag", "piqa", "copa", "triviaqa", "webquestions", "persona-chat/", "clariq",
+                  "canard")  # fmt: skip
 
 
 def described(settings: FineTuneSettings) -> str:
@@ -99,20 +104,20 @@ class FrozenEncoder:
         return [str(label) for label in head.predict(self.vectors(test))]
 
 
+def model_at(commit: str, names: tuple[str, ...], folder: Path) -> Path:
+    """The shipped task router's files as they were at ``commit``, written into ``folder``."""
+    for name in names:
+        show = ["git", "show", f"{commit}:routers/models/taskmix/{name}"]
+        (folder / name).write_bytes(subprocess.run(show, cwd=ROOT, capture_output=True, check=True).stdout)
+    return folder
+
+
 def previous_shipped_model(test: list[Example], embeddings: np.ndarray) -> list[str]:
     """The model of ``PREVIOUS_MODEL_COMMIT`` as it served: n-gram stage alone when sure, else the encoder head."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as work:
-        folder = Path(work)
-        for name in ("head.onnx", "manifest.json", "ngram.npz"):
-            blob = subprocess.run(
-                ["git", "show", f"{PREVIOUS_MODEL_COMMIT}:routers/models/taskmix/{name}"],
-                cwd=ROOT,
-                capture_output=True,
-                check=True,
-            ).stdout
-            (folder / name).write_bytes(blob)
+        folder = model_at(PREVIOUS_MODEL_COMMIT, ("head.onnx", "manifest.json", "ngram.npz"), Path(work))
         manifest = json.loads((folder / "manifest.json").read_text())
         head = ort.InferenceSession(str(folder / "head.onnx"), providers=["CPUExecutionProvider"])
         ngram = NgramScorer.load(folder / "ngram.npz")
@@ -126,6 +131,19 @@ def previous_shipped_model(test: list[Example], embeddings: np.ndarray) -> list[
         chosen = fast if float(fast.max()) >= manifest["ngram_accept"] else row
         predicted.append(manifest["labels"][int(np.argmax(chosen))])
     return predicted
+
+
+def first_fine_tuned_model(test: list[Example]) -> list[str]:
+    """The fine-tuned model of ``FIRST_FINE_TUNED_COMMIT`` as it served, on rows it never saw."""
+    from routers.classifier import TaskClassifier
+
+    with tempfile.TemporaryDirectory() as work:
+        names = ("encoder.onnx", "head.onnx", "manifest.json", "tokenizer.json")
+        classifier = TaskClassifier(model_at(FIRST_FINE_TUNED_COMMIT, names, Path(work)))
+        scores = np.concatenate(
+            [classifier.scores([e.prompt for e in test[i : i + 64]]) for i in range(0, len(test), 64)]
+        )
+    return [classifier.labels[i] for i in scores.argmax(axis=1)]
 
 
 def held_out_templates(rows: list[Example], work: Path) -> dict[str, Any]:
@@ -239,8 +257,25 @@ def main() -> None:
         other = fold_logits(work, folds, len(rows))
         predicted[f"fine-tuned MiniLM-L6, {described(settings_of(work))}"] = [LABELS[i] for i in other.argmax(axis=1)]
     models = {name: {"rows": len(rows), **quality(truth, labels)} for name, labels in predicted.items()}
-    extra = [e for e in rows if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
-    extra_index = [i for i, e in enumerate(rows) if not e.group.startswith(("t0/", "gsm8k", "mbppplus"))]
+    is_extra = [not e.group.startswith(("t0/", "gsm8k", "mbppplus", *EXTRA2_SOURCES)) for e in rows]
+    extra = [e for e, kept in zip(rows, is_extra, strict=True) if kept]
+    extra_index = [i for i, kept in enumerate(is_extra) if kept]
+    extra2_index = [i for i, e in enumerate(rows) if e.group.startswith(EXTRA2_SOURCES)]
+    extra2 = [rows[i] for i in extra2_index]
+    first_index = [i for i, e in enumerate(rows) if not e.group.startswith(EXTRA2_SOURCES)]
+    if extra2:
+        models["first fine-tuned model (shipped before), extra2_train only (never trained on)"] = {
+            "rows": len(extra2),
+            **quality([e.label for e in extra2], first_fine_tuned_model(extra2)),
+        }
+        models["fine-tuned, extra2_train only (held-out folds)"] = {
+            "rows": len(extra2),
+            **quality([e.label for e in extra2], [predicted[SHIPPED][i] for i in extra2_index]),
+        }
+        models["fine-tuned, train and extra_train only (held-out folds)"] = {
+            "rows": len(first_index),
+            **quality([rows[i].label for i in first_index], [predicted[SHIPPED][i] for i in first_index]),
+        }
     models["previous shipped model, extra_train only (never trained on)"] = {
         "rows": len(extra),
         **quality([e.label for e in extra], previous_shipped_model(extra, frozen_encoder.vectors(extra))),

@@ -26,7 +26,7 @@ import shutil
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,15 +226,30 @@ def fine_tune(examples: Sequence[Example], labels: list[str], settings: FineTune
     return model.eval()
 
 
-@torch.no_grad()
 def logits_of(model: TaskModel, tokenizer: PromptTokenizer, texts: Sequence[str]) -> NDArray[np.float32]:
     """Logits in input order; prompts are batched by length so padding costs little."""
+    return _in_batches(model, tokenizer, texts, model.forward, model.head.out_features)
+
+
+def pooled_of(model: TaskModel, tokenizer: PromptTokenizer, texts: Sequence[str]) -> NDArray[np.float32]:
+    """The pooled embeddings the head reads (what the exported encoder gives), in input order."""
+    return _in_batches(model, tokenizer, texts, model.pooled, model.head.in_features)
+
+
+@torch.no_grad()
+def _in_batches(
+    model: TaskModel,
+    tokenizer: PromptTokenizer,
+    texts: Sequence[str],
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    width: int,
+) -> NDArray[np.float32]:
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), model.head.out_features), dtype=np.float32)
+    out = np.zeros((len(texts), width), dtype=np.float32)
     for start in range(0, len(order), 64):
         chunk = order[start : start + 64]
         ids, mask = tokenizer.batch([texts[i] for i in chunk])
-        out[chunk] = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        out[chunk] = run(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     return out
 
 

@@ -10,8 +10,9 @@ A smaller student: ``cross-validate --layers 3 --work /tmp/taskmix-3`` (~18 min)
 the six-layer model by ``bench/router_ldo.py --work /tmp/taskmix --compare /tmp/taskmix-3``; it is
 shipped only if it holds macro-F1 within a point (it did not: 0.662 against 0.771).
 
-``cross-validate`` fine-tunes once per leave-datasets-out fold (5 folds over ``train.jsonl`` and
-``extra_train.jsonl``, whole datasets held out) and keeps each held-out fold's logits.
+``cross-validate`` fine-tunes once per leave-datasets-out fold (5 folds over ``train.jsonl``,
+``extra_train.jsonl`` and ``extra2_train.jsonl``, whole datasets held out) and keeps each held-out
+fold's logits and pooled embeddings (``bench/few_shot.py`` measures correction by example on them).
 ``templates`` fine-tunes once more without a fifth of the templates (the secondary figure).
 ``build`` fits the temperature and the abstain threshold on those out-of-fold logits, fine-tunes
 on everything, exports the int8 ONNX model and checks it against torch on a fixed set of prompts.
@@ -33,7 +34,7 @@ import numpy as np
 
 from routers.calibration import choose_abstain_threshold, expected_calibration_error, fit_temperature, softmax
 from routers.dataset import Example, load_examples
-from routers.finetune import FineTuneSettings, TaskModel, export, fine_tune, logits_of, tokenizer_for
+from routers.finetune import FineTuneSettings, TaskModel, export, fine_tune, logits_of, pooled_of, tokenizer_for
 from routers.folds import dataset_folds
 from routers.training import split_by_group
 
@@ -46,6 +47,30 @@ DATASET_POWER = 0.0
 """Every dataset of a label drawn alike: 0.787 leave-datasets-out against 0.771 for the square root
 of its size (``bench/results/router-ldo.md``), better on four folds of five."""
 PARITY_PROMPTS = 256
+EXTRA2_SOURCES = {
+    "spider/dev": "SQL for a supplied schema; taoyds/spider, Apache-2.0 (Spider data CC BY-SA 4.0)",
+    "sede": "SQL requests with their tables; hirupert/sede, Apache-2.0",
+    "ehrsql/mimic_iii, ehrsql/eicu": "SQL over MIMIC-III/eICU schemas; glee4810/EHRSQL, CC BY 4.0",
+    "tatqa/arithmetic": "math over annual-report tables; NExTplusplus/TAT-QA, CC BY 4.0",
+    "tatqa/span": "extraction from the same reports; NExTplusplus/TAT-QA, CC BY 4.0",
+    "mathqa": "multiple-choice word problems; AGI-Edgerunners/LLM-Adapters copy, ODC-By (MathQA Apache-2.0)",
+    "stackexchange/*": "question bodies condensed to a title; Stack Exchange dumps, CC BY-SA (no licence file)",
+    "liveqa-med": "health questions to one short one; abachaa/LiveQA_MedicalTask_TREC2017, no licence file",
+    "tabfact": "statement entailed or refuted by a table; wenhuchen/Table-Fact-Checking, MIT (TabFact CC BY 4.0)",
+    "fairytaleqa/answering": "extraction from a story section; uci-soe/FairytaleQAData, Apache-2.0",
+    "fairytaleqa/question-writing": "creative: write a question about a section; same source, Apache-2.0",
+    "hellaswag": "qa: commonsense sentence completion; klosax/hellaswag_text_data copy, HellaSwag MIT",
+    "piqa": "qa: physical commonsense choice; ybisk/ybisk.github.io, AFL-3.0",
+    "copa": "qa: Balanced COPA (no licence file; COPA BSD-2-Clause)",
+    "triviaqa": "qa: trivia; NoviScl/Quizbowl copy, TriviaQA Apache-2.0",
+    "webquestions": "qa: factoid questions; brmson/dataset-factoid-webquestions, CC BY 4.0",
+    "persona-chat/synthetic": "creative: role-play from a persona; google-research-datasets, CC BY 4.0",
+    "clariq": "creative: write a clarifying question; ClariQ, no licence file",
+    "canard": "creative: rewrite a conversation's last question self-contained; aagohary/canard, no licence file",
+}
+"""``extra2_train.jsonl``'s sources (``../shared/datasets/README.md``): counter-examples for the task
+families the router confused, labelled per source by the brief's definitions. None is
+non-commercial; those without a licence file are used as the shared data set ships them."""
 
 log = logging.getLogger("turnout")
 
@@ -90,8 +115,10 @@ def taskmix(shared: Path) -> list[Example]:
     """Every labelled row of the shared task mix, in file order (the folds index into it),
     ``train.jsonl``'s templates labelled by the brief's definitions."""
     folder = shared / "datasets" / "taskmix"
-    return [by_the_brief(e) for e in load_examples(folder / "train.jsonl")] + load_examples(
-        folder / "extra_train.jsonl"
+    return (
+        [by_the_brief(e) for e in load_examples(folder / "train.jsonl")]
+        + load_examples(folder / "extra_train.jsonl")
+        + load_examples(folder / "extra2_train.jsonl")
     )
 
 
@@ -113,7 +140,9 @@ def cross_validate(shared: Path, work: Path, settings: FineTuneSettings) -> None
         trained_on = [e for i, e in enumerate(rows) if i not in held and is_commercial(e)] + hand_written()
         started = time.monotonic()
         model = fine_tune(trained_on, LABELS, settings)
-        np.save(done, logits_of(model, tokenizer, [rows[i].prompt for i in fold]))
+        held_prompts = [rows[i].prompt for i in fold]
+        np.save(work / f"fold-{number}-pooled.npy", pooled_of(model, tokenizer, held_prompts).astype(np.float16))
+        np.save(done, logits_of(model, tokenizer, held_prompts))
         log.info("fold %d: %d rows trained, %.0f s", number, len(trained_on), time.monotonic() - started)
 
 
